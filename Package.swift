@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout follows the data flow of the design: HTTP → service → graph compiler
+// → trainer → tensor engine. Lower modules never import higher ones.
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+    ],
+    targets: [
+        // System libraries.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // Libraries, bottom to top.
+        .target(name: "KilnJSON"),
+        .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
+        .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
+        .target(name: "KilnTrain", dependencies: ["KilnTensor", "KilnGraph", "KilnData", "KilnJSON"]),
+        .target(name: "KilnHTTP", dependencies: ["KilnJSON"]),
+        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
+        .executableTarget(name: "kiln", dependencies: ["KilnService"]),
+
+        // Tests.
+        .target(name: "KilnTestSupport", dependencies: ["KilnJSON"], path: "Tests/KilnTestSupport"),
+        .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
+        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
+        .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
+        .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
+        .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
+        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
