@@ -1,0 +1,169 @@
+import Foundation
+
+// MARK: - Kernels
+
+/// y = f(x) element-wise, split over the cores for large tensors.
+@inline(__always)
+func mapUnary(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+    let y = Tensor(uninitializedShape: x.shape)
+    let src = x.storage.pointer, dst = y.storage.pointer
+    parallelChunks(x.count) { r in for i in r { dst[i] = f(src[i]) } }
+    return y
+}
+
+/// out = f(a, b, c) element-wise over three tensors of one shape.
+@inline(__always)
+func mapTernary(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
+    let out = Tensor(uninitializedShape: a.shape)
+    let pa = a.storage.pointer, pb = b.storage.pointer, pc = c.storage.pointer, po = out.storage.pointer
+    parallelChunks(a.count) { r in for i in r { po[i] = f(pa[i], pb[i], pc[i]) } }
+    return out
+}
+
+/// out = f(a, b) with numpy broadcasting; `shape` is the broadcast shape.
+@inline(__always)
+func mapBinary(_ a: Tensor, _ b: Tensor, shape: [Int], _ f: (Float, Float) -> Float) -> Tensor {
+    let out = Tensor(uninitializedShape: shape)
+    let pa = a.storage.pointer, pb = b.storage.pointer, po = out.storage.pointer
+    if a.shape == shape && b.shape == shape {
+        parallelChunks(out.count) { r in for i in r { po[i] = f(pa[i], pb[i]) } }
+        return out
+    }
+    let runs = BroadcastRuns(shape: shape, strides: [
+        Shapes.strides(shape), Shapes.broadcastStrides(a.shape, to: shape), Shapes.broadcastStrides(b.shape, to: shape),
+    ])
+    runs.forEachRun { off, n, inner in
+        let o = po + off[0], x = pa + off[1], y = pb + off[2]
+        switch (inner[1], inner[2]) {
+        case (1, 1): for i in 0..<n { o[i] = f(x[i], y[i]) }
+        case (1, 0): let v = y[0]; for i in 0..<n { o[i] = f(x[i], v) }
+        case (0, 1): let v = x[0]; for i in 0..<n { o[i] = f(v, y[i]) }
+        default: for i in 0..<n { o[i] = f(x[0], y[0]) }
+        }
+    }
+    return out
+}
+
+/// Reads a tensor at the broadcast shape as a contiguous tensor (a copy when broadcast).
+func broadcasted(_ t: Tensor, to shape: [Int]) -> Tensor {
+    if t.shape == shape { return t }
+    return mapBinary(t, Tensor(shape: [], repeating: 0), shape: shape) { x, _ in x }
+}
+
+// MARK: - Unary ops: forward value and derivative side by side
+
+extension Variable {
+    /// An element-wise op given by its function and its derivative in terms of the
+    /// input x and the output y.
+    @inline(__always)
+    func unary(_ name: String, _ f: (Float) -> Float, derivative: @escaping (Float, Float) -> Float) -> Variable {
+        let x = value
+        let y = mapUnary(x, f)
+        return Variable(y, op: name, parents: [self]) { g in
+            self.accumulate(mapTernary(g, x, y) { g, x, y in g * derivative(x, y) })
+        }
+    }
+
+    public func neg() -> Variable { unary("neg", { -$0 }, derivative: { _, _ in -1 }) }
+    public func exp() -> Variable { unary("exp", { Foundation.exp($0) }, derivative: { _, y in y }) }
+    public func log() -> Variable { unary("log", { Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
+    public func sqrt() -> Variable { unary("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
+    public func abs() -> Variable { unary("abs", { Swift.abs($0) }, derivative: { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) }) }
+    public func square() -> Variable { unary("square", { $0 * $0 }, derivative: { x, _ in 2 * x }) }
+    public func sin() -> Variable { unary("sin", { Foundation.sin($0) }, derivative: { x, _ in Foundation.cos(x) }) }
+    public func cos() -> Variable { unary("cos", { Foundation.cos($0) }, derivative: { x, _ in -Foundation.sin(x) }) }
+    public func tanh() -> Variable { unary("tanh", { Foundation.tanh($0) }, derivative: { _, y in 1 - y * y }) }
+    public func sigmoid() -> Variable {
+        unary("sigmoid", { x in x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x)) },
+              derivative: { _, y in y * (1 - y) })
+    }
+    public func relu() -> Variable { unary("relu", { $0 > 0 ? $0 : 0 }, derivative: { x, _ in x > 0 ? 1 : 0 }) }
+    public func leakyRelu(alpha: Float = 0.2) -> Variable {
+        unary("leaky_relu", { $0 > 0 ? $0 : alpha * $0 }, derivative: { x, _ in x > 0 ? 1 : alpha })
+    }
+    public func elu(alpha: Float = 1) -> Variable {
+        unary("elu", { $0 > 0 ? $0 : alpha * (Foundation.exp($0) - 1) }, derivative: { x, y in x > 0 ? 1 : y + alpha })
+    }
+    public func selu() -> Variable {
+        let alpha: Float = 1.6732632423543772, scale: Float = 1.0507009873554805
+        return unary("selu", { $0 > 0 ? scale * $0 : scale * alpha * (Foundation.exp($0) - 1) },
+                     derivative: { x, y in x > 0 ? scale : y + scale * alpha })
+    }
+    /// GELU, exact form (Keras `approximate=False`): x·Φ(x).
+    public func gelu() -> Variable {
+        unary("gelu", { x in 0.5 * x * (1 + erff(x / Float(2).squareRoot())) },
+              derivative: { x, _ in
+                  let cdf = 0.5 * (1 + erff(x / Float(2).squareRoot()))
+                  let pdf = Foundation.exp(-0.5 * x * x) / Float(2 * Double.pi).squareRoot()
+                  return cdf + x * pdf
+              })
+    }
+    public func softplus() -> Variable {
+        unary("softplus", { x in x > 20 ? x : Foundation.log1p(Foundation.exp(x)) },
+              derivative: { x, _ in 1 / (1 + Foundation.exp(-x)) })
+    }
+    public func floor() -> Variable { unary("floor", { Foundation.floor($0) }, derivative: { _, _ in 0 }) }
+
+    /// x·scale + shift with constants.
+    public func affine(scale: Float, shift: Float = 0) -> Variable {
+        unary("affine", { $0 * scale + shift }, derivative: { _, _ in scale })
+    }
+}
+
+// MARK: - Binary ops with broadcasting
+
+extension Variable {
+    /// An element-wise op of two broadcast operands, given by its function and its
+    /// partial derivatives in terms of a, b and the output y.
+    @inline(__always)
+    func binary(
+        _ name: String, _ other: Variable, _ f: (Float, Float) -> Float,
+        da: @escaping (Float, Float, Float) -> Float, db: @escaping (Float, Float, Float) -> Float
+    ) throws(TensorError) -> Variable {
+        let a = value, b = other.value
+        guard let shape = Shapes.broadcast(a.shape, b.shape) else {
+            throw TensorError.shapes(name, a.shape, b.shape, "cannot broadcast shapes")
+        }
+        let y = mapBinary(a, b, shape: shape, f)
+        return Variable(y, op: name, parents: [self, other]) { g in
+            let fa = broadcasted(a, to: shape), fb = broadcasted(b, to: shape)
+            if self.requiresGrad {
+                let ga = mapBinary(mapTernary(fa, fb, y) { x, z, w in da(x, z, w) }, g, shape: shape, *)
+                self.accumulate(ga.summed(toShape: a.shape))
+            }
+            if other.requiresGrad {
+                let gb = mapBinary(mapTernary(fa, fb, y) { x, z, w in db(x, z, w) }, g, shape: shape, *)
+                other.accumulate(gb.summed(toShape: b.shape))
+            }
+        }
+    }
+
+    public func add(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("add", o, +, da: { _, _, _ in 1 }, db: { _, _, _ in 1 })
+    }
+    public func sub(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("sub", o, -, da: { _, _, _ in 1 }, db: { _, _, _ in -1 })
+    }
+    public func mul(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("mul", o, *, da: { _, b, _ in b }, db: { a, _, _ in a })
+    }
+    public func div(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("div", o, /, da: { _, b, _ in 1 / b }, db: { a, b, _ in -a / (b * b) })
+    }
+    public func pow(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("pow", o, { Foundation.pow($0, $1) },
+                   da: { a, b, _ in b * Foundation.pow(a, b - 1) },
+                   db: { a, _, y in a > 0 ? y * Foundation.log(a) : 0 })
+    }
+    /// Floored modulo, like Python and TensorFlow: the result has the sign of b.
+    public func mod(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("mod", o, { a, b in a - b * Foundation.floor(a / b) },
+                   da: { _, _, _ in 1 }, db: { a, b, _ in -Foundation.floor(a / b) })
+    }
+    public func minimum(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("min", o, { Swift.min($0, $1) }, da: { a, b, _ in a <= b ? 1 : 0 }, db: { a, b, _ in a <= b ? 0 : 1 })
+    }
+    public func maximum(_ o: Variable) throws(TensorError) -> Variable {
+        try binary("max", o, { Swift.max($0, $1) }, da: { a, b, _ in a >= b ? 1 : 0 }, db: { a, b, _ in a >= b ? 0 : 1 })
+    }
+}

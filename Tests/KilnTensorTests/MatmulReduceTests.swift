@@ -1,0 +1,82 @@
+import KilnTensor
+import XCTest
+
+final class MatmulReduceTests: XCTestCase {
+    /// A naive triple loop, the reference the sgemm path is checked against.
+    func naiveMatmul(_ a: [Float], _ b: [Float], m: Int, k: Int, n: Int) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for p in 0..<k { c[i * n + j] += a[i * k + p] * b[p * n + j] } } }
+        return c
+    }
+
+    func testMatmulForwardMatchesNaiveLoop() throws {
+        let a = randomTensor([5, 7], seed: 1), b = randomTensor([7, 3], seed: 2)
+        let y = try Variable(a).matmul(Variable(b)).value
+        let expected = naiveMatmul(a.scalars, b.scalars, m: 5, k: 7, n: 3)
+        for (u, v) in zip(y.scalars, expected) { XCTAssertEqual(u, v, accuracy: 1e-5) }
+    }
+
+    func testMatmulGradientsAllTransposeCombinations() throws {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let a = randomTensor(ta ? [4, 3] : [3, 4], seed: 3), b = randomTensor(tb ? [5, 4] : [4, 5], seed: 4)
+                try checkGradients([a, b]) { v in try v[0].matmul(v[1], transposeA: ta, transposeB: tb) }
+                // Batched, with the left operand broadcast over a batch of right operands.
+                let bb = randomTensor([2] + (tb ? [5, 4] : [4, 5]), seed: 5)
+                try checkGradients([a, bb]) { v in try v[0].matmul(v[1], transposeA: ta, transposeB: tb) }
+                let ab = randomTensor([2] + (ta ? [4, 3] : [3, 4]), seed: 6)
+                try checkGradients([ab, b]) { v in try v[0].matmul(v[1], transposeA: ta, transposeB: tb) }
+            }
+        }
+    }
+
+    func testDenseOnRankThreeInput() throws {
+        // A (784,64)-style weight applied along the last axis of a (batch, time, features) input.
+        let x = randomTensor([2, 3, 4], seed: 7), w = randomTensor([4, 5], seed: 8)
+        let y = try Variable(x).matmul(Variable(w))
+        XCTAssertEqual(y.shape, [2, 3, 5])
+        try checkGradients([x, w]) { v in try v[0].matmul(v[1]) }
+    }
+
+    func testMatmulShapeError() {
+        XCTAssertThrowsError(try Variable(Tensor.zeros([2, 3])).matmul(Variable(Tensor.zeros([4, 5])))) { error in
+            XCTAssertEqual((error as! TensorError).shapes, [[2, 3], [4, 5]])
+        }
+    }
+
+    func testReductionsOverAxes() throws {
+        let x = randomTensor([2, 3, 4], seed: 9)
+        for axes in [nil, [0], [1], [2], [-1], [0, 2]] as [[Int]?] {
+            for keep in [false, true] {
+                try checkGradients([x]) { v in try v[0].sum(axes: axes, keepDims: keep) }
+                try checkGradients([x]) { v in try v[0].mean(axes: axes, keepDims: keep) }
+                try checkGradients([x]) { v in try v[0].max(axes: axes, keepDims: keep) }
+            }
+        }
+        let s = try Variable(x).sum(axes: [1]).value
+        XCTAssertEqual(s.shape, [2, 4])
+        let values = x.scalars
+        XCTAssertEqual(s[flat: 0], values[0] + values[4] + values[8], accuracy: 1e-6)
+        XCTAssertEqual(try Variable(x).mean(axes: [0, 2], keepDims: true).shape, [1, 3, 1])
+    }
+
+    func testSoftmaxAndLogSoftmax() throws {
+        let x = randomTensor([3, 5], low: -3, high: 3, seed: 10)
+        for axis in [0, 1, -1] {
+            try checkGradients([x]) { v in try v[0].softmax(axis: axis) }
+            try checkGradients([x]) { v in try v[0].logSoftmax(axis: axis) }
+        }
+        let p = try Variable(x).softmax().value
+        for r in 0..<3 {
+            let row = (0..<5).map { p[flat: r * 5 + $0] }
+            XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
+        }
+        // Large logits do not overflow.
+        let big = try Variable(Tensor(shape: [1, 2], values: [1000, 0])).softmax().value
+        XCTAssertEqual(big.scalars, [1, 0])
+    }
+
+    func testReshapeGradient() throws {
+        try checkGradients([randomTensor([2, 6])]) { v in try v[0].reshape([3, 4]).square() }
+    }
+}
