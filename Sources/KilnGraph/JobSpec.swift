@@ -1,0 +1,195 @@
+import KilnJSON
+
+/// A whole job spec (DESIGN.md §1): the model graph, where its data comes from, and how
+/// to train it. Decoding checks everything that can be checked without the data.
+public struct JobSpec: Sendable {
+    public var name: String
+    public var model: ModelGraph
+    public var data: DataSpec
+    public var train: TrainSpec
+    public var initFrom: String?
+    /// The spec as sent, for storage and hashing.
+    public var json: JSON
+
+    public init(json: JSON, limits: ModelLimits = ModelLimits()) throws(SpecError) {
+        var fields = try FieldReader(json, path: "")
+        name = try fields.string("name") ?? "model"
+        try ModelGraph.checkName(name, path: "name")
+        model = try ModelGraph(json: try fields.required("model"), path: "model", limits: limits)
+        data = try DataSpec(json: fields.raw("data") ?? .object([("source", "none")]), path: "data")
+        train = try TrainSpec(json: fields.raw("train") ?? .object([]), path: "train", model: model)
+        initFrom = try fields.string("init_from")
+        try fields.finish()
+        self.json = json
+        if data.source == .none && !model.inputNames.isEmpty && data.fields == nil && data.dataset == nil {
+            throw SpecError(.invalidField, "the model has inputs (\(model.inputNames.joined(separator: ", "))) but data.source is none", path: "data.source")
+        }
+    }
+}
+
+/// `data`: a built-in dataset, an uploaded one, inline fields, or none.
+public struct DataSpec: Sendable {
+    public enum Source: String, Sendable { case mnist, cifar10, none }
+    public var source: Source?
+    public var dataset: String?
+    public var fields: JSON?
+    public var stepsPerEpoch: Int?
+    public var take: (train: Int?, test: Int?)
+    public var derive: [(name: String, oneHotOf: String, classes: Int)]
+
+    public init(json: JSON, path: String) throws(SpecError) {
+        var f = try FieldReader(json, path: path)
+        source = try f.string("source", oneOf: ["mnist", "cifar10", "none"]).flatMap(Source.init(rawValue:))
+        dataset = try f.string("dataset")
+        fields = f.raw("fields")
+        stepsPerEpoch = try f.positiveInt("steps_per_epoch")
+        take = (nil, nil)
+        if let t = f.raw("take") {
+            var tf = try FieldReader(t, path: f.fieldPath("take"))
+            take = (try tf.positiveInt("train"), try tf.positiveInt("test"))
+            try tf.finish()
+        }
+        derive = []
+        if let d = f.raw("derive") {
+            guard let members = d.objectMembers else {
+                throw SpecError(.invalidField, "expected an object of derived fields", path: f.fieldPath("derive"))
+            }
+            for (name, rule) in members {
+                var rf = try FieldReader(rule, path: "\(f.fieldPath("derive")).\(name)")
+                guard let of = try rf.string("one_hot") else { throw SpecError(.missingField, "is required", path: rf.fieldPath("one_hot")) }
+                guard let classes = try rf.positiveInt("classes") else { throw SpecError(.missingField, "is required", path: rf.fieldPath("classes")) }
+                try rf.finish()
+                derive.append((name, of, classes))
+            }
+        }
+        try f.finish()
+        let given = [source != nil, dataset != nil, fields != nil].filter { $0 }.count
+        if given > 1 { throw SpecError(.invalidField, "give one of source, dataset or fields", path: path) }
+        if given == 0 { source = Source.none }
+        if source == Source.none && stepsPerEpoch == nil && fields == nil && dataset == nil { stepsPerEpoch = 1 }
+    }
+}
+
+/// `train`: epochs, batches, optimizer, losses, metrics, validation.
+public struct TrainSpec: Sendable {
+    public var epochs: Int
+    public var batchSize: Int
+    public var seed: UInt64
+    public var optimizer: OptimizerSpec
+    public var losses: [LossSpec]
+    public var metrics: [String]
+    public var validation: Validation?
+
+    public enum Validation: Sendable, Equatable { case split(String), fraction(Double) }
+
+    public static let metricNames = ["accuracy", "binary_accuracy", "mse", "mae"]
+
+    public init(json: JSON, path: String, model: ModelGraph) throws(SpecError) {
+        var f = try FieldReader(json, path: path)
+        epochs = try f.positiveInt("epochs") ?? 1
+        batchSize = try f.positiveInt("batch_size") ?? 32
+        seed = UInt64(try f.int("seed", minimum: 0) ?? 0)
+        optimizer = try OptimizerSpec(json: f.raw("optimizer") ?? .object([("type", "adam")]), path: f.fieldPath("optimizer"))
+        losses = []
+        if let l = f.raw("losses") {
+            guard let items = l.arrayValue else { throw SpecError(.invalidField, "expected a list of losses", path: f.fieldPath("losses")) }
+            for (i, item) in items.enumerated() {
+                losses.append(try LossSpec(json: item, path: "\(f.fieldPath("losses"))[\(i)]", model: model))
+            }
+        }
+        if epochs > 100_000 { throw SpecError(.invalidField, "at most 100000 epochs, got \(epochs)", path: f.fieldPath("epochs")) }
+        if batchSize > 65_536 { throw SpecError(.invalidField, "at most 65536 per batch, got \(batchSize)", path: f.fieldPath("batch_size")) }
+        metrics = try f.stringList("metrics") ?? []
+        for (i, m) in metrics.enumerated() where !TrainSpec.metricNames.contains(m) {
+            throw SpecError(.invalidField, "unknown metric '\(m)'\(Suggest.hint(m, TrainSpec.metricNames))", path: "\(f.fieldPath("metrics"))[\(i)]")
+        }
+        if let v = f.raw("validation") {
+            var vf = try FieldReader(v, path: f.fieldPath("validation"))
+            if let split = try vf.string("split") {
+                validation = .split(split)
+            } else if let fraction = try vf.double("fraction") {
+                guard fraction > 0 && fraction < 1 else {
+                    throw SpecError(.invalidField, "must be between 0 and 1 (exclusive), got \(fraction)", path: vf.fieldPath("fraction"))
+                }
+                validation = .fraction(fraction)
+            }
+            try vf.finish()
+        }
+        try f.finish()
+        let hasTrainableWeights = model.nodes.contains { $0.parameters.contains(where: \.trainable) }
+        if losses.isEmpty && hasTrainableWeights {
+            throw SpecError(.missingField, "the model has trainable weights but no loss; add e.g. {\"node\": \"\(model.outputs[0])\", \"type\": \"categorical_crossentropy\", \"target\": \"label\"}", path: f.fieldPath("losses"))
+        }
+    }
+}
+
+/// One term of the objective: a loss between a node and a target, or a node loss.
+public struct LossSpec: Sendable {
+    public enum Kind: String, CaseIterable, Sendable {
+        case categoricalCrossentropy = "categorical_crossentropy"
+        case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"
+        case binaryCrossentropy = "binary_crossentropy"
+        case mse, mae, huber, cosine
+    }
+    public enum Target: Sendable { case field(String), value(JSON) }
+
+    public var node: String
+    /// nil for a node loss: weight·mean(node).
+    public var kind: Kind?
+    public var target: Target?
+    public var weight: Float
+    public var path: String
+
+    public init(json: JSON, path: String, model: ModelGraph) throws(SpecError) {
+        var f = try FieldReader(json, path: path)
+        guard let node = try f.string("node") else { throw SpecError(.missingField, "is required", path: f.fieldPath("node")) }
+        guard model.node(node) != nil else {
+            throw SpecError(.unknownNode, "unknown node '\(node)'\(Suggest.hint(node, model.nodes.map(\.name)))", path: f.fieldPath("node"))
+        }
+        self.node = node
+        kind = try f.string("type", oneOf: Kind.allCases.map(\.rawValue)).flatMap(Kind.init(rawValue:))
+        if let t = f.raw("target") {
+            if let name = t.stringValue { target = .field(name) } else if let v = t["value"] { target = .value(v) } else {
+                throw SpecError(.invalidField, "expected a data field name or {\"value\": [...]}", path: f.fieldPath("target"))
+            }
+        }
+        weight = Float(try f.double("weight") ?? 1)
+        self.path = path
+        try f.finish()
+        if kind != nil && target == nil {
+            throw SpecError(.missingField, "a \(kind!.rawValue) loss needs a target (a data field name or {\"value\": ...})", path: f.fieldPath("target"))
+        }
+        if kind == nil && target != nil {
+            throw SpecError(.missingField, "a loss with a target needs a type", path: f.fieldPath("type"))
+        }
+    }
+}
+
+/// `optimizer`: type and hyperparameters (Keras names and defaults).
+public struct OptimizerSpec: Sendable {
+    public enum Kind: String, CaseIterable, Sendable { case sgd, adam, adamw, rmsprop }
+    public var kind: Kind
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    public var beta1: Float, beta2: Float, epsilon: Float
+    public var weightDecay: Float
+    public var rho: Float
+    public var clipnorm: Float?
+
+    public init(json: JSON, path: String) throws(SpecError) {
+        var f = try FieldReader(json, path: path)
+        let type = try f.string("type", oneOf: Kind.allCases.map(\.rawValue), default: "adam")!
+        kind = Kind(rawValue: type)!
+        learningRate = Float(try f.double("learning_rate", range: 0...10) ?? (kind == .sgd ? 0.01 : 0.001))
+        momentum = Float(try f.double("momentum", range: 0...1) ?? 0)
+        nesterov = try f.bool("nesterov") ?? false
+        beta1 = Float(try f.double("beta_1", range: 0...1) ?? 0.9)
+        beta2 = Float(try f.double("beta_2", range: 0...1) ?? 0.999)
+        epsilon = Float(try f.double("epsilon", range: 0...1) ?? 1e-7)
+        weightDecay = Float(try f.double("weight_decay", range: 0...1) ?? (kind == .adamw ? 0.004 : 0))
+        rho = Float(try f.double("rho", range: 0...1) ?? 0.9)
+        clipnorm = try f.double("clipnorm", range: 0...1e9).map(Float.init)
+        try f.finish()
+    }
+}
