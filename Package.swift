@@ -27,6 +27,7 @@ let package = Package(
 
         // Tests.
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON"], path: "Tests/KilnTestSupport"),
+        .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
         .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),

@@ -10,14 +10,15 @@ public final class CompiledModel {
     /// Checkpoint names in graph order.
     public private(set) var weightNames: [String] = []
 
-    /// Creates the weights with their initializers, drawing from `seed`.
-    public init(graph: ModelGraph, seed: UInt64) {
+    /// Creates the weights with their initializers, drawing from `seed`. With
+    /// `inference`, no weight records gradients, so running builds no backward graph.
+    public init(graph: ModelGraph, seed: UInt64, inference: Bool = false) {
         self.graph = graph
         var generator = SeededGenerator(seed: seed ^ 0x5EED_0F_C0FFEE)
         for node in graph.nodes {
             for p in node.parameters {
                 let name = "\(node.name).\(p.name)"
-                weights[name] = Variable(p.initializer.make(p.shape, generator: &generator), requiresGrad: p.trainable)
+                weights[name] = Variable(p.initializer.make(p.shape, generator: &generator), requiresGrad: p.trainable && !inference)
                 weightNames.append(name)
             }
         }

@@ -22,7 +22,7 @@ public final class Variable {
     }
 
     /// An op's output. The backward rule is kept only when a parent needs a gradient.
-    init(_ value: Tensor, op: String, parents: [Variable], backward: @escaping (Tensor) -> Void) {
+    public init(_ value: Tensor, op: String, parents: [Variable], backward: @escaping (Tensor) -> Void) {
         self.value = value
         self.op = op
         let needs = parents.contains { $0.requiresGrad }
@@ -34,7 +34,7 @@ public final class Variable {
     public var shape: [Int] { value.shape }
 
     /// Adds `gradient` into this node's gradient.
-    func accumulate(_ gradient: Tensor) {
+    public func accumulate(_ gradient: Tensor) {
         precondition(gradient.shape == value.shape, "\(op): gradient shape \(gradient.shape) differs from value shape \(value.shape)")
         guard requiresGrad else { return }
         if grad == nil {

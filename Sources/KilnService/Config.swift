@@ -1,0 +1,80 @@
+import Foundation
+import KilnJSON
+
+/// Service settings: `config/kiln.json` (or `--config`), then the environment
+/// (`KILN_PORT`, `KILN_HOST`, `KILN_DATA_DIR`, `KILN_DATASET_MIRROR`, `KILN_AUTH_TOKEN`),
+/// then command-line flags, each overriding the one before.
+public struct Config: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var dataDirectory = "data"
+    public var datasetMirror = "https://ossci-datasets.s3.amazonaws.com"
+    public var authToken: String?
+    public var maxConcurrentJobs = 1
+    public var maxQueuedJobs = 100
+    public var maxBodyBytes = 64 << 20
+    public var maxParameters = 100_000_000
+    public var maxPredictBatch = 4096
+
+    public init() {}
+
+    public struct ConfigError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Reads a config file; a missing file is an error only when `required`.
+    public mutating func apply(file path: String, required: Bool) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if required { throw ConfigError(message: "config file \(path) not found") }
+            return
+        }
+        let json: JSON
+        do { json = try JSON.parse([UInt8](data)) } catch { throw ConfigError(message: "\(path): \(error)") }
+        guard let members = json.objectMembers else { throw ConfigError(message: "\(path): expected an object") }
+        for (key, value) in members {
+            switch key {
+            case "host": host = try string(value, key, path)
+            case "port": port = try int(value, key, path)
+            case "data_dir": dataDirectory = try string(value, key, path)
+            case "dataset_mirror": datasetMirror = try string(value, key, path)
+            case "max_concurrent_jobs": maxConcurrentJobs = try int(value, key, path)
+            case "max_queued_jobs": maxQueuedJobs = try int(value, key, path)
+            case "max_body_bytes": maxBodyBytes = try int(value, key, path)
+            case "max_parameters": maxParameters = try int(value, key, path)
+            case "max_predict_batch": maxPredictBatch = try int(value, key, path)
+            default: throw ConfigError(message: "\(path): unknown setting '\(key)'")
+            }
+        }
+    }
+
+    public mutating func apply(environment env: [String: String]) throws {
+        if let v = env["KILN_HOST"] { host = v }
+        if let v = env["KILN_PORT"] {
+            guard let p = Int(v) else { throw ConfigError(message: "KILN_PORT must be a number, got '\(v)'") }
+            port = p
+        }
+        if let v = env["KILN_DATA_DIR"] { dataDirectory = v }
+        if let v = env["KILN_DATASET_MIRROR"] { datasetMirror = v }
+        if let v = env["KILN_AUTH_TOKEN"], !v.isEmpty { authToken = v }
+    }
+
+    public func validate() throws {
+        guard (0...65535).contains(port) else { throw ConfigError(message: "port \(port) is out of range") }
+        guard maxConcurrentJobs >= 1 else { throw ConfigError(message: "max_concurrent_jobs must be at least 1") }
+        let lower = datasetMirror.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+            throw ConfigError(message: "dataset_mirror must be an http or https URL, got '\(datasetMirror)'")
+        }
+    }
+
+    private func string(_ v: JSON, _ key: String, _ path: String) throws -> String {
+        guard let s = v.stringValue else { throw ConfigError(message: "\(path): \(key) must be a string") }
+        return s
+    }
+
+    private func int(_ v: JSON, _ key: String, _ path: String) throws -> Int {
+        guard let i = v.intValue else { throw ConfigError(message: "\(path): \(key) must be an integer") }
+        return i
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnJSON
+import KilnTensor
+import KilnTrain
+
+/// Runs queued jobs in order on a Dispatch queue, at most `maxConcurrentJobs` at once.
+/// Each epoch's metrics and checkpoint go to the job store as they finish, so a job
+/// interrupted by a crash resumes from its last checkpoint.
+public final class Scheduler: @unchecked Sendable {
+    let store: JobStore
+    let catalog: DatasetCatalog
+    let maxConcurrent: Int
+    let maxQueued: Int
+    let limits: ModelLimits
+    private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
+    private let lock = NSLock()
+    private var pending: [String] = []
+    private var running = Set<String>()
+    private var cancelled = Set<String>()
+    /// Called when a job finishes (to drop cached models, wake streams).
+    var onChange: (String) -> Void = { _ in }
+
+    init(store: JobStore, catalog: DatasetCatalog, maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
+        self.store = store
+        self.catalog = catalog
+        self.maxConcurrent = maxConcurrent
+        self.maxQueued = maxQueued
+        self.limits = limits
+    }
+
+    public var queueDepth: Int { lock.lock(); defer { lock.unlock() }; return pending.count }
+    public var runningCount: Int { lock.lock(); defer { lock.unlock() }; return running.count }
+
+    /// Requeues jobs a previous process left queued or running, oldest first.
+    func recover() {
+        for job in store.all() where job.status == .queued || job.status == .running {
+            if job.status == .running {
+                try? store.update(job.id) { $0.status = .queued }
+                Log.info("job_requeued", [("id", .string(job.id)), ("epoch", JSON(job.epoch))])
+            }
+            lock.lock()
+            pending.append(job.id)
+            lock.unlock()
+        }
+        pump()
+    }
+
+    /// Queues a job; false when the queue is full.
+    func enqueue(_ id: String) -> Bool {
+        lock.lock()
+        guard pending.count < maxQueued else { lock.unlock(); return false }
+        pending.append(id)
+        lock.unlock()
+        pump()
+        return true
+    }
+
+    /// Whether the queue can take another job.
+    var hasRoom: Bool { lock.lock(); defer { lock.unlock() }; return pending.count < maxQueued }
+
+    /// Cancels a queued job at once, a running one at its next step.
+    func cancel(_ id: String) -> Bool {
+        lock.lock()
+        if let i = pending.firstIndex(of: id) {
+            pending.remove(at: i)
+            lock.unlock()
+            try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
+            onChange(id)
+            return true
+        }
+        let isRunning = running.contains(id)
+        if isRunning { cancelled.insert(id) }
+        lock.unlock()
+        return isRunning
+    }
+
+    private func pump() {
+        lock.lock()
+        var toStart: [String] = []
+        while running.count < maxConcurrent, !pending.isEmpty {
+            let id = pending.removeFirst()
+            running.insert(id)
+            toStart.append(id)
+        }
+        lock.unlock()
+        for id in toStart {
+            queue.async { [self] in
+                run(id)
+                lock.lock()
+                running.remove(id)
+                cancelled.remove(id)
+                lock.unlock()
+                onChange(id)
+                pump()
+            }
+        }
+    }
+
+    private func isCancelled(_ id: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled.contains(id)
+    }
+
+    private func run(_ id: String) {
+        do {
+            try store.update(id) { $0.status = .running; $0.startedAt = $0.startedAt ?? Date(); $0.error = nil }
+            Log.info("job_started", [("id", .string(id))])
+            guard let specJSON = store.spec(id) else { throw TrainError.model("the stored spec is missing") }
+            let spec = try JobSpec(json: specJSON, limits: limits)
+            let data = try TrainingData.resolve(spec, catalog: catalog)
+            let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
+            var startEpoch = 0
+            if let bytes = AtomicFile.read(store.checkpointPath(id)) {
+                let (tensors, metadata) = try Safetensors.decode(bytes)
+                for (name, t) in tensors { _ = model.load(name, t) }
+                startEpoch = Int(metadata["epoch"] ?? "0") ?? 0
+                Log.info("job_resumed", [("id", .string(id)), ("epoch", JSON(startEpoch))])
+            }
+            let trainer = Trainer(spec: spec, model: model, data: data)
+            try store.update(id) { $0.dataHash = data.hash; $0.steps = trainer.stepsPerEpoch; $0.epoch = startEpoch }
+            trainer.shouldStop = { [unowned self] in isCancelled(id) }
+            trainer.onStep = { [store] epoch, step, steps in
+                store.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
+            }
+            try trainer.fit(startEpoch: startEpoch) { metrics in
+                let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
+                try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
+                try store.appendMetrics(id, metrics.json)
+                try store.update(id) { $0.epoch = metrics.epoch }
+            }
+            try store.update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
+            Log.info("job_succeeded", [("id", .string(id))])
+        } catch TrainError.cancelled {
+            try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
+            Log.info("job_cancelled", [("id", .string(id))])
+        } catch {
+            let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
+            try? store.update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = message }
+            Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnHTTP
+import KilnJSON
+import KilnTrain
+
+/// The Kiln service: the job store, the scheduler and the predictor behind the HTTP
+/// routes of DESIGN.md §3. All routes are declared in `routes()`.
+public final class Service: @unchecked Sendable {
+    public let config: Config
+    public let store: JobStore
+    let scheduler: Scheduler
+    let predictor: Predictor
+    let limits: ModelLimits
+    public let router = Router()
+    private var server: HTTPServer?
+
+    public init(config: Config) throws {
+        try config.validate()
+        self.config = config
+        store = try JobStore(directory: config.dataDirectory)
+        limits = ModelLimits(maxParameters: config.maxParameters)
+        let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror)
+        scheduler = Scheduler(store: store, catalog: catalog, maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits)
+        predictor = Predictor(store: store, limits: limits, maxBatch: config.maxPredictBatch)
+        scheduler.onChange = { [predictor] id in predictor.forget(id) }
+        routes()
+    }
+
+    /// Starts serving and resumes jobs an earlier process left unfinished.
+    public func start() throws {
+        var http = HTTPServerConfiguration()
+        http.host = config.host
+        http.port = config.port
+        http.maxBodyBytes = config.maxBodyBytes
+        let server = HTTPServer(configuration: http) { [router] request in router.handle(request) }
+        server.onRequestCompleted = { request, status, seconds in
+            Log.info("request", [("method", .string(request.method)), ("path", .string(String(request.path.prefix(200)))), ("status", JSON(status)), ("ms", .number((seconds * 1e4).rounded() / 10))])
+        }
+        try server.start()
+        self.server = server
+        scheduler.recover()
+        Log.info("listening", [("host", .string(config.host)), ("port", JSON(server.port)), ("data_dir", .string(config.dataDirectory))])
+    }
+
+    public var port: Int { server?.port ?? config.port }
+
+    public func stop() { server?.stop() }
+
+    // MARK: - Routes
+
+    func routes() {
+        router.add("GET", "/healthz") { _ in .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
+        router.add("POST", "/validate") { [self] request in
+            let spec = try decodeSpec(request)
+            return .json(200, ["valid": true, "summary": spec.model.summary(losses: spec.train.losses)])
+        }
+        router.add("POST", "/jobs") { [self] request in try createJob(request) }
+        router.add("GET", "/jobs") { [self] _ in .json(200, ["jobs": .array(store.all().reversed().map(\.json))]) }
+        router.add("GET", "/jobs/:id") { [self] request in .json(200, try job(request).json) }
+        router.add("DELETE", "/jobs/:id") { [self] request in
+            try authorize(request)
+            let job = try job(request)
+            guard !job.isFinished else {
+                throw HTTPError(409, code: "job_finished", message: "job \(job.id) is already \(job.status.rawValue)")
+            }
+            _ = scheduler.cancel(job.id)
+            return .json(202, store.job(job.id)!.json)
+        }
+        router.add("GET", "/jobs/:id/metrics") { [self] request in .json(200, store.metricsJSON(try job(request).id)) }
+        router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request))) }
+    }
+
+    func job(_ request: HTTPRequest) throws -> Job {
+        let id = request.pathParameters["id"] ?? ""
+        guard JobStore.isValidID(id), let job = store.job(id) else {
+            throw HTTPError(404, code: "job_not_found", message: "no job with id '\(id.prefix(64))'")
+        }
+        return job
+    }
+
+    /// With a token configured, state-changing calls need `Authorization: Bearer <token>`.
+    func authorize(_ request: HTTPRequest) throws {
+        guard let token = config.authToken else { return }
+        let given = request.headers["Authorization"] ?? ""
+        let expected = "Bearer \(token)"
+        // Constant-time comparison: the time taken does not depend on where they differ.
+        let a = Array(given.utf8), b = Array(expected.utf8)
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<b.count { difference |= (i < a.count ? a[i] : 0) ^ b[i] }
+        guard difference == 0 else {
+            throw HTTPError(401, code: "unauthorized", message: "this call needs 'Authorization: Bearer <token>'",
+                            headers: HTTPHeaders([("WWW-Authenticate", "Bearer realm=\"kiln\"")]))
+        }
+    }
+
+    func jsonBody(_ request: HTTPRequest) throws -> JSON {
+        if let type = request.headers["Content-Type"]?.lowercased() {
+            let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard media == "application/json" || media.hasSuffix("+json") else {
+                throw HTTPError(415, code: "unsupported_media_type", message: "expected Content-Type: application/json, got '\(media.prefix(100))'")
+            }
+        }
+        do {
+            return try JSON.parse(request.body)
+        } catch {
+            throw HTTPError(400, code: "invalid_json", message: error.description)
+        }
+    }
+
+    func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {
+        let json = try jsonBody(request)
+        do {
+            return try JobSpec(json: json, limits: limits)
+        } catch {
+            throw HTTPError(error.status, code: error.code.rawValue, message: error.description, path: error.path)
+        }
+    }
+
+    func createJob(_ request: HTTPRequest) throws -> HTTPResponse {
+        try authorize(request)
+        let spec = try decodeSpec(request)
+        guard scheduler.hasRoom else {
+            throw HTTPError(503, code: "queue_full", message: "the job queue is full; try again later",
+                            headers: HTTPHeaders([("Retry-After", "30")]))
+        }
+        let canonical = spec.json.serialized(sortedKeys: true)
+        var job = Job(id: store.newID(), name: spec.name, epochs: spec.train.epochs, specHash: SHA256.hex(Array(canonical.utf8)), seed: spec.train.seed)
+        job.steps = 0
+        do {
+            try store.create(job, spec: spec.json)
+        } catch {
+            throw HTTPError(507, code: "storage_error", message: "could not store the job: \(error)")
+        }
+        guard scheduler.enqueue(job.id) else {
+            try? store.update(job.id) { $0.status = .failed; $0.error = "the queue was full"; $0.finishedAt = Date() }
+            throw HTTPError(503, code: "queue_full", message: "the job queue is full; try again later",
+                            headers: HTTPHeaders([("Retry-After", "30")]))
+        }
+        Log.info("job_created", [("id", .string(job.id)), ("name", .string(job.name))])
+        var body = store.job(job.id)?.json ?? job.json
+        body = body.setting("summary", to: spec.model.summary(losses: spec.train.losses))
+        return .json(201, body, headers: HTTPHeaders([("Location", "/jobs/\(job.id)")]))
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnJSON
+import KilnTensor
+
+/// One finished epoch, with Keras History keys in `values` (`loss`, `accuracy`,
+/// `val_loss`, …).
+public struct EpochMetrics: Sendable {
+    public var epoch: Int
+    public var values: [String: Double]
+    public var seconds: Double
+    public var samplesPerSecond: Double
+    public var learningRate: Double
+    public var gradNorms: [String: Double]
+
+    public var json: JSON {
+        var members: [(String, JSON)] = [("epoch", JSON(epoch))]
+        for k in values.keys.sorted() { members.append((k, .number(values[k]!.isFinite ? values[k]! : -1))) }
+        members += [
+            ("seconds", .number((seconds * 1000).rounded() / 1000)),
+            ("samples_per_second", .number(samplesPerSecond.rounded())),
+            ("learning_rate", .number(learningRate)),
+            ("grad_norms", .object(gradNorms.keys.sorted().map { ($0, .number(gradNorms[$0]!)) })),
+        ]
+        return .object(members)
+    }
+}
+
+public enum TrainError: Error, CustomStringConvertible {
+    case cancelled
+    case nonFinite(epoch: Int, step: Int, loss: Double)
+    case model(String)
+    case data(DatasetError)
+
+    public var description: String {
+        switch self {
+        case .cancelled: return "cancelled"
+        case let .nonFinite(e, s, l): return "the loss became \(l) at epoch \(e), step \(s); the last good checkpoint is kept"
+        case let .model(m): return m
+        case let .data(d): return d.description
+        }
+    }
+}
+
+/// Runs `fit` the way Keras does: per epoch, shuffled batches, forward, the summed
+/// objective, backward, one optimizer step; then validation and the epoch's metrics.
+public final class Trainer {
+    public let spec: JobSpec
+    public let model: CompiledModel
+    public let data: TrainingData
+    public let optimizer: Optimizer
+    /// Called after each step with (epoch, step, steps per epoch).
+    public var onStep: (Int, Int, Int) -> Void = { _, _, _ in }
+    /// Checked between steps; returning true stops training with `.cancelled`.
+    public var shouldStop: () -> Bool = { false }
+
+    public init(spec: JobSpec, model: CompiledModel, data: TrainingData) {
+        self.spec = spec
+        self.model = model
+        self.data = data
+        optimizer = Optimizer(spec.train.optimizer)
+    }
+
+    var lossNodes: [String] { Array(Set(spec.train.losses.map(\.node))).sorted() }
+
+    /// Metric names reported per loss: plain names for a single loss, else prefixed.
+    func metricKeys() -> [(loss: LossSpec, metric: String, key: String)] {
+        var keys: [(LossSpec, String, String)] = []
+        let targeted = spec.train.losses.filter { $0.kind != nil }
+        for loss in targeted {
+            for m in spec.train.metrics {
+                let resolved = Metric.resolve(m, loss: loss.kind)
+                keys.append((loss, resolved, targeted.count == 1 ? m : "\(loss.node)_\(m)"))
+            }
+        }
+        return keys
+    }
+
+    public var stepsPerEpoch: Int {
+        let rows = data.train.rowCount
+        if rows == 0 { return spec.data.stepsPerEpoch ?? 1 }
+        return (rows + spec.train.batchSize - 1) / spec.train.batchSize
+    }
+
+    /// Trains for `epochs` starting after `startEpoch` finished epochs; `onEpoch` sees
+    /// each finished epoch (to record metrics and write a checkpoint).
+    public func fit(startEpoch: Int = 0, onEpoch: (EpochMetrics) throws -> Void) throws {
+        let train = spec.train
+        for epoch in (startEpoch + 1)...max(train.epochs, startEpoch + 1) where epoch <= train.epochs {
+            let started = Date()
+            var generator = SeededGenerator(seed: train.seed &* 0x9E37_79B9 &+ UInt64(epoch))
+            var order = Array(0..<data.train.rowCount)
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                order.swapAt(i, Int(generator.next() % UInt64(i + 1)))
+            }
+            var sums: [String: Double] = [:]
+            var normSums: [String: Double] = [:]
+            var samples = 0
+            let steps = stepsPerEpoch
+            for step in 0..<steps {
+                if shouldStop() { throw TrainError.cancelled }
+                let indices = order.isEmpty ? [][...] : order[(step * train.batchSize)..<min(order.count, (step + 1) * train.batchSize)]
+                let batchSize = max(indices.count, 1)
+                let (objective, parts) = try evaluate(indices, in: data.train, training: true, seed: train.seed &+ UInt64(epoch * 1_000_003 + step))
+                let loss = Double(objective.value.scalar)
+                guard loss.isFinite else { throw TrainError.nonFinite(epoch: epoch, step: step + 1, loss: loss) }
+                objective.backward()
+                for (name, w) in model.trainableWeights {
+                    normSums[name, default: 0] += Double(w.grad.map(Optimizer.norm) ?? 0)
+                }
+                optimizer.step(model.trainableWeights)
+                for (k, v) in parts { sums[k, default: 0] += v * Double(batchSize) }
+                samples += batchSize
+                onStep(epoch, step + 1, steps)
+            }
+            var values = sums.mapValues { $0 / Double(max(samples, 1)) }
+            if let validation = data.validation {
+                for (k, v) in try validate(validation) { values["val_\(k)"] = v }
+            }
+            let seconds = Date().timeIntervalSince(started)
+            let metrics = EpochMetrics(
+                epoch: epoch, values: values, seconds: seconds,
+                samplesPerSecond: Double(data.train.rowCount == 0 ? steps : samples) / max(seconds, 1e-9),
+                learningRate: Double(optimizer.learningRate),
+                gradNorms: normSums.mapValues { $0 / Double(steps) })
+            try onEpoch(metrics)
+        }
+    }
+
+    /// Loss and metrics over a whole dataset, in inference mode.
+    public func validate(_ set: Dataset) throws -> [String: Double] {
+        var sums: [String: Double] = [:]
+        var start = 0
+        let size = max(spec.train.batchSize, 256)
+        while start < set.rowCount {
+            let indices = Array(start..<min(set.rowCount, start + size))[...]
+            let (_, parts) = try evaluate(indices, in: set, training: false, seed: 0)
+            for (k, v) in parts { sums[k, default: 0] += v * Double(indices.count) }
+            start += size
+        }
+        return sums.mapValues { $0 / Double(max(set.rowCount, 1)) }
+    }
+
+    /// Forward pass over some rows: the objective (Σ weight·loss + node losses +
+    /// regularisation) and the per-batch mean of each reported value.
+    func evaluate(_ indices: ArraySlice<Int>, in set: Dataset, training: Bool, seed: UInt64) throws -> (Variable, [String: Double]) {
+        var feeds: [String: Tensor] = [:]
+        for name in model.graph.inputNames {
+            if let field = set.fields[name] { feeds[name] = field.batch(indices) }
+        }
+        let values: [String: Variable]
+        do {
+            values = try model.run(feeds, targets: lossNodes, training: training, seed: seed)
+        } catch { throw TrainError.model(error.description) }
+        var objective: Variable?
+        var parts: [String: Double] = [:]
+        let targeted = spec.train.losses.filter { $0.kind != nil }
+        do {
+            for loss in spec.train.losses {
+                let node = values[loss.node]!
+                let term: Variable
+                var targetTensor: Tensor?
+                if let kind = loss.kind {
+                    let target = try targetTensor(loss, set: set, indices: indices)
+                    targetTensor = target
+                    term = try Loss.compute(kind, prediction: node, target: target)
+                    parts[targeted.count == 1 ? "loss" : "\(loss.node)_loss"] = Double(term.value.scalar)
+                } else {
+                    term = try node.mean()
+                    parts["\(loss.node)_loss"] = Double(term.value.scalar)
+                }
+                let weighted = loss.weight == 1 ? term : term.affine(scale: loss.weight)
+                objective = try objective.map { try $0.add(weighted) } ?? weighted
+                if let target = targetTensor {
+                    for (l, metric, key) in metricKeys() where l.path == loss.path {
+                        parts[key] = Metric.sum(metric, prediction: node.value, target: target) / Double(max(node.shape.first ?? 1, 1))
+                    }
+                }
+            }
+            for node in model.graph.nodes {
+                for p in node.parameters {
+                    if let r = p.regularizer, let penalty = try r.penalty(model.weights["\(node.name).\(p.name)"]!) {
+                        objective = try objective.map { try $0.add(penalty) } ?? penalty
+                    }
+                }
+            }
+        } catch let e as TensorError {
+            throw TrainError.model(e.description)
+        }
+        guard let objective else { throw TrainError.model("the job has no loss to train") }
+        parts["loss"] = Double(objective.value.scalar)
+        return (objective, parts)
+    }
+
+    func targetTensor(_ loss: LossSpec, set: Dataset, indices: ArraySlice<Int>) throws -> Tensor {
+        switch loss.target! {
+        case .field(let name):
+            guard let field = set.fields[name] else { throw TrainError.data(DatasetError(field: name, message: "no field '\(name)' in the data")) }
+            return field.batch(indices)
+        case .value(let json):
+            let parsed: [String: DataArray]
+            do { parsed = try JSONFields.parse(.object([("value", json)]), path: "\(loss.path).target") } catch { throw TrainError.data(error) }
+            let v = parsed["value"]!
+            return Tensor(shape: v.shape, values: v.values)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import KilnData
+import KilnGraph
+import KilnJSON
+import KilnTensor
+
+/// The rows a job trains and validates on, after `derive`, `take` and the validation
+/// split have been applied.
+public struct TrainingData {
+    public var train: Dataset
+    public var validation: Dataset?
+    /// SHA-256 over field names, shapes and values, recorded with the job.
+    public var hash: String
+
+    public init(train: Dataset, validation: Dataset?) {
+        self.train = train
+        self.validation = validation
+        hash = TrainingData.hash(train, validation)
+    }
+
+    /// Resolves a job's `data` section. `catalog` serves built-in datasets; `uploaded`
+    /// looks up datasets sent with `POST /datasets`.
+    public static func resolve(
+        _ spec: JobSpec, catalog: DatasetCatalog?, uploaded: (String) -> DatasetSplits? = { _ in nil }
+    ) throws(DatasetError) -> TrainingData {
+        let data = spec.data
+        var splits: DatasetSplits
+        if let fields = data.fields {
+            splits = DatasetSplits(train: try Dataset(fields: try JSONFields.parse(fields, path: "data.fields")), test: nil)
+        } else if let name = data.dataset {
+            guard let found = uploaded(name) else { throw DatasetError(field: name, message: "no uploaded dataset named '\(name)'") }
+            splits = found
+        } else if let source = data.source, source != .none {
+            guard let catalog else { throw DatasetError(field: source.rawValue, message: "no dataset mirror is configured") }
+            splits = try catalog.load(builtIn: source.rawValue)
+        } else {
+            return TrainingData(train: try Dataset(fields: [:]), validation: nil)
+        }
+        for rule in data.derive {
+            splits.train = try derive(splits.train, rule)
+            if let test = splits.test { splits.test = try derive(test, rule) }
+        }
+        if let n = data.take.train { splits.train = splits.train.take(n) }
+        if let n = data.take.test, let test = splits.test { splits.test = test.take(n) }
+
+        var validation: Dataset?
+        switch spec.train.validation {
+        case .split(let name)?:
+            guard name == "test" || name == "train" else { throw DatasetError(field: name, message: "unknown split '\(name)'; use 'test' or 'train'") }
+            guard let set = name == "test" ? splits.test : splits.train else {
+                throw DatasetError(field: name, message: "the data has no '\(name)' split; use {\"fraction\": 0.1} instead")
+            }
+            validation = set
+        case .fraction(let f)?:
+            let rows = splits.train.rowCount
+            let held = max(1, Int((Double(rows) * f).rounded()))
+            guard held < rows else { throw DatasetError(field: nil, message: "validation fraction \(f) leaves no training rows out of \(rows)") }
+            validation = try slice(splits.train, (rows - held)..<rows)
+            splits.train = try slice(splits.train, 0..<(rows - held))
+        case nil:
+            validation = nil
+        }
+        let result = TrainingData(train: splits.train, validation: validation)
+        try result.check(against: spec)
+        return result
+    }
+
+    static func slice(_ d: Dataset, _ range: Range<Int>) throws(DatasetError) -> Dataset {
+        try Dataset(fields: d.fields.mapValues { $0.rows(range) })
+    }
+
+    static func derive(_ d: Dataset, _ rule: (name: String, oneHotOf: String, classes: Int)) throws(DatasetError) -> Dataset {
+        guard let source = d.fields[rule.oneHotOf] else {
+            throw DatasetError(field: rule.oneHotOf, message: "derive.\(rule.name): no field '\(rule.oneHotOf)' in the data (fields: \(d.fields.keys.sorted().joined(separator: ", ")))")
+        }
+        var values = [Float](repeating: 0, count: source.values.count * rule.classes)
+        for (i, v) in source.values.enumerated() {
+            let c = Int(v)
+            guard Float(c) == v, c >= 0, c < rule.classes else {
+                throw DatasetError(field: rule.oneHotOf, message: "value \(v) at row \(i) is not a class index in 0..<\(rule.classes)")
+            }
+            values[i * rule.classes + c] = 1
+        }
+        var fields = d.fields
+        fields[rule.name] = DataArray(shape: source.shape + [rule.classes], dtype: .float32, values: values)
+        return try Dataset(fields: fields)
+    }
+
+    /// Every model input and loss target must be a field, with the shape the model expects.
+    func check(against spec: JobSpec) throws(DatasetError) {
+        guard !train.fields.isEmpty else { return }
+        for name in spec.model.inputNames {
+            guard let field = train.fields[name] else {
+                throw DatasetError(field: name, message: "the model input '\(name)' needs a data field of that name; the data has \(train.fields.keys.sorted().joined(separator: ", "))")
+            }
+            let expected = spec.model.node(name)!.shape.dims
+            guard field.rowShape == expected else {
+                throw DatasetError(field: name, message: "field '\(name)' has rows of shape \(field.rowShape) but the model input expects \(expected)")
+            }
+        }
+        for loss in spec.train.losses {
+            if case .field(let f)? = loss.target, train.fields[f] == nil {
+                throw DatasetError(field: f, message: "the loss on '\(loss.node)' targets field '\(f)', which the data lacks; it has \(train.fields.keys.sorted().joined(separator: ", "))")
+            }
+        }
+        if let validation, validation.rowCount == 0 { throw DatasetError(field: nil, message: "the validation set is empty") }
+    }
+
+    static func hash(_ train: Dataset, _ validation: Dataset?) -> String {
+        var bytes: [UInt8] = []
+        for (label, set) in [("train", train), ("validation", validation)] {
+            guard let set else { continue }
+            for name in set.fields.keys.sorted() {
+                let f = set.fields[name]!
+                bytes.append(contentsOf: Array("\(label)/\(name)/\(f.shape)/\(f.dtype.rawValue);".utf8))
+                f.values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+            }
+        }
+        return SHA256.hex(bytes)
+    }
+}
+
+extension DataArray {
+    /// The given rows as a tensor with the batch axis first.
+    func batch(_ indices: ArraySlice<Int>) -> Tensor {
+        let rowSize = rowShape.reduce(1, *)
+        let t = Tensor(uninitializedShape: [indices.count] + rowShape)
+        let dst = t.storage.pointer
+        values.withUnsafeBufferPointer { src in
+            for (j, i) in indices.enumerated() {
+                (dst + j * rowSize).update(from: src.baseAddress! + i * rowSize, count: rowSize)
+            }
+        }
+        return t
+    }
+}

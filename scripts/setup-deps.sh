@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system libraries Kiln builds against, where missing (Debian).
+set -euo pipefail
+need=()
+for pkg in libopenblas-dev libcurl4-openssl-dev zlib1g-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}"
+fi
