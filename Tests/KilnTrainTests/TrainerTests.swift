@@ -1,0 +1,88 @@
+import KilnData
+import KilnGraph
+import KilnJSON
+import KilnTensor
+@testable import KilnTrain
+import XCTest
+
+final class TrainerTests: XCTestCase {
+    /// Two Gaussian blobs in 2-D, labelled 0 and 1.
+    func blobs(_ n: Int, seed: UInt64) -> JSON {
+        var g = SeededGenerator(seed: seed)
+        var xs: [JSON] = [], ys: [JSON] = []
+        for i in 0..<n {
+            let label = i % 2
+            let cx: Float = label == 0 ? -1 : 1
+            xs.append(JSON([cx + 0.5 * g.nextNormal(), cx + 0.5 * g.nextNormal()]))
+            ys.append(JSON(label))
+        }
+        return ["x": .array(xs), "y": .array(ys)]
+    }
+
+    func spec(epochs: Int = 5, seed: Int = 3, optimizer: JSON = ["type": "adam", "learning_rate": 0.05]) -> JSON {
+        [
+            "name": "blobs",
+            "model": [
+                "inputs": ["x": [2]],
+                "layers": [["type": "dense", "units": 8, "activation": "tanh"], ["type": "dense", "units": 2, "activation": "softmax", "name": "p"]],
+            ],
+            "data": ["fields": blobs(200, seed: 11)],
+            "train": [
+                "epochs": JSON(epochs), "batch_size": 16, "seed": JSON(seed), "optimizer": optimizer,
+                "losses": [["node": "p", "type": "categorical_crossentropy", "target": "y"]],
+                "metrics": ["accuracy"], "validation": ["fraction": 0.2],
+            ],
+        ]
+    }
+
+    func train(_ json: JSON) throws -> [EpochMetrics] {
+        let spec = try JobSpec(json: json)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
+        var history: [EpochMetrics] = []
+        try Trainer(spec: spec, model: model, data: data).fit { history.append($0) }
+        return history
+    }
+
+    func testLearnsSeparableBlobsAndReportsKerasKeys() throws {
+        let history = try train(spec())
+        XCTAssertEqual(history.count, 5)
+        let last = history.last!
+        XCTAssertLessThan(last.values["loss"]!, history.first!.values["loss"]!)
+        XCTAssertGreaterThan(last.values["val_accuracy"]!, 0.9)
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] { XCTAssertNotNil(last.values[key], key) }
+        XCTAssertEqual(Set(last.gradNorms.keys), ["dense_1.kernel", "dense_1.bias", "p.kernel", "p.bias"])
+        XCTAssertTrue(last.gradNorms.values.allSatisfy { $0 > 0 && $0.isFinite })
+    }
+
+    func testSameSeedSameMetricsDifferentSeedDifferentMetrics() throws {
+        let a = try train(spec(epochs: 2)), b = try train(spec(epochs: 2)), c = try train(spec(epochs: 2, seed: 4))
+        XCTAssertEqual(a.map { $0.values["loss"]! }, b.map { $0.values["loss"]! })
+        XCTAssertNotEqual(a.map { $0.values["loss"]! }, c.map { $0.values["loss"]! })
+    }
+
+    func testDivergingLossFailsWithEpochAndStep() {
+        // A linear regression with a far too large learning rate overflows within steps.
+        let diverging: JSON = [
+            "model": ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 1, "name": "out"]]],
+            "data": ["fields": blobs(64, seed: 5)],
+            "train": ["epochs": 20, "batch_size": 8, "optimizer": ["type": "sgd", "learning_rate": 50],
+                      "losses": [["node": "out", "type": "mse", "target": "y"]]],
+        ]
+        XCTAssertThrowsError(try train(diverging.setting("data", to: ["fields": ["x": blobs(64, seed: 5)["x"]!, "y": .array((0..<64).map { JSON([$0 % 2]) })]]))) { error in
+            guard case let TrainError.nonFinite(epoch, step, loss) = error else { return XCTFail("\(error)") }
+            XCTAssertGreaterThanOrEqual(epoch, 1)
+            XCTAssertGreaterThanOrEqual(step, 1)
+            XCTAssertFalse(loss.isFinite)
+            XCTAssertTrue("\(error)".contains("epoch \(epoch), step \(step)"))
+        }
+    }
+
+    func testMissingFieldIsNamed() throws {
+        let bad = spec().setting("train", to: spec()["train"]!.setting("losses", to: [["node": "p", "type": "categorical_crossentropy", "target": "label"]]))
+        let parsed = try JobSpec(json: bad)
+        XCTAssertThrowsError(try TrainingData.resolve(parsed, catalog: nil)) { error in
+            XCTAssertEqual((error as? DatasetError)?.field, "label")
+        }
+    }
+}
