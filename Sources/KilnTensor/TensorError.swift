@@ -16,6 +16,11 @@ public struct TensorError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "\(op): \(message)" }
 
+    /// A shape mismatch between two operands of `op`.
+    public static func mismatch(_ op: String, _ a: [Int], _ b: [Int], _ why: String) -> TensorError {
+        shapes(op, a, b, why)
+    }
+
     static func shapes(_ op: String, _ a: [Int], _ b: [Int], _ why: String) -> TensorError {
         TensorError(.shapeMismatch, op: op, "\(why): \(a) and \(b)", shapes: [a, b])
     }

@@ -29,7 +29,7 @@ public enum Loss {
 
     /// −Σ t·log(clip(p)) over the last axis, averaged over everything else.
     static func categoricalCrossentropy(_ p: Variable, _ t: Tensor) throws(TensorError) -> Variable {
-        guard p.shape == t.shape else { throw TensorError.shapes("categorical_crossentropy", p.shape, t.shape, "prediction and one-hot target differ") }
+        guard p.shape == t.shape else { throw TensorError.mismatch("categorical_crossentropy", p.shape, t.shape, "prediction and one-hot target differ") }
         let classes = p.shape.last ?? 1
         let rows = p.value.count / Swift.max(classes, 1)
         let pp = p.value.storage.pointer, pt = t.storage.pointer
@@ -54,7 +54,7 @@ public enum Loss {
         let classes = p.shape.last ?? 1
         let rows = p.value.count / Swift.max(classes, 1)
         guard t.count == rows else {
-            throw TensorError.shapes("sparse_categorical_crossentropy", p.shape, t.shape, "one class index is needed per prediction row")
+            throw TensorError.mismatch("sparse_categorical_crossentropy", p.shape, t.shape, "one class index is needed per prediction row")
         }
         let pp = p.value.storage.pointer, pt = t.storage.pointer
         var total: Double = 0
@@ -79,7 +79,7 @@ public enum Loss {
 
     /// −mean(t·log p + (1−t)·log(1−p)), element-wise over any shape.
     static func binaryCrossentropy(_ p: Variable, _ t: Tensor) throws(TensorError) -> Variable {
-        guard p.shape == t.shape else { throw TensorError.shapes("binary_crossentropy", p.shape, t.shape, "prediction and target differ") }
+        guard p.shape == t.shape else { throw TensorError.mismatch("binary_crossentropy", p.shape, t.shape, "prediction and target differ") }
         let n = p.value.count
         let pp = p.value.storage.pointer, pt = t.storage.pointer
         var total: Double = 0

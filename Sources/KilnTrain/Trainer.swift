@@ -160,10 +160,10 @@ public final class Trainer {
             for loss in spec.train.losses {
                 let node = values[loss.node]!
                 let term: Variable
-                var targetTensor: Tensor?
+                var lossTarget: Tensor?
                 if let kind = loss.kind {
                     let target = try targetTensor(loss, set: set, indices: indices)
-                    targetTensor = target
+                    lossTarget = target
                     term = try Loss.compute(kind, prediction: node, target: target)
                     parts[targeted.count == 1 ? "loss" : "\(loss.node)_loss"] = Double(term.value.scalar)
                 } else {
@@ -172,7 +172,7 @@ public final class Trainer {
                 }
                 let weighted = loss.weight == 1 ? term : term.affine(scale: loss.weight)
                 objective = try objective.map { try $0.add(weighted) } ?? weighted
-                if let target = targetTensor {
+                if let target = lossTarget {
                     for (l, metric, key) in metricKeys() where l.path == loss.path {
                         parts[key] = Metric.sum(metric, prediction: node.value, target: target) / Double(max(node.shape.first ?? 1, 1))
                     }

@@ -16,7 +16,7 @@ final class JSONTests: XCTestCase {
     func testRejectsWhatItMust() {
         let bad: [(String, String)] = [
             ("[1e309]", "out of range"), ("[1,]", "unexpected"), ("{\"a\":1,\"a\":2}", "duplicate key"),
-            ("[01]", "unexpected data"), ("\"\\x\"", "invalid escape"), ("[NaN]", "unexpected"), ("", "end of input"),
+            ("[01]", "expected ','"), ("\"\\x\"", "invalid escape"), ("[NaN]", "unexpected"), ("", "end of input"),
             ("{\"a\" 1}", "expected ':'"), ("\"\u{01}\"", "control character"), ("[1] x", "after the JSON value"),
         ]
         for (text, message) in bad {
