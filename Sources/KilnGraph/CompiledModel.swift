@@ -61,6 +61,7 @@ public final class CompiledModel {
             let inputs = node.inputs.map { values[$0]! }
             var own: [String: Variable] = [:]
             for p in node.parameters { own[p.name] = weights["\(name).\(p.name)"] }
+            context.inputShapes = node.inputs.map { graph.node($0)!.shape }
             do {
                 values[name] = try layer.forward(inputs, own, &context)
             } catch {

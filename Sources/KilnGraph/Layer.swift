@@ -38,6 +38,8 @@ public struct ParameterSpec: Sendable {
 public struct ForwardContext {
     public var training: Bool
     public var generator: SeededGenerator
+    /// The checked shapes of the current node's inputs (batched or not).
+    public var inputShapes: [NodeShape] = []
     public init(training: Bool, seed: UInt64) {
         self.training = training
         generator = SeededGenerator(seed: seed)
@@ -74,7 +76,7 @@ public struct NodeInfo: Sendable {
 
 /// Maps each JSON `type` to its layer.
 public enum LayerRegistry {
-    public static let types: [any Layer.Type] = coreLayers
+    public static let types: [any Layer.Type] = coreLayers + mergeLayers + parameterLayers
     static let byName: [String: any Layer.Type] = Dictionary(uniqueKeysWithValues: types.map { ($0.typeName, $0) })
 
     public static func layerType(_ name: String) -> (any Layer.Type)? { byName[name] }

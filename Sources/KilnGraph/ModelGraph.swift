@@ -50,8 +50,9 @@ public struct ModelGraph: Sendable {
         var parameterTotal = 0
 
         // Inputs: name → per-sample shape.
-        let inputsJSON = try fields.required("inputs")
-        guard let inputMembers = inputsJSON.objectMembers, !inputMembers.isEmpty else {
+        // Inputs: name → per-sample shape. A model made only of weights has none.
+        let inputsJSON = fields.raw("inputs") ?? .object([])
+        guard let inputMembers = inputsJSON.objectMembers else {
             throw SpecError(.invalidField, "expected an object mapping input names to shapes, e.g. {\"image\": [28, 28, 1]}", path: "\(path).inputs")
         }
         for (name, shapeJSON) in inputMembers {
@@ -102,8 +103,23 @@ public struct ModelGraph: Sendable {
             let inputs: [String]
             if lf.has("input") && lf.has("inputs") {
                 throw SpecError(.invalidField, "give either 'input' or 'inputs', not both", path: "\(p).inputs", node: name)
+            } else if layerType.arity.upperBound == 0 {
+                if lf.has("input") || lf.has("inputs") {
+                    throw SpecError(.invalidField, "a \(type) node takes no input", path: "\(p).input", node: name)
+                }
+                inputs = []
             } else if let one = try lf.string("input") {
                 inputs = [one]
+            } else if let aliases = lf.raw("inputs")?.objectMembers {
+                // Named inputs (expression): alias → node.
+                var refs: [String] = []
+                for (alias, ref) in aliases {
+                    guard let r = ref.stringValue else {
+                        throw SpecError(.invalidField, "expected a node name, got \(ref.kindName)", path: "\(p).inputs.\(alias)", node: name)
+                    }
+                    refs.append(r)
+                }
+                inputs = refs
             } else if let many = try lf.stringList("inputs") {
                 inputs = many
             } else {

@@ -37,7 +37,7 @@ public final class Scheduler: @unchecked Sendable {
     func recover() {
         for job in store.all() where job.status == .queued || job.status == .running {
             if job.status == .running {
-                try? store.update(job.id) { $0.status = .queued }
+                _ = try? store.update(job.id) { $0.status = .queued }
                 Log.info("job_requeued", [("id", .string(job.id)), ("epoch", JSON(job.epoch))])
             }
             lock.lock()
@@ -66,7 +66,7 @@ public final class Scheduler: @unchecked Sendable {
         if let i = pending.firstIndex(of: id) {
             pending.remove(at: i)
             lock.unlock()
-            try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
+            _ = try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
             onChange(id)
             return true
         }
@@ -134,11 +134,11 @@ public final class Scheduler: @unchecked Sendable {
             try store.update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
             Log.info("job_succeeded", [("id", .string(id))])
         } catch TrainError.cancelled {
-            try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
+            _ = try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
             Log.info("job_cancelled", [("id", .string(id))])
         } catch {
-            let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
-            try? store.update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = message }
+            let message = "\(error)"
+            _ = try? store.update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = message }
             Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
         }
     }

@@ -134,7 +134,7 @@ public final class Service: @unchecked Sendable {
             throw HTTPError(507, code: "storage_error", message: "could not store the job: \(error)")
         }
         guard scheduler.enqueue(job.id) else {
-            try? store.update(job.id) { $0.status = .failed; $0.error = "the queue was full"; $0.finishedAt = Date() }
+            _ = try? store.update(job.id) { $0.status = .failed; $0.error = "the queue was full"; $0.finishedAt = Date() }
             throw HTTPError(503, code: "queue_full", message: "the job queue is full; try again later",
                             headers: HTTPHeaders([("Retry-After", "30")]))
         }

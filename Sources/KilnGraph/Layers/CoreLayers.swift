@@ -54,6 +54,7 @@ public struct Flatten: Layer {
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         let x = inputs[0]
+        guard context.inputShapes[0].batched else { return try x.reshape([x.value.count]) }
         return try x.reshape([x.shape[0], Shapes.count(Array(x.shape.dropFirst()))])
     }
 }
@@ -135,10 +136,10 @@ public struct Reshape: Layer {
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         let x = inputs[0]
-        let perSample = Array(x.shape.dropFirst())
-        let total = Shapes.count(perSample)
+        let batched = context.inputShapes[0].batched
+        let total = Shapes.count(batched ? Array(x.shape.dropFirst()) : x.shape)
         let known = shape.filter { $0 != -1 }.reduce(1, *)
         let dims = shape.map { $0 == -1 ? total / known : $0 }
-        return try x.reshape([x.shape[0]] + dims)
+        return try x.reshape(batched ? [x.shape[0]] + dims : dims)
     }
 }

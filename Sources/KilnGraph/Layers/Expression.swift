@@ -1,0 +1,282 @@
+import Foundation
+import KilnJSON
+import KilnTensor
+
+/// An element-wise formula over named inputs and trainable `params`, with numpy
+/// broadcasting. Its derivative comes from the formula: each operation is an engine op
+/// with its own analytic gradient.
+///
+///     {"type": "expression", "inputs": {"x": "image", "p": "protos"},
+///      "expr": "exp((x - p) / c)", "params": {"c": {"shape": [], "init": 2.0, "trainable": false}}}
+public struct Expression: Layer {
+    public static let typeName = "expression"
+    public static var arity: ClosedRange<Int> { 1...16 }
+
+    public struct Param: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var initializer: Initializer
+        public var trainable: Bool
+    }
+
+    public let source: String
+    public let aliases: [String]
+    public let params: [Param]
+    let tree: ExpressionNode
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        guard let expr = try fields.string("expr") else {
+            throw SpecError(.missingField, "is required", path: fields.fieldPath("expr"), node: fields.node)
+        }
+        source = expr
+        // `inputs` as an object names each input; a single input is `x`.
+        if let members = fields.object("inputs")?.objectMembers {
+            aliases = members.map(\.0)
+        } else if let list = fields.object("inputs")?.arrayValue, list.count > 1 {
+            throw SpecError(.invalidField, "name the inputs with an object, e.g. {\"x\": \"dense_1\", \"p\": \"protos\"}", path: fields.fieldPath("inputs"), node: fields.node)
+        } else {
+            aliases = ["x"]
+        }
+        var params: [Param] = []
+        if let p = fields.raw("params") {
+            guard let members = p.objectMembers else {
+                throw SpecError(.invalidField, "expected an object of named parameters", path: fields.fieldPath("params"), node: fields.node)
+            }
+            for (name, spec) in members {
+                let path = "\(fields.fieldPath("params")).\(name)"
+                var pf = try FieldReader(spec, path: path, node: fields.node)
+                let shape = try pf.intList("shape") ?? []
+                let initializer = try pf.raw("init").map { j throws(SpecError) in try Initializer.read(j, path: pf.fieldPath("init"), node: fields.node) } ?? .zeros
+                let trainable = try pf.bool("trainable") ?? true
+                try pf.finish()
+                params.append(Param(name: name, shape: shape, initializer: initializer, trainable: trainable))
+            }
+        }
+        self.params = params
+        do {
+            var parser = ExpressionParser(expr)
+            tree = try parser.parse()
+        } catch {
+            throw SpecError(.invalidField, "\(error.message) at column \(error.column) in \"\(expr)\"", path: fields.fieldPath("expr"), node: fields.node)
+        }
+        let known = Set(aliases + params.map(\.name))
+        for v in tree.variables where !known.contains(v) {
+            throw SpecError(.invalidField, "unknown variable '\(v)' in \"\(expr)\"; known: \(known.sorted().joined(separator: ", "))\(Suggest.hint(v, Array(known)))", path: fields.fieldPath("expr"), node: fields.node)
+        }
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        guard inputs.count == aliases.count else {
+            throw node.error("the expression names \(aliases.count) inputs but \(inputs.count) are wired", field: "inputs", code: .invalidField)
+        }
+        return try broadcastShapes(inputs + params.map { NodeShape($0.shape, batched: false) }, node, "expression")
+    }
+
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
+        params.map { ParameterSpec($0.name, shape: $0.shape, initializer: $0.initializer, trainable: $0.trainable) }
+    }
+
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        var scope: [String: Variable] = [:]
+        for (alias, x) in zip(aliases, inputs) { scope[alias] = x }
+        for p in params { scope[p.name] = w[p.name]! }
+        return try tree.evaluate(scope)
+    }
+}
+
+// MARK: - The formula language
+
+indirect enum ExpressionNode: Sendable {
+    case number(Float)
+    case variable(String)
+    case unary(String, ExpressionNode)
+    case binary(String, ExpressionNode, ExpressionNode)
+
+    var variables: [String] {
+        switch self {
+        case .number: return []
+        case let .variable(v): return [v]
+        case let .unary(_, a): return a.variables
+        case let .binary(_, a, b): return a.variables + b.variables
+        }
+    }
+
+    static let unaryFunctions = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "elu", "softplus", "square", "floor", "neg"]
+    static let binaryFunctions = ["pow", "mod", "min", "max"]
+
+    func evaluate(_ scope: [String: Variable]) throws(TensorError) -> Variable {
+        switch self {
+        case let .number(n): return Variable(Tensor(scalar: n))
+        case let .variable(v): return scope[v]!
+        case let .unary(f, a):
+            let x = try a.evaluate(scope)
+            switch f {
+            case "exp": return x.exp()
+            case "log": return x.log()
+            case "sqrt": return x.sqrt()
+            case "abs": return x.abs()
+            case "sin": return x.sin()
+            case "cos": return x.cos()
+            case "tanh": return x.tanh()
+            case "sigmoid": return x.sigmoid()
+            case "relu": return x.relu()
+            case "elu": return x.elu()
+            case "softplus": return x.softplus()
+            case "square": return x.square()
+            case "floor": return x.floor()
+            default: return x.neg()
+            }
+        case let .binary(op, a, b):
+            // Constant operands fold into cheaper ops.
+            if case let .number(n) = b, op == "*" || op == "/" || op == "+" || op == "-" {
+                let x = try a.evaluate(scope)
+                switch op {
+                case "*": return x.affine(scale: n)
+                case "/": return x.affine(scale: 1 / n)
+                case "+": return x.affine(scale: 1, shift: n)
+                default: return x.affine(scale: 1, shift: -n)
+                }
+            }
+            if case let .number(n) = b, op == "^" || op == "pow", n == 2 { return try a.evaluate(scope).square() }
+            let x = try a.evaluate(scope), y = try b.evaluate(scope)
+            switch op {
+            case "+": return try x.add(y)
+            case "-": return try x.sub(y)
+            case "*": return try x.mul(y)
+            case "/": return try x.div(y)
+            case "^", "pow": return try x.pow(y)
+            case "mod": return try x.mod(y)
+            case "min": return try x.minimum(y)
+            default: return try x.maximum(y)
+            }
+        }
+    }
+}
+
+struct ExpressionParseError: Error {
+    var message: String
+    var column: Int
+}
+
+/// Recursive descent: sum := product (('+'|'-') product)*; product := unary (('*'|'/') unary)*;
+/// unary := '-' unary | power; power := atom ('^' unary)?; atom := number | name | name '(' args ')' | '(' sum ')'.
+struct ExpressionParser {
+    let chars: [Character]
+    var index = 0
+    var depth = 0
+
+    init(_ text: String) { chars = Array(text) }
+
+    func error(_ message: String) -> ExpressionParseError { ExpressionParseError(message: message, column: index + 1) }
+
+    mutating func skipSpaces() { while index < chars.count, chars[index].isWhitespace { index += 1 } }
+
+    mutating func parse() throws(ExpressionParseError) -> ExpressionNode {
+        let tree = try sum()
+        skipSpaces()
+        guard index == chars.count else { throw error("unexpected '\(chars[index])'") }
+        return tree
+    }
+
+    mutating func sum() throws(ExpressionParseError) -> ExpressionNode {
+        var left = try product()
+        while true {
+            skipSpaces()
+            guard index < chars.count, chars[index] == "+" || chars[index] == "-" else { return left }
+            let op = String(chars[index])
+            index += 1
+            left = .binary(op, left, try product())
+        }
+    }
+
+    mutating func product() throws(ExpressionParseError) -> ExpressionNode {
+        var left = try unary()
+        while true {
+            skipSpaces()
+            guard index < chars.count, chars[index] == "*" || chars[index] == "/" else { return left }
+            let op = String(chars[index])
+            index += 1
+            left = .binary(op, left, try unary())
+        }
+    }
+
+    mutating func unary() throws(ExpressionParseError) -> ExpressionNode {
+        skipSpaces()
+        if index < chars.count, chars[index] == "-" {
+            index += 1
+            return .unary("neg", try unary())
+        }
+        return try power()
+    }
+
+    mutating func power() throws(ExpressionParseError) -> ExpressionNode {
+        let base = try atom()
+        skipSpaces()
+        if index < chars.count, chars[index] == "^" {
+            index += 1
+            return .binary("^", base, try unary())
+        }
+        return base
+    }
+
+    mutating func atom() throws(ExpressionParseError) -> ExpressionNode {
+        skipSpaces()
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 200 else { throw error("expression nested too deeply") }
+        guard index < chars.count else { throw error("unexpected end of expression") }
+        let c = chars[index]
+        if c == "(" {
+            index += 1
+            let inner = try sum()
+            skipSpaces()
+            guard index < chars.count, chars[index] == ")" else { throw error("expected ')'") }
+            index += 1
+            return inner
+        }
+        if c.isNumber || c == "." {
+            let start = index
+            while index < chars.count, chars[index].isNumber || chars[index] == "." { index += 1 }
+            if index < chars.count, chars[index] == "e" || chars[index] == "E" {
+                index += 1
+                if index < chars.count, chars[index] == "+" || chars[index] == "-" { index += 1 }
+                while index < chars.count, chars[index].isNumber { index += 1 }
+            }
+            let text = String(chars[start..<index])
+            guard let v = Float(text), v.isFinite else {
+                index = start
+                throw error("invalid number '\(text)'")
+            }
+            return .number(v)
+        }
+        if c.isLetter || c == "_" {
+            let start = index
+            while index < chars.count, chars[index].isLetter || chars[index].isNumber || chars[index] == "_" { index += 1 }
+            let name = String(chars[start..<index])
+            skipSpaces()
+            guard index < chars.count, chars[index] == "(" else { return .variable(name) }
+            let column = start
+            index += 1
+            var args: [ExpressionNode] = [try sum()]
+            skipSpaces()
+            while index < chars.count, chars[index] == "," {
+                index += 1
+                args.append(try sum())
+                skipSpaces()
+            }
+            guard index < chars.count, chars[index] == ")" else { throw error("expected ')' after the arguments of \(name)") }
+            index += 1
+            if ExpressionNode.unaryFunctions.contains(name), name != "neg" {
+                guard args.count == 1 else { throw ExpressionParseError(message: "\(name) takes 1 argument, got \(args.count)", column: column + 1) }
+                return .unary(name, args[0])
+            }
+            if ExpressionNode.binaryFunctions.contains(name) {
+                guard args.count == 2 else { throw ExpressionParseError(message: "\(name) takes 2 arguments, got \(args.count)", column: column + 1) }
+                return .binary(name, args[0], args[1])
+            }
+            let all = ExpressionNode.unaryFunctions.filter { $0 != "neg" } + ExpressionNode.binaryFunctions
+            throw ExpressionParseError(message: "unknown function '\(name)'\(Suggest.hint(name, all))", column: column + 1)
+        }
+        throw error("unexpected '\(c)'")
+    }
+}

@@ -1,0 +1,202 @@
+import KilnTensor
+
+// MARK: - add, subtract, multiply, average: element-wise with numpy broadcasting
+
+/// Broadcasts per-sample shapes (batchless operands align to the trailing axes).
+func broadcastShapes(_ inputs: [NodeShape], _ node: NodeInfo, _ op: String) throws(SpecError) -> NodeShape {
+    var dims: [Int] = []
+    var batched = false
+    for (i, s) in inputs.enumerated() {
+        guard let b = Shapes.broadcast(dims, s.dims) else {
+            throw node.error("\(op) cannot broadcast input \(i) of shape \(s) with \(NodeShape(dims, batched: batched)) (sizes must match or be 1, aligned at the last axis)")
+        }
+        dims = b
+        batched = batched || s.batched
+    }
+    return NodeShape(dims, batched: batched)
+}
+
+/// The shared body of the merge layers. A batchless operand broadcasts against the
+/// trailing axes of batched ones, as in numpy.
+struct Merge: Sendable {
+    enum Op: String, Sendable { case add, subtract, multiply, average }
+    let op: Op
+
+    func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        if op == .subtract && inputs.count != 2 {
+            throw node.error("subtract takes exactly 2 inputs, got \(inputs.count)", field: "inputs", code: .invalidField)
+        }
+        return try broadcastShapes(inputs, node, op.rawValue)
+    }
+
+    func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        var y = inputs[0]
+        for x in inputs.dropFirst() {
+            switch op {
+            case .add, .average: y = try y.add(x)
+            case .subtract: y = try y.sub(x)
+            case .multiply: y = try y.mul(x)
+            }
+        }
+        return op == .average ? y.affine(scale: 1 / Float(inputs.count)) : y
+    }
+}
+
+public struct Add: Layer {
+    public static let typeName = "add"
+    public static var arity: ClosedRange<Int> { 2...64 }
+    let merge = Merge(op: .add)
+    public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
+}
+
+public struct Subtract: Layer {
+    public static let typeName = "subtract"
+    public static var arity: ClosedRange<Int> { 2...2 }
+    let merge = Merge(op: .subtract)
+    public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
+}
+
+public struct Multiply: Layer {
+    public static let typeName = "multiply"
+    public static var arity: ClosedRange<Int> { 2...64 }
+    let merge = Merge(op: .multiply)
+    public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
+}
+
+public struct Average: Layer {
+    public static let typeName = "average"
+    public static var arity: ClosedRange<Int> { 2...64 }
+    let merge = Merge(op: .average)
+    public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
+}
+
+// MARK: - matmul
+
+/// Matrix product over the last two axes, batched, with transpose flags; a batchless
+/// operand (a weight) broadcasts over the batch.
+public struct Matmul: Layer {
+    public static let typeName = "matmul"
+    public static var arity: ClosedRange<Int> { 2...2 }
+    public let transposeA: Bool
+    public let transposeB: Bool
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        transposeA = try fields.bool("transpose_a") ?? false
+        transposeB = try fields.bool("transpose_b") ?? false
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        let a = inputs[0], b = inputs[1]
+        // With the batch axis counted, each operand needs two matrix axes.
+        let ra = a.dims.count + (a.batched ? 1 : 0), rb = b.dims.count + (b.batched ? 1 : 0)
+        guard ra >= 2, rb >= 2, !a.dims.isEmpty, !b.dims.isEmpty else {
+            throw node.error("matmul needs two axes per operand, got \(a) and \(b)")
+        }
+        let full = { (s: NodeShape) -> [Int] in s.batched ? [-1] + s.dims : s.dims }
+        let fa = full(a), fb = full(b)
+        let (m, ka) = transposeA ? (fa[fa.count - 1], fa[fa.count - 2]) : (fa[fa.count - 2], fa[fa.count - 1])
+        let (kb, n) = transposeB ? (fb[fb.count - 1], fb[fb.count - 2]) : (fb[fb.count - 2], fb[fb.count - 1])
+        guard ka == kb, ka != -1 else {
+            throw node.error("matmul inner dimensions differ: \(a)\(transposeA ? "ᵀ" : "") · \(b)\(transposeB ? "ᵀ" : "") (\(ka) vs \(kb))")
+        }
+        guard let batch = Shapes.broadcast(Array(fa.dropLast(2)).map { $0 == -1 ? 1 : $0 }, Array(fb.dropLast(2)).map { $0 == -1 ? 1 : $0 }) else {
+            throw node.error("matmul batch axes of \(a) and \(b) cannot broadcast")
+        }
+        let batched = a.batched || b.batched
+        let out = batch + [m, n]
+        return NodeShape(batched ? Array(out.dropFirst()) : out, batched: batched)
+    }
+
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        try inputs[0].matmul(inputs[1], transposeA: transposeA, transposeB: transposeB)
+    }
+}
+
+// MARK: - sum, mean, max over axes
+
+/// Reductions; `axis` counts the batch axis like numpy and Keras (−1 is the last axis),
+/// and reducing over the batch axis is refused.
+struct Reduce: Sendable {
+    enum Op: String, Sendable { case sum, mean, max }
+    let op: Op
+    let axes: [Int]?
+    let keepDims: Bool
+
+    init(_ fields: inout FieldReader, op: Op) throws(SpecError) {
+        self.op = op
+        if let list = try? fields.intList("axis", minimum: Int.min) { axes = list } else { axes = try fields.int("axis", minimum: Int.min).map { [$0] } }
+        keepDims = try fields.bool("keepdims") ?? false
+    }
+
+    func resolvedAxes(_ input: NodeShape) -> [Int]? {
+        let rank = input.dims.count + (input.batched ? 1 : 0)
+        let raw = axes ?? Array((input.batched ? 1 : 0)..<rank)
+        var out: [Int] = []
+        for a in raw {
+            guard let n = Shapes.axis(a, rank: rank) else { return nil }
+            out.append(n)
+        }
+        return out
+    }
+
+    func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        let x = inputs[0]
+        guard let resolved = resolvedAxes(x) else {
+            throw node.error("axis \(axes ?? []) is out of range for input \(x)", field: "axis", code: .invalidField)
+        }
+        if x.batched && resolved.contains(0) {
+            throw node.error("cannot reduce over the batch axis (axis 0) of input \(x)", field: "axis", code: .invalidField)
+        }
+        let offset = x.batched ? 1 : 0
+        var dims: [Int] = []
+        for (i, d) in x.dims.enumerated() {
+            if resolved.contains(i + offset) { if keepDims { dims.append(1) } } else { dims.append(d) }
+        }
+        return NodeShape(dims, batched: x.batched)
+    }
+
+    func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        let x = inputs[0]
+        // Default: every axis but the batch axis.
+        let axes = self.axes ?? Array((context.inputShapes[0].batched ? 1 : 0)..<x.shape.count)
+        switch op {
+        case .sum: return try x.sum(axes: axes, keepDims: keepDims)
+        case .mean: return try x.mean(axes: axes, keepDims: keepDims)
+        case .max: return try x.max(axes: axes, keepDims: keepDims)
+        }
+    }
+}
+
+public struct Sum: Layer {
+    public static let typeName = "sum"
+    let reduce: Reduce
+    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .sum) }
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
+}
+
+public struct Mean: Layer {
+    public static let typeName = "mean"
+    let reduce: Reduce
+    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .mean) }
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
+}
+
+public struct Max: Layer {
+    public static let typeName = "max"
+    let reduce: Reduce
+    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .max) }
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
+}
+
+let mergeLayers: [any Layer.Type] = [Add.self, Subtract.self, Multiply.self, Average.self, Matmul.self, Sum.self, Mean.self, Max.self]

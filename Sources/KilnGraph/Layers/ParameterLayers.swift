@@ -1,0 +1,218 @@
+import KilnJSON
+import KilnTensor
+
+let parameterLayers: [any Layer.Type] = [Weight.self, Constant.self, ElementwiseWeights.self, Bias.self, Taylor.self, Expression.self]
+
+// MARK: - weight
+
+/// A free tensor with no input and no batch axis, e.g. X in X·Xᵀ = C. Stored as
+/// `<node>.kernel`.
+public struct Weight: Layer {
+    public static let typeName = "weight"
+    public static var arity: ClosedRange<Int> { 0...0 }
+    public let shape: [Int]
+    public let initializer: Initializer
+    public let trainable: Bool
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        guard let shape = try fields.intList("shape") else {
+            throw SpecError(.missingField, "is required", path: fields.fieldPath("shape"), node: fields.node)
+        }
+        self.shape = shape
+        initializer = try fields.raw("initializer").map { j throws(SpecError) in
+            try Initializer.read(j, path: fields.fieldPath("initializer"), node: fields.node)
+        } ?? .glorotUniform
+        trainable = try fields.bool("trainable") ?? true
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { NodeShape(shape, batched: false) }
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
+        [ParameterSpec("kernel", shape: shape, initializer: initializer, trainable: trainable)]
+    }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable { w["kernel"]! }
+}
+
+// MARK: - constant
+
+/// A fixed tensor with no batch axis, given by `value` (nested arrays or a number).
+public struct Constant: Layer {
+    public static let typeName = "constant"
+    public static var arity: ClosedRange<Int> { 0...0 }
+    public let shape: [Int]
+    public let values: [Float]
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        if fields.has("from_data") {
+            throw SpecError(.invalidField, "constants from data rows are not supported yet; give 'value'", path: fields.fieldPath("from_data"), node: fields.node)
+        }
+        let value = try fields.required("value")
+        (shape, values) = try nestedArray(value, path: fields.fieldPath("value"), node: fields.node)
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { NodeShape(shape, batched: false) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        Variable(Tensor(shape: shape, values: values))
+    }
+}
+
+/// The shape and row-major values of nested JSON arrays; ragged arrays are an error.
+func nestedArray(_ json: JSON, path: String, node: String?) throws(SpecError) -> ([Int], [Float]) {
+    var shape: [Int] = []
+    var probe = json
+    while let items = probe.arrayValue {
+        shape.append(items.count)
+        guard let first = items.first else { break }
+        probe = first
+    }
+    var values: [Float] = []
+    func walk(_ j: JSON, _ depth: Int, _ p: String) throws(SpecError) {
+        if depth == shape.count {
+            guard let n = j.doubleValue else { throw SpecError(.invalidField, "expected a number, got \(j.kindName)", path: p, node: node) }
+            values.append(Float(n))
+            return
+        }
+        guard let items = j.arrayValue, items.count == shape[depth] else {
+            throw SpecError(.invalidField, "ragged array: expected \(shape[depth]) items at this depth", path: p, node: node)
+        }
+        for (i, item) in items.enumerated() { try walk(item, depth + 1, "\(p)[\(i)]") }
+    }
+    try walk(json, 0, path)
+    return (shape, values)
+}
+
+// MARK: - elementwise_weights
+
+/// A trainable kernel of the input's per-sample shape, multiplied in element-wise.
+public struct ElementwiseWeights: Layer {
+    public static let typeName = "elementwise_weights"
+    public let weights: WeightOptions
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        weights = try WeightOptions(&fields, kernel: .ones)
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { inputs[0] }
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { [weights.kernel(inputs[0].dims)] }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        try inputs[0].mul(w["kernel"]!)
+    }
+}
+
+// MARK: - bias
+
+/// Adds a trainable vector along `axis` (default the last; the batch axis counts as 0).
+public struct Bias: Layer {
+    public static let typeName = "bias"
+    public let axis: Int
+    public let weights: WeightOptions
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        axis = try fields.int("axis", minimum: Int.min) ?? -1
+        weights = try WeightOptions(&fields)
+    }
+
+    /// The axis among the per-sample dims, or nil if out of range or the batch axis.
+    func sampleAxis(_ x: NodeShape) -> Int? {
+        let rank = x.dims.count + (x.batched ? 1 : 0)
+        guard let a = Shapes.axis(axis, rank: rank) else { return nil }
+        let s = a - (x.batched ? 1 : 0)
+        return s >= 0 ? s : nil
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        guard sampleAxis(inputs[0]) != nil else {
+            throw node.error("axis \(axis) is not a per-sample axis of input \(inputs[0])", field: "axis", code: .invalidField)
+        }
+        return inputs[0]
+    }
+
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
+        guard let a = sampleAxis(inputs[0]) else { return [] }
+        return [weights.bias([inputs[0].dims[a]])]
+    }
+
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        let x = context.inputShapes[0]
+        let a = sampleAxis(x)!
+        let b = w["bias"]!
+        // Shape the vector to broadcast along its axis: [d, 1, …, 1].
+        let trailing = x.dims.count - a - 1
+        let shaped = trailing == 0 ? b : try b.reshape([x.dims[a]] + [Int](repeating: 1, count: trailing))
+        return try inputs[0].add(shaped)
+    }
+}
+
+// MARK: - taylor
+
+/// A Taylor-expansion layer. Mode `dense`: y = b + Σₖ₌₁..order Wₖ·xᵏ on the last axis
+/// (weights `kernel_k` [in, units], `bias` [units]). Mode `elementwise`:
+/// y = Σₖ₌₀..order aₖ⊙xᵏ with coefficients `coefficient_k` of the input's shape.
+public struct Taylor: Layer {
+    public static let typeName = "taylor"
+    public enum Mode: String, Sendable { case dense, elementwise }
+    public let order: Int
+    public let units: Int?
+    public let mode: Mode
+    public let activation: Activation
+    public let weights: WeightOptions
+
+    public init(_ fields: inout FieldReader) throws(SpecError) {
+        mode = Mode(rawValue: try fields.string("mode", oneOf: ["dense", "elementwise"], default: "dense")!)!
+        guard let order = try fields.positiveInt("order") else {
+            throw SpecError(.missingField, "is required", path: fields.fieldPath("order"), node: fields.node)
+        }
+        guard order <= 16 else { throw SpecError(.invalidField, "at most 16, got \(order)", path: fields.fieldPath("order"), node: fields.node) }
+        self.order = order
+        units = try fields.positiveInt("units")
+        if mode == .dense && units == nil {
+            throw SpecError(.missingField, "is required in dense mode", path: fields.fieldPath("units"), node: fields.node)
+        }
+        if mode == .elementwise && units != nil {
+            throw SpecError(.invalidField, "elementwise mode keeps the input's shape; remove 'units'", path: fields.fieldPath("units"), node: fields.node)
+        }
+        activation = try Activation.read(&fields)
+        weights = try WeightOptions(&fields, kernel: mode == .dense ? .glorotUniform : .ones)
+    }
+
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
+        guard mode == .dense else { return inputs[0] }
+        guard !inputs[0].dims.isEmpty else { throw node.error("taylor needs an input with at least one axis, got \(inputs[0])") }
+        return NodeShape(inputs[0].dims.dropLast() + [units!], batched: inputs[0].batched)
+    }
+
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
+        switch mode {
+        case .dense:
+            let fanIn = inputs[0].dims.last ?? 1
+            return (1...order).map { weights.kernel([fanIn, units!], name: "kernel_\($0)") } + [weights.bias([units!])]
+        case .elementwise:
+            // a₀ starts at zero; higher coefficients from the kernel initializer.
+            return (0...order).map { k in
+                var p = weights.kernel(inputs[0].dims, name: "coefficient_\(k)")
+                if k == 0 { p.initializer = weights.biasInitializer }
+                return p
+            }
+        }
+    }
+
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        let x = inputs[0]
+        var power = x
+        var y: Variable
+        switch mode {
+        case .dense:
+            y = w["bias"]!
+            for k in 1...order {
+                if k > 1 { power = try power.mul(x) }
+                y = try power.matmul(w["kernel_\(k)"]!).add(y)
+            }
+        case .elementwise:
+            y = try x.mul(w["coefficient_1"]!).add(w["coefficient_0"]!)
+            for k in stride(from: 2, through: order, by: 1) {
+                power = try power.mul(x)
+                y = try y.add(power.mul(w["coefficient_\(k)"]!))
+            }
+        }
+        return try activation.apply(y)
+    }
+}

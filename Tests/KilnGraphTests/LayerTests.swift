@@ -1,0 +1,149 @@
+import KilnGraph
+import KilnJSON
+import KilnTensor
+import XCTest
+
+/// One test per layer type: output shape, parameter count and a forward value.
+final class LayerTests: XCTestCase {
+    func graph(_ inputs: JSON, _ layers: [JSON], outputs: [String]? = nil) throws -> ModelGraph {
+        var model: JSON = ["inputs": inputs, "layers": .array(layers)]
+        if let outputs { model = model.setting("outputs", to: JSON(outputs)) }
+        return try ModelGraph(json: model)
+    }
+
+    func run(_ g: ModelGraph, _ feeds: [String: Tensor], _ target: String) throws -> Tensor {
+        try CompiledModel(graph: g, seed: 1).run(feeds, targets: [target], training: false)[target]!.value
+    }
+
+    func testDenseFlattenReshapeActivationSoftmax() throws {
+        let g = try graph(["x": [2, 3]], [
+            ["type": "flatten"],
+            ["type": "dense", "units": 2, "kernel_initializer": ["value": [1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1]], "bias_initializer": ["value": [0.5, -0.5]], "name": "d"],
+            ["type": "activation", "activation": "relu", "name": "r"],
+            ["type": "reshape", "shape": [-1, 1], "name": "rs"],
+            ["type": "softmax", "axis": 1, "name": "s"],
+        ])
+        XCTAssertEqual(g.node("d")?.parameters.map(\.shape), [[6, 2], [2]])
+        let x = Tensor(shape: [1, 2, 3], values: [1, 2, 3, 4, 5, 6])
+        // Columns: 1+3+5 = 9 (+0.5), 2+4+6 = 12 (−0.5)
+        XCTAssertEqual(try run(g, ["x": x], "d").scalars, [9.5, 11.5])
+        XCTAssertEqual(g.node("rs")?.shape, NodeShape([2, 1]))
+        let s = try run(g, ["x": x], "s").scalars
+        XCTAssertEqual(s[0] + s[1], 1, accuracy: 1e-6)
+    }
+
+    func testMergeLayersBroadcastBatchlessOperands() throws {
+        let g = try graph(["a": [3], "b": [3]], [
+            ["type": "add", "inputs": ["a", "b"], "name": "sum"],
+            ["type": "subtract", "inputs": ["a", "b"], "name": "diff"],
+            ["type": "multiply", "inputs": ["a", "b"], "name": "prod"],
+            ["type": "average", "inputs": ["a", "b"], "name": "avg"],
+            ["type": "constant", "value": [10, 20, 30], "name": "c"],
+            ["type": "add", "inputs": ["a", "c"], "name": "shifted"],
+        ])
+        let feeds = ["a": Tensor(shape: [1, 3], values: [1, 2, 3]), "b": Tensor(shape: [1, 3], values: [4, 5, 6])]
+        XCTAssertEqual(try run(g, feeds, "sum").scalars, [5, 7, 9])
+        XCTAssertEqual(try run(g, feeds, "diff").scalars, [-3, -3, -3])
+        XCTAssertEqual(try run(g, feeds, "prod").scalars, [4, 10, 18])
+        XCTAssertEqual(try run(g, feeds, "avg").scalars, [2.5, 3.5, 4.5])
+        XCTAssertEqual(try run(g, feeds, "shifted").scalars, [11, 22, 33])
+        XCTAssertEqual(g.node("c")?.shape, NodeShape([3], batched: false))
+        XCTAssertThrowsError(try graph(["a": [3], "b": [4]], [["type": "add", "inputs": ["a", "b"]]])) { error in
+            let e = error as! SpecError
+            XCTAssertEqual(e.code, .shapeMismatch)
+            XCTAssertTrue(e.message.contains("(batch, 4)") && e.message.contains("(batch, 3)"), e.message)
+        }
+    }
+
+    func testWeightAndMatmulForXXTranspose() throws {
+        let g = try ModelGraph(json: [
+            "inputs": [:],
+            "layers": [
+                ["type": "weight", "shape": [3, 2], "initializer": ["value": [1, 2, 3, 4, 5, 6]], "name": "X"],
+                ["type": "matmul", "inputs": ["X", "X"], "transpose_b": true, "name": "XXt"],
+            ],
+        ])
+        XCTAssertEqual(g.node("XXt")?.shape, NodeShape([3, 3], batched: false))
+        XCTAssertEqual(g.parameterCount.trainable, 6)
+        XCTAssertEqual(try run(g, [:], "XXt").scalars, [5, 11, 17, 11, 25, 39, 17, 39, 61])
+        XCTAssertThrowsError(try ModelGraph(json: ["inputs": [:], "layers": [
+            ["type": "weight", "shape": [3, 2], "name": "X"], ["type": "matmul", "inputs": ["X", "X"]],
+        ]])) { error in
+            XCTAssertTrue((error as! SpecError).message.contains("inner dimensions"), "\(error)")
+        }
+    }
+
+    func testReductions() throws {
+        let g = try graph(["x": [2, 3]], [
+            ["type": "sum", "axis": -1, "name": "s", "input": "x"],
+            ["type": "mean", "axis": 1, "keepdims": true, "name": "m", "input": "x"],
+            ["type": "max", "name": "mx", "input": "x"],
+        ])
+        let x = Tensor(shape: [1, 2, 3], values: [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(g.node("s")?.shape, NodeShape([2]))
+        XCTAssertEqual(try run(g, ["x": x], "s").scalars, [6, 15])
+        XCTAssertEqual(g.node("m")?.shape, NodeShape([1, 3]))
+        XCTAssertEqual(try run(g, ["x": x], "m").scalars, [2.5, 3.5, 4.5])
+        XCTAssertEqual(g.node("mx")?.shape, NodeShape([]))
+        XCTAssertEqual(try run(g, ["x": x], "mx").scalars, [6])
+        XCTAssertThrowsError(try graph(["x": [2]], [["type": "sum", "axis": 0]]))
+    }
+
+    func testElementwiseWeightsBiasTaylor() throws {
+        let g = try graph(["x": [2]], [
+            ["type": "elementwise_weights", "kernel_initializer": ["value": [2, 3]], "name": "ew"],
+            ["type": "bias", "bias_initializer": ["value": [1, -1]], "name": "b"],
+            ["type": "taylor", "order": 3, "units": 4, "name": "t"],
+            ["type": "taylor", "mode": "elementwise", "order": 2, "input": "x", "name": "te",
+             "kernel_initializer": "ones", "bias_initializer": ["value": 0.5]],
+        ])
+        let x = Tensor(shape: [1, 2], values: [1, 2])
+        XCTAssertEqual(try run(g, ["x": x], "ew").scalars, [2, 6])
+        XCTAssertEqual(try run(g, ["x": x], "b").scalars, [3, 5])
+        // dense mode: 3 kernels of [2, 4] and a bias of 4.
+        XCTAssertEqual(g.node("t")?.parameters.map(\.name), ["kernel_1", "kernel_2", "kernel_3", "bias"])
+        XCTAssertEqual(g.node("t")?.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }, 28)
+        // elementwise: 0.5 + x + x²
+        XCTAssertEqual(try run(g, ["x": x], "te").scalars, [2.5, 6.5])
+    }
+
+    func testExpressionLanguage() throws {
+        let g = try graph(["x": [3]], [
+            ["type": "constant", "value": [1, 2, 3], "name": "p"],
+            ["type": "expression", "inputs": ["x": "x", "p": "p"], "expr": "exp(-(x - p)^2 / c) + mod(x, 2) * a", "name": "e",
+             "params": ["c": ["shape": [], "init": 2.0, "trainable": false], "a": ["shape": [3], "init": 1.0]]],
+        ])
+        XCTAssertEqual(g.node("e")?.shape, NodeShape([3]))
+        XCTAssertEqual(g.parameterCount.trainable, 3)
+        XCTAssertEqual(g.parameterCount.frozen, 1)
+        let x: [Float] = [1, -1.5, 5]
+        let y = try run(g, ["x": Tensor(shape: [1, 3], values: x)], "e").scalars
+        let p: [Float] = [1, 2, 3]
+        for i in 0..<3 {
+            let m = x[i] - 2 * (x[i] / 2).rounded(.down)
+            XCTAssertEqual(y[i], Foundation.exp(-(x[i] - p[i]) * (x[i] - p[i]) / 2) + m, accuracy: 1e-5)
+        }
+        // The gradient is the formula's own: d/dx of exp(-(x−p)²/c) + a·mod(x, 2).
+        let model = CompiledModel(graph: g, seed: 1)
+        let xv = Variable(Tensor(shape: [1, 3], values: x), requiresGrad: true)
+        _ = xv
+        let out = try model.run(["x": Tensor(shape: [1, 3], values: x)], targets: ["e"], training: true)["e"]!
+        try out.sum().backward()
+        let grad = model.weights["e.a"]!.grad!.scalars
+        for i in 0..<3 { XCTAssertEqual(grad[i], x[i] - 2 * (x[i] / 2).rounded(.down), accuracy: 1e-5) }
+    }
+
+    func testExpressionErrorsGiveTheColumn() {
+        XCTAssertThrowsError(try graph(["x": [3]], [["type": "expression", "expr": "x * (2 + ", "name": "e"]])) { error in
+            let e = error as! SpecError
+            XCTAssertEqual(e.path, "model.layers[0].expr")
+            XCTAssertTrue(e.message.contains("column 10"), e.message)
+        }
+        XCTAssertThrowsError(try graph(["x": [3]], [["type": "expression", "expr": "tanhh(x)", "name": "e"]])) { error in
+            XCTAssertTrue((error as! SpecError).message.contains("did you mean 'tanh'"), "\(error)")
+        }
+        XCTAssertThrowsError(try graph(["x": [3]], [["type": "expression", "expr": "x * y", "name": "e"]])) { error in
+            XCTAssertTrue((error as! SpecError).message.contains("unknown variable 'y'"), "\(error)")
+        }
+    }
+}
