@@ -131,7 +131,7 @@ public struct LossSpec: Sendable {
         case binaryCrossentropy = "binary_crossentropy"
         case mse, mae, huber, cosine
     }
-    public enum Target: Sendable { case field(String), value(JSON) }
+    public enum Target: Sendable { case field(String), value(shape: [Int], values: [Float]) }
 
     public var node: String
     /// nil for a node loss: weight·mean(node).
@@ -149,7 +149,12 @@ public struct LossSpec: Sendable {
         self.node = node
         kind = try f.string("type", oneOf: Kind.allCases.map(\.rawValue)).flatMap(Kind.init(rawValue:))
         if let t = f.raw("target") {
-            if let name = t.stringValue { target = .field(name) } else if let v = t["value"] { target = .value(v) } else {
+            if let name = t.stringValue {
+                target = .field(name)
+            } else if let v = t["value"] {
+                let (shape, values) = try nestedArray(v, path: "\(f.fieldPath("target")).value", node: nil)
+                target = .value(shape: shape, values: values)
+            } else {
                 throw SpecError(.invalidField, "expected a data field name or {\"value\": [...]}", path: f.fieldPath("target"))
             }
         }

@@ -198,11 +198,8 @@ public final class Trainer {
         case .field(let name):
             guard let field = set.fields[name] else { throw TrainError.data(DatasetError(field: name, message: "no field '\(name)' in the data")) }
             return field.batch(indices)
-        case .value(let json):
-            let parsed: [String: DataArray]
-            do { parsed = try JSONFields.parse(.object([("value", json)]), path: "\(loss.path).target") } catch { throw TrainError.data(error) }
-            let v = parsed["value"]!
-            return Tensor(shape: v.shape, values: v.values)
+        case let .value(shape, values):
+            return Tensor(shape: shape, values: values)
         }
     }
 }

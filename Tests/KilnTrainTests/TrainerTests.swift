@@ -85,4 +85,25 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual((error as? DatasetError)?.field, "label")
         }
     }
+
+    /// W2: find X with X·Xᵀ = C from a weight node alone, with no data.
+    func testFreeMatrixRecoversC() throws {
+        let c: [[Float]] = [[4, 2, 0.6], [2, 2, 0.5], [0.6, 0.5, 3]]
+        let spec: JSON = [
+            "name": "xxt",
+            "model": ["layers": [
+                ["type": "weight", "shape": [3, 3], "name": "X", "initializer": ["type": "normal", "stddev": 0.5]],
+                ["type": "matmul", "inputs": ["X", "X"], "transpose_b": true, "name": "C"],
+            ]],
+            "data": ["source": "none", "steps_per_epoch": 200],
+            "train": ["epochs": 10, "seed": 1, "optimizer": ["type": "adam", "learning_rate": 0.02],
+                      "losses": [["node": "C", "type": "mse", "target": ["value": .array(c.map { JSON($0) })]]]],
+        ]
+        let parsed = try JobSpec(json: spec)
+        let model = CompiledModel(graph: parsed.model, seed: 1)
+        let data = try TrainingData.resolve(parsed, catalog: nil)
+        try Trainer(spec: parsed, model: model, data: data).fit { _ in }
+        let product = try model.run([:], targets: ["C"], training: false)["C"]!.value.scalars
+        for (i, v) in product.enumerated() { XCTAssertEqual(v, c[i / 3][i % 3], accuracy: 1e-2, "entry \(i)") }
+    }
 }
