@@ -68,7 +68,39 @@ public final class Service: @unchecked Sendable {
             _ = scheduler.cancel(job.id)
             return .json(202, store.job(job.id)!.json)
         }
-        router.add("GET", "/jobs/:id/metrics") { [self] request in .json(200, store.metricsJSON(try job(request).id)) }
+        router.add("GET", "/jobs/:id/metrics") { [self] request in
+            let job = try job(request)
+            if let follow = request.query["follow"], follow == "1" || follow == "true" { return followMetrics(job.id) }
+            return .json(200, store.metricsJSON(job.id))
+        }
+        router.add("GET", "/models") { [self] _ in
+            let models = Dictionary(grouping: store.all().filter { $0.status == .succeeded }, by: \.name)
+                .compactMap { _, jobs in jobs.max { ($0.finishedAt ?? $0.createdAt) < ($1.finishedAt ?? $1.createdAt) } }
+                .sorted { $0.name < $1.name }
+            return .json(200, ["models": .array(models.map { .object([("name", .string($0.name)), ("job", .string($0.id)), ("finished_at", $0.json["finished_at"] ?? .null)]) })])
+        }
+        router.add("GET", "/models/:name") { [self] request in
+            let (job, model) = try predictor.model(request.pathParameters["name"] ?? "", path: "name")
+            let spec = (try? JobSpec(json: store.spec(job.id) ?? .null, limits: limits))
+            return .json(200, .object([
+                ("name", .string(job.name)), ("job", job.json),
+                ("summary", model.graph.summary(losses: spec?.train.losses ?? [])),
+                ("metrics", store.metricsJSON(job.id)),
+            ]))
+        }
+        router.add("GET", "/models/:name/weights") { [self] request in
+            let (job, _) = try predictor.model(request.pathParameters["name"] ?? "", path: "name")
+            guard let bytes = AtomicFile.read(store.checkpointPath(job.id)) else {
+                throw HTTPError(404, code: "no_checkpoint", message: "job \(job.id) has no checkpoint")
+            }
+            return HTTPResponse(status: 200, headers: HTTPHeaders([
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Disposition", "attachment; filename=\"\(job.name).safetensors\""),
+            ]), body: .bytes(bytes))
+        }
+        router.add("GET", "/openapi.yaml") { _ in
+            HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/yaml")]), body: .bytes(Array(OpenAPIDocument.text.utf8)))
+        }
         router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request))) }
     }
 
@@ -142,5 +174,33 @@ public final class Service: @unchecked Sendable {
         var body = store.job(job.id)?.json ?? job.json
         body = body.setting("summary", to: spec.model.summary(losses: spec.train.losses))
         return .json(201, body, headers: HTTPHeaders([("Location", "/jobs/\(job.id)")]))
+    }
+
+    /// Server-sent events: each new epoch as an `epoch` event, step progress as
+    /// `progress`, and a final `end` event with the job's status.
+    func followMetrics(_ id: String) -> HTTPResponse {
+        let store = self.store
+        return HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]), body: .stream { writer in
+            var sent = 0
+            var lastProgress = ""
+            while true {
+                let epochs = store.metricsJSON(id)["epochs"]?.arrayValue ?? []
+                while sent < epochs.count {
+                    guard writer.write(Array("event: epoch\ndata: \(epochs[sent].serialized())\n\n".utf8)) else { return }
+                    sent += 1
+                }
+                guard let job = store.job(id) else { return }
+                if job.isFinished {
+                    _ = writer.write(Array("event: end\ndata: \(job.json.serialized())\n\n".utf8))
+                    return
+                }
+                let progress = job.json["progress"]?.serialized() ?? ""
+                if progress != lastProgress {
+                    guard writer.write(Array("event: progress\ndata: \(progress)\n\n".utf8)) else { return }
+                    lastProgress = progress
+                }
+                Thread.sleep(forTimeInterval: 0.25)
+            }
+        })
     }
 }

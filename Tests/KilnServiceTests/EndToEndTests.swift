@@ -193,3 +193,11 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
     }
 }
+
+final class OpenAPIDocumentTests: XCTestCase {
+    func testServedDocumentMatchesTheRepositoryFile() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = try String(contentsOf: root.appendingPathComponent("openapi.yaml"), encoding: .utf8)
+        XCTAssertEqual(OpenAPIDocument.text + "\n", file, "run scripts/embed-openapi.sh after editing openapi.yaml")
+    }
+}
