@@ -1,3 +1,4 @@
+import Foundation
 import KilnJSON
 
 /// A whole job spec (DESIGN.md §1): the model graph, where its data comes from, and how
@@ -79,6 +80,17 @@ public struct TrainSpec: Sendable {
     public var losses: [LossSpec]
     public var metrics: [String]
     public var validation: Validation?
+    public var earlyStopping: EarlyStopping?
+
+    /// Stop when `monitor` has not improved by `minDelta` for `patience` epochs.
+    public struct EarlyStopping: Sendable, Equatable {
+        public var monitor: String
+        public var patience: Int
+        public var minDelta: Double
+        /// Whether larger is better (accuracy) or smaller (losses), as Keras' `auto`.
+        public var maximize: Bool
+        public var restoreBestWeights: Bool
+    }
 
     public enum Validation: Sendable, Equatable { case split(String), fraction(Double) }
 
@@ -114,6 +126,23 @@ public struct TrainSpec: Sendable {
                 validation = .fraction(fraction)
             }
             try vf.finish()
+        }
+        if let e = f.raw("early_stopping") {
+            var ef = try FieldReader(e, path: f.fieldPath("early_stopping"))
+            let monitor = try ef.string("monitor") ?? (validation == nil ? "loss" : "val_loss")
+            let mode = try ef.string("mode", oneOf: ["auto", "min", "max"], default: "auto")!
+            let maximize = mode == "max" || (mode == "auto" && (monitor.hasSuffix("accuracy")))
+            earlyStopping = EarlyStopping(
+                monitor: monitor, patience: try ef.int("patience", minimum: 0) ?? 0,
+                minDelta: try ef.double("min_delta", range: 0...1e9) ?? 0, maximize: maximize,
+                restoreBestWeights: try ef.bool("restore_best_weights") ?? false)
+            try ef.finish()
+            if monitor.hasPrefix("val_") && validation == nil {
+                throw SpecError(.invalidField, "monitors '\(monitor)' but train.validation is not set", path: ef.fieldPath("monitor"))
+            }
+        }
+        if case let .cosine(epochs, alpha)? = optimizer.schedule, epochs == 0 {
+            optimizer.schedule = .cosine(epochs: Double(self.epochs), alpha: alpha)
         }
         try f.finish()
         let hasTrainableWeights = model.nodes.contains { $0.parameters.contains(where: \.trainable) }
@@ -181,6 +210,26 @@ public struct OptimizerSpec: Sendable {
     public var weightDecay: Float
     public var rho: Float
     public var clipnorm: Float?
+    public var schedule: Schedule?
+
+    /// Learning-rate schedules, evaluated at a fractional epoch (epoch − 1 + step/steps).
+    public enum Schedule: Sendable, Equatable {
+        /// lr · factor^⌊epoch / every⌋
+        case step(everyEpochs: Int, factor: Float)
+        /// Cosine decay from lr to alpha·lr over `epochs`, then constant.
+        case cosine(epochs: Double, alpha: Float)
+
+        public func rate(base: Float, epoch: Double) -> Float {
+            switch self {
+            case let .step(every, factor):
+                return base * Float(Foundation.pow(Double(factor), (epoch / Double(every)).rounded(.down)))
+            case let .cosine(epochs, alpha):
+                let t = Swift.min(epoch, epochs) / epochs
+                let decayed = 0.5 * (1 + Foundation.cos(Double.pi * t))
+                return base * Float((1 - Double(alpha)) * decayed + Double(alpha))
+            }
+        }
+    }
 
     public init(json: JSON, path: String) throws(SpecError) {
         var f = try FieldReader(json, path: path)
@@ -195,6 +244,20 @@ public struct OptimizerSpec: Sendable {
         weightDecay = Float(try f.double("weight_decay", range: 0...1) ?? (kind == .adamw ? 0.004 : 0))
         rho = Float(try f.double("rho", range: 0...1) ?? 0.9)
         clipnorm = try f.double("clipnorm", range: 0...1e9).map(Float.init)
+        if let sj = f.raw("schedule") {
+            var sf = try FieldReader(sj, path: f.fieldPath("schedule"))
+            let type = try sf.string("type", oneOf: ["step", "cosine"]) ?? "step"
+            if type == "step" {
+                let every = try sf.positiveInt("every_epochs") ?? 1
+                let factor = Float(try sf.double("factor", range: 0...1) ?? 0.1)
+                schedule = .step(everyEpochs: every, factor: factor)
+            } else {
+                let epochs = try sf.double("epochs", range: 1e-6...1e9)
+                let alpha = Float(try sf.double("alpha", range: 0...1) ?? 0)
+                schedule = .cosine(epochs: epochs ?? 0, alpha: alpha)
+            }
+            try sf.finish()
+        }
         try f.finish()
     }
 }

@@ -117,6 +117,14 @@ public final class JobStore: @unchecked Sendable {
         .object([("epochs", .array(metrics[id] ?? [])), ("warnings", JSON(warnings[id] ?? []))])
     }
 
+    public func setWarnings(_ id: String, _ list: [String]) throws {
+        lock.lock()
+        warnings[id] = list
+        let doc = metricsJSONLocked(id)
+        lock.unlock()
+        try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+    }
+
     public func writeCheckpoint(_ id: String, _ bytes: [UInt8]) throws {
         try AtomicFile.write(bytes, to: checkpointPath(id))
     }

@@ -113,6 +113,10 @@ public final class Scheduler: @unchecked Sendable {
             let data = try TrainingData.resolve(spec, catalog: catalog)
             let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
             var startEpoch = 0
+            var initWarnings: [String] = []
+            if let from = spec.initFrom, AtomicFile.read(store.checkpointPath(id)) == nil {
+                initWarnings.append(try warmStart(model, from: from))
+            }
             if let bytes = AtomicFile.read(store.checkpointPath(id)) {
                 let (tensors, metadata) = try Safetensors.decode(bytes)
                 for (name, t) in tensors { _ = model.load(name, t) }
@@ -129,8 +133,10 @@ public final class Scheduler: @unchecked Sendable {
                 let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
                 try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
                 try store.appendMetrics(id, metrics.json)
+                try store.setWarnings(id, initWarnings + trainer.warnings)
                 try store.update(id) { $0.epoch = metrics.epoch }
             }
+            try store.setWarnings(id, initWarnings + trainer.warnings)
             try store.update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
             Log.info("job_succeeded", [("id", .string(id))])
         } catch TrainError.cancelled {
@@ -141,5 +147,20 @@ public final class Scheduler: @unchecked Sendable {
             _ = try? store.update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = message }
             Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
         }
+    }
+
+    /// `init_from`: restores weights whose name and shape match another job's
+    /// checkpoint, and says which were initialised anew.
+    func warmStart(_ model: CompiledModel, from: String) throws -> String {
+        guard JobStore.isValidID(from), let source = store.resolveModel(from), let bytes = AtomicFile.read(store.checkpointPath(source.id)) else {
+            throw TrainError.model("init_from: no checkpoint for job or model '\(from.prefix(64))'")
+        }
+        let (tensors, _) = try Safetensors.decode(bytes)
+        var restored = Set<String>()
+        for (name, t) in tensors where model.load(name, t) { restored.insert(name) }
+        let fresh = model.weightNames.filter { !restored.contains($0) }
+        return fresh.isEmpty
+            ? "init_from \(source.id): every weight was restored"
+            : "init_from \(source.id): initialised anew (no matching name and shape): \(fresh.joined(separator: ", "))"
     }
 }

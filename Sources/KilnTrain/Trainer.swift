@@ -54,6 +54,11 @@ public final class Trainer {
     public var onStep: (Int, Int, Int) -> Void = { _, _, _ in }
     /// Checked between steps; returning true stops training with `.cancelled`.
     public var shouldStop: () -> Bool = { false }
+    /// Trouble explained in words, each said once (constant inputs, vanishing or
+    /// exploding gradients, …).
+    public private(set) var warnings: [String] = []
+    /// Set when early stopping ended training before `epochs`.
+    public private(set) var stoppedEarly: (epoch: Int, bestEpoch: Int)?
 
     public init(spec: JobSpec, model: CompiledModel, data: TrainingData) {
         self.spec = spec
@@ -87,6 +92,8 @@ public final class Trainer {
     /// each finished epoch (to record metrics and write a checkpoint).
     public func fit(startEpoch: Int = 0, onEpoch: (EpochMetrics) throws -> Void) throws {
         let train = spec.train
+        inspectInputs()
+        var best: (value: Double, epoch: Int, weights: [String: Tensor])?
         for epoch in (startEpoch + 1)...max(train.epochs, startEpoch + 1) where epoch <= train.epochs {
             let started = Date()
             var generator = SeededGenerator(seed: train.seed &* 0x9E37_79B9 &+ UInt64(epoch))
@@ -100,6 +107,9 @@ public final class Trainer {
             let steps = stepsPerEpoch
             for step in 0..<steps {
                 if shouldStop() { throw TrainError.cancelled }
+                if let schedule = train.optimizer.schedule {
+                    optimizer.learningRate = schedule.rate(base: train.optimizer.learningRate, epoch: Double(epoch - 1) + Double(step) / Double(steps))
+                }
                 let indices = order.isEmpty ? [][...] : order[(step * train.batchSize)..<min(order.count, (step + 1) * train.batchSize)]
                 let batchSize = max(indices.count, 1)
                 let (objective, parts) = try evaluate(indices, in: data.train, training: true, seed: train.seed &+ UInt64(epoch * 1_000_003 + step))
@@ -124,7 +134,49 @@ public final class Trainer {
                 samplesPerSecond: Double(data.train.rowCount == 0 ? steps : samples) / max(seconds, 1e-9),
                 learningRate: Double(optimizer.learningRate),
                 gradNorms: normSums.mapValues { $0 / Double(steps) })
+            inspectGradients(metrics.gradNorms)
             try onEpoch(metrics)
+            if let rule = train.earlyStopping, let value = values[rule.monitor] {
+                let improved = best.map { rule.maximize ? value > $0.value + rule.minDelta : value < $0.value - rule.minDelta } ?? true
+                if improved {
+                    best = (value, epoch, rule.restoreBestWeights ? model.weights.mapValues { $0.value } : [:])
+                } else if let b = best, epoch - b.epoch > rule.patience - 1 {
+                    for (name, t) in b.weights { _ = model.load(name, t) }
+                    stoppedEarly = (epoch, b.epoch)
+                    warn("early stopping after epoch \(epoch): \(rule.monitor) has not improved since epoch \(b.epoch)")
+                    return
+                }
+            }
+        }
+    }
+
+    func warn(_ message: String) {
+        if !warnings.contains(message) { warnings.append(message) }
+    }
+
+    /// Inputs that are all zero or constant carry no information; the usual cause is
+    /// integer division when scaling (`x //= 255`).
+    func inspectInputs() {
+        for name in model.graph.inputNames {
+            guard let field = data.train.fields[name], !field.values.isEmpty else { continue }
+            var lo = Float.infinity, hi = -Float.infinity
+            for v in field.values { lo = Swift.min(lo, v); hi = Swift.max(hi, v) }
+            if lo == 0 && hi == 0 {
+                warn("input '\(name)' is all zeros, so the model cannot learn from it; if the data was scaled with integer division (x //= 255), use x / 255.0")
+            } else if lo == hi {
+                warn("input '\(name)' is constant (every value is \(lo)), so the model cannot learn from it")
+            }
+        }
+    }
+
+    /// Gradients that vanish or explode, named per weight.
+    func inspectGradients(_ norms: [String: Double]) {
+        for (name, norm) in norms.sorted(by: { $0.key < $1.key }) {
+            if norm < 1e-8 {
+                warn("the gradient of \(name) vanishes (mean norm \(String(format: "%.1e", norm))): the weight is not learning")
+            } else if norm > 1e4 {
+                warn("the gradient of \(name) explodes (mean norm \(String(format: "%.1e", norm))): lower the learning rate or set clipnorm")
+            }
         }
     }
 

@@ -106,4 +106,38 @@ final class TrainerTests: XCTestCase {
         let product = try model.run([:], targets: ["C"], training: false)["C"]!.value.scalars
         for (i, v) in product.enumerated() { XCTAssertEqual(v, c[i / 3][i % 3], accuracy: 1e-2, "entry \(i)") }
     }
+
+    func testEarlyStoppingAndConstantInputWarning() throws {
+        // Labels that do not depend on a constant input: val_loss stops improving soon.
+        var json = spec(epochs: 30)
+        let xs = JSON.array((0..<100).map { _ in JSON([0, 0]) })
+        let ys = JSON.array((0..<100).map { JSON($0 % 2) })
+        json = json.setting("data", to: ["fields": ["x": xs, "y": ys]])
+        json = json.setting("train", to: json["train"]!.setting("early_stopping", to: ["monitor": "val_loss", "patience": 2]))
+        let parsed = try JobSpec(json: json)
+        let trainer = Trainer(spec: parsed, model: CompiledModel(graph: parsed.model, seed: 1), data: try TrainingData.resolve(parsed, catalog: nil))
+        var epochs = 0
+        try trainer.fit { _ in epochs += 1 }
+        XCTAssertLessThan(epochs, 30)
+        XCTAssertNotNil(trainer.stoppedEarly)
+        XCTAssertTrue(trainer.warnings.contains { $0.contains("input 'x' is all zeros") && $0.contains("255") }, "\(trainer.warnings)")
+    }
+
+    func testLearningRateSchedules() throws {
+        let step = OptimizerSpec.Schedule.step(everyEpochs: 2, factor: 0.5)
+        XCTAssertEqual(step.rate(base: 1, epoch: 0), 1)
+        XCTAssertEqual(step.rate(base: 1, epoch: 2.5), 0.5)
+        XCTAssertEqual(step.rate(base: 1, epoch: 4), 0.25)
+        let cosine = OptimizerSpec.Schedule.cosine(epochs: 10, alpha: 0.1)
+        XCTAssertEqual(cosine.rate(base: 1, epoch: 0), 1, accuracy: 1e-6)
+        XCTAssertEqual(cosine.rate(base: 1, epoch: 5), 0.55, accuracy: 1e-6)
+        XCTAssertEqual(cosine.rate(base: 1, epoch: 20), 0.1, accuracy: 1e-6)
+        // The trainer reports the rate it used at the end of each epoch.
+        var json = spec(epochs: 2)
+        json = json.setting("train", to: json["train"]!.setting("optimizer", to: ["type": "sgd", "learning_rate": 0.1, "schedule": ["type": "cosine"]]))
+        let history = try train(json)
+        // 160 training rows in batches of 16: the last step of epoch 1 is at 0.9 of 2 epochs.
+        XCTAssertEqual(history[0].learningRate, 0.1 * 0.5 * (1 + cos(Double.pi * 0.45)), accuracy: 1e-6)
+        XCTAssertLessThan(history[1].learningRate, history[0].learningRate)
+    }
 }
