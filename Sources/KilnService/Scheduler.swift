@@ -21,6 +21,10 @@ public final class Scheduler: @unchecked Sendable {
     private var cancelled = Set<String>()
     /// Called when a job finishes (to drop cached models, wake streams).
     var onChange: (String) -> Void = { _ in }
+    /// Looks up datasets uploaded with `POST /datasets`.
+    var uploaded: (String) -> DatasetSplits? = { _ in nil }
+    /// Told (samples, seconds) after each epoch, for the service's throughput metric.
+    var onEpoch: (Int, Double) -> Void = { _, _ in }
 
     init(store: JobStore, catalog: DatasetCatalog, maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
         self.store = store
@@ -110,7 +114,7 @@ public final class Scheduler: @unchecked Sendable {
             Log.info("job_started", [("id", .string(id))])
             guard let specJSON = store.spec(id) else { throw TrainError.model("the stored spec is missing") }
             let spec = try JobSpec(json: specJSON, limits: limits)
-            let data = try TrainingData.resolve(spec, catalog: catalog)
+            let data = try TrainingData.resolve(spec, catalog: catalog, uploaded: uploaded)
             let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
             var startEpoch = 0
             var initWarnings: [String] = []
@@ -133,6 +137,7 @@ public final class Scheduler: @unchecked Sendable {
                 let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
                 try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
                 try store.appendMetrics(id, metrics.json)
+                onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
                 try store.setWarnings(id, initWarnings + trainer.warnings)
                 try store.update(id) { $0.epoch = metrics.epoch }
             }

@@ -12,6 +12,8 @@ public final class Service: @unchecked Sendable {
     public let store: JobStore
     let scheduler: Scheduler
     let predictor: Predictor
+    let datasets: DatasetStore
+    let metrics = ServiceMetrics()
     let limits: ModelLimits
     public let router = Router()
     private var server: HTTPServer?
@@ -24,6 +26,9 @@ public final class Service: @unchecked Sendable {
         let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror)
         scheduler = Scheduler(store: store, catalog: catalog, maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits)
         predictor = Predictor(store: store, limits: limits, maxBatch: config.maxPredictBatch)
+        datasets = try DatasetStore(directory: "\(config.dataDirectory)/uploads")
+        scheduler.uploaded = { [datasets] name in datasets.load(name) }
+        scheduler.onEpoch = { [metrics] samples, seconds in metrics.recordTraining(samples: samples, seconds: seconds) }
         scheduler.onChange = { [predictor] id in predictor.forget(id) }
         routes()
     }
@@ -35,7 +40,8 @@ public final class Service: @unchecked Sendable {
         http.port = config.port
         http.maxBodyBytes = config.maxBodyBytes
         let server = HTTPServer(configuration: http) { [router] request in router.handle(request) }
-        server.onRequestCompleted = { request, status, seconds in
+        server.onRequestCompleted = { [metrics] request, status, seconds in
+            metrics.record(method: request.method, path: request.path, status: status, seconds: seconds)
             Log.info("request", [("method", .string(request.method)), ("path", .string(String(request.path.prefix(200)))), ("status", JSON(status)), ("ms", .number((seconds * 1e4).rounded() / 10))])
         }
         try server.start()
@@ -52,6 +58,12 @@ public final class Service: @unchecked Sendable {
 
     func routes() {
         router.add("GET", "/healthz") { _ in .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
+        router.add("GET", "/metrics") { [self] _ in
+            let counts = Dictionary(grouping: store.all(), by: { $0.status.rawValue }).mapValues(\.count)
+            return .text(200, metrics.render(queueDepth: scheduler.queueDepth, running: scheduler.runningCount, jobsByStatus: counts),
+                         contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.add("GET", "/") { [self] _ in .text(200, Dashboard.render(store), contentType: "text/html; charset=utf-8") }
         router.add("POST", "/validate") { [self] request in
             let spec = try decodeSpec(request)
             return .json(200, ["valid": true, "summary": spec.model.summary(losses: spec.train.losses)])
@@ -101,6 +113,11 @@ public final class Service: @unchecked Sendable {
         router.add("GET", "/openapi.yaml") { _ in
             HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/yaml")]), body: .bytes(Array(OpenAPIDocument.text.utf8)))
         }
+        router.add("POST", "/datasets") { [self] request in
+            try authorize(request)
+            return .json(201, try datasets.upload(request))
+        }
+        router.add("GET", "/datasets") { [self] _ in .json(200, ["datasets": .array(datasets.all)]) }
         router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request))) }
     }
 
