@@ -9,6 +9,126 @@ info:
 servers:
   - url: http://127.0.0.1:8080
 paths:
+  /:
+    get:
+      summary: Dashboard page (jobs, status, loss curves as inline SVG)
+      responses:
+        "200":
+          description: An HTML page.
+          content:
+            text/html:
+              schema: {type: string}
+  /metrics:
+    get:
+      summary: Prometheus metrics for the service
+      responses:
+        "200":
+          description: Prometheus text format.
+          content:
+            text/plain:
+              schema: {type: string}
+  /openapi.yaml:
+    get:
+      summary: This document
+      responses:
+        "200":
+          description: The OpenAPI document.
+          content:
+            application/yaml:
+              schema: {type: string}
+  /models:
+    get:
+      summary: Trained models (the latest succeeded job of each name)
+      responses:
+        "200":
+          description: The models.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  models:
+                    type: array
+                    items:
+                      type: object
+                      properties:
+                        name: {type: string}
+                        job: {type: string}
+                        finished_at: {type: string}
+  /models/{name}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: A model's summary, metrics and the job it came from
+      responses:
+        "200":
+          description: The model.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  name: {type: string}
+                  job: {$ref: "#/components/schemas/Job"}
+                  summary: {$ref: "#/components/schemas/Summary"}
+                  metrics: {type: object}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
+  /models/{name}/weights:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: The model's weights as safetensors (F32, named <node>.<weight>)
+      responses:
+        "200":
+          description: A safetensors file.
+          content:
+            application/octet-stream:
+              schema: {type: string, format: binary}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
+  /datasets:
+    get:
+      summary: Uploaded datasets
+      responses:
+        "200":
+          description: The datasets.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  datasets:
+                    type: array
+                    items: {$ref: "#/components/schemas/Dataset"}
+    post:
+      summary: Upload a dataset as .npy (one field, named by ?field=), .npz, or JSON fields
+      security: [{}, {bearer: []}]
+      parameters:
+        - {name: name, in: query, required: false, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+        - {name: field, in: query, required: false, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [fields]
+              properties:
+                name: {type: string}
+                fields: {type: object, additionalProperties: {}}
+                test: {type: object, additionalProperties: {}}
+          application/octet-stream:
+            schema: {type: string, format: binary}
+      responses:
+        "201":
+          description: Stored.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Dataset"}
+        "400": {$ref: "#/components/responses/Error"}
+        "401": {$ref: "#/components/responses/Error"}
+        "413": {$ref: "#/components/responses/Error"}
   /healthz:
     get:
       summary: Liveness
@@ -113,7 +233,9 @@ paths:
     parameters:
       - {name: id, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
     get:
-      summary: Per-epoch metrics (Keras History keys) and warnings
+      summary: Per-epoch metrics (Keras History keys) and warnings; ?follow=1 streams server-sent events
+      parameters:
+        - {name: follow, in: query, required: false, schema: {type: string, enum: ["0", "1", "true"]}}
       responses:
         "200":
           description: The metrics so far.
@@ -128,6 +250,8 @@ paths:
                   warnings:
                     type: array
                     items: {type: string}
+            text/event-stream:
+              schema: {type: string}
         "404": {$ref: "#/components/responses/Error"}
   /predict:
     post:
@@ -285,6 +409,15 @@ components:
         frozen_params: {type: integer}
         total_params: {type: integer}
         dependencies: {type: object, additionalProperties: {type: array, items: {type: string}}}
+    Dataset:
+      type: object
+      properties:
+        id: {type: string}
+        name: {type: string, nullable: true}
+        rows: {type: integer}
+        fields: {type: object, additionalProperties: {type: object}}
+        test: {type: object, additionalProperties: {type: object}}
+        created_at: {type: string}
     Job:
       type: object
       properties:
