@@ -1,0 +1,178 @@
+import Foundation
+import KilnJSON
+@testable import KilnService
+import XCTest
+
+/// The service over real sockets, with jobs on inline data (no downloads).
+final class ServiceTests: XCTestCase {
+    var temp = ""
+    var service: Service!
+    var client: HTTPTestClient!
+
+    func start(token: String? = nil, maxQueued: Int = 100) throws {
+        temp = NSTemporaryDirectory() + "kiln-service-\(UUID().uuidString)"
+        var config = Config()
+        config.port = 0
+        config.dataDirectory = temp
+        config.authToken = token
+        config.maxQueuedJobs = maxQueued
+        service = try Service(config: config)
+        try service.start()
+        client = HTTPTestClient(port: service.port)
+    }
+
+    override func tearDown() {
+        service?.stop()
+        try? FileManager.default.removeItem(atPath: temp)
+    }
+
+    /// A small regression on inline fields.
+    func spec(epochs: Int = 3, name: String = "tiny", data: JSON? = nil) -> JSON {
+        let xs = JSON.array((0..<64).map { i in JSON([Float(i % 8) / 8, Float(i / 8) / 8]) })
+        let ys = JSON.array((0..<64).map { i in JSON([Float(i % 8) / 8 + Float(i / 8) / 8]) })
+        return [
+            "name": .string(name),
+            "model": ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 8, "activation": "tanh"], ["type": "dense", "units": 1, "name": "y"]]],
+            "data": data ?? ["fields": ["x": xs, "y": ys]],
+            "train": ["epochs": JSON(epochs), "batch_size": 8, "optimizer": ["type": "adam", "learning_rate": 0.01],
+                      "losses": [["node": "y", "type": "mse", "target": "y"]], "metrics": ["mae"]],
+        ]
+    }
+
+    func wait(_ id: String) throws -> JSON {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let job = try client.json("GET", "/jobs/\(id)").json!
+            if ["succeeded", "failed", "cancelled"].contains(job["status"]!.stringValue!) { return job }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("job \(id) did not finish")
+        return .null
+    }
+
+    func testTokenGuardsStateChangingCalls() throws {
+        try start(token: "s3cret")
+        let denied = try client.json("POST", "/jobs", spec())
+        XCTAssertEqual(denied.status, 401)
+        XCTAssertEqual(denied.headers["www-authenticate"]?.hasPrefix("Bearer"), true)
+        let wrong = try client.request("POST", "/jobs", body: spec().bytes, headers: ["Authorization": "Bearer s3cres", "Content-Type": "application/json"])
+        XCTAssertEqual(wrong.status, 401)
+        XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 0)
+        let allowed = try client.request("POST", "/jobs", body: spec().bytes, headers: ["Authorization": "Bearer s3cret", "Content-Type": "application/json"])
+        XCTAssertEqual(allowed.status, 201)
+        // Reads need no token.
+        XCTAssertEqual(try client.json("GET", "/jobs").status, 200)
+    }
+
+    func testJobLifecycleMetricsModelsAndWeights() throws {
+        try start()
+        let created = try client.json("POST", "/jobs", spec())
+        XCTAssertEqual(created.status, 201)
+        XCTAssertEqual(created.headers["location"], "/jobs/\(created.json!["id"]!.stringValue!)")
+        let id = created.json!["id"]!.stringValue!
+        let job = try wait(id)
+        XCTAssertEqual(job["status"]?.stringValue, "succeeded", job.serialized())
+        let metrics = try client.json("GET", "/jobs/\(id)/metrics").json!
+        XCTAssertEqual(metrics["epochs"]?.arrayValue?.count, 3)
+        XCTAssertNotNil(metrics["epochs"]?[2]?["mae"]?.doubleValue)
+
+        // Models: listed by name, summary, weights as safetensors.
+        XCTAssertEqual(try client.json("GET", "/models").json?["models"]?[0]?["name"]?.stringValue, "tiny")
+        XCTAssertEqual(try client.json("GET", "/models/tiny").json?["summary"]?["total_params"]?.intValue, 2 * 8 + 8 + 8 + 1)
+        let weights = try client.request("GET", "/models/tiny/weights")
+        XCTAssertEqual(weights.status, 200)
+        XCTAssertEqual(weights.headers["content-type"], "application/octet-stream")
+        XCTAssertGreaterThan(weights.body.count, 33 * 4)
+
+        // The metrics stream replays the finished epochs and ends.
+        let stream = try client.request("GET", "/jobs/\(id)/metrics?follow=1")
+        let text = String(decoding: stream.body, as: UTF8.self)
+        XCTAssertEqual(text.components(separatedBy: "event: epoch").count - 1, 3, text)
+        XCTAssertTrue(text.contains("event: end"))
+
+        // Cancelling a finished job is a conflict.
+        XCTAssertEqual(try client.json("DELETE", "/jobs/\(id)").status, 409)
+
+        // Prometheus text and the dashboard.
+        let prom = String(decoding: try client.request("GET", "/metrics").body, as: UTF8.self)
+        XCTAssertTrue(prom.contains("kiln_http_requests_total{method=\"POST\",route=\"/jobs\",status=\"201\"} 1"), prom)
+        XCTAssertTrue(prom.contains("kiln_jobs{status=\"succeeded\"} 1"))
+        let page = try client.request("GET", "/")
+        XCTAssertEqual(page.headers["content-type"], "text/html; charset=utf-8")
+        let html = String(decoding: page.body, as: UTF8.self)
+        XCTAssertTrue(html.contains(id) && html.contains("<svg") && html.contains("<polyline"))
+    }
+
+    func testCancelQueuedJobAndQueueLimit() throws {
+        try start(maxQueued: 1)
+        // A long job occupies the runner; the next waits in the queue.
+        let long = try client.json("POST", "/jobs", spec(epochs: 100_000)).json!["id"]!.stringValue!
+        Thread.sleep(forTimeInterval: 0.3)
+        let queued = try client.json("POST", "/jobs", spec()).json!["id"]!.stringValue!
+        let full = try client.json("POST", "/jobs", spec())
+        XCTAssertEqual(full.status, 503)
+        XCTAssertNotNil(full.headers["retry-after"])
+        XCTAssertEqual(try client.json("DELETE", "/jobs/\(queued)").status, 202)
+        XCTAssertEqual(try client.json("GET", "/jobs/\(queued)").json?["status"]?.stringValue, "cancelled")
+        XCTAssertEqual(try client.json("DELETE", "/jobs/\(long)").status, 202)
+        XCTAssertEqual(try wait(long)["status"]?.stringValue, "cancelled")
+        // The cancelled running job keeps its last checkpoint if it finished an epoch.
+    }
+
+    func testUploadedDatasetTrainsAndBadUploadsAreNamed() throws {
+        try start()
+        let xs = JSON.array((0..<32).map { i in JSON([Float(i % 4), Float(i / 4)]) })
+        let ys = JSON.array((0..<32).map { i in JSON([Float(i % 4 + i / 4)]) })
+        let uploaded = try client.json("POST", "/datasets", ["name": "grid", "fields": ["x": xs, "y": ys]])
+        XCTAssertEqual(uploaded.status, 201, String(decoding: uploaded.body, as: UTF8.self))
+        XCTAssertEqual(uploaded.json?["fields"]?["x"]?["shape"], [32, 2])
+        XCTAssertEqual(try client.json("GET", "/datasets").json?["datasets"]?.arrayValue?.count, 1)
+        let job = try client.json("POST", "/jobs", spec(data: ["dataset": "grid"])).json!["id"]!.stringValue!
+        XCTAssertEqual(try wait(job)["status"]?.stringValue, "succeeded")
+
+        let ragged = try client.json("POST", "/datasets", ["fields": ["x": [[1, 2], [3]]]])
+        XCTAssertEqual(ragged.status, 400)
+        let mismatched = try client.json("POST", "/datasets", ["fields": ["x": [[1], [2]], "y": [1, 2, 3]]])
+        XCTAssertEqual(mismatched.status, 400)
+        XCTAssertTrue(String(decoding: mismatched.body, as: UTF8.self).contains("y") )
+        let traversal = try client.json("POST", "/datasets", ["name": "../x", "fields": ["x": [1, 2]]])
+        XCTAssertEqual(traversal.status, 400)
+        XCTAssertEqual(traversal.json?["error"]?["path"]?.stringValue, "name")
+
+        // A job on a missing field fails with the field's name.
+        let missing = spec(data: ["dataset": "grid"]).setting("train", to: spec()["train"]!.setting("losses", to: [["node": "y", "type": "mse", "target": "z"]]))
+        let failed = try wait(try client.json("POST", "/jobs", missing).json!["id"]!.stringValue!)
+        XCTAssertEqual(failed["status"]?.stringValue, "failed")
+        XCTAssertTrue(failed["error"]?.stringValue?.contains("'z'") ?? false, failed.serialized())
+    }
+
+    func testHostileNamesNeverBecomePaths() throws {
+        try start()
+        for path in ["/jobs/..%2f..%2fetc%2fpasswd", "/jobs/%2e%2e", "/jobs/a%00b", "/models/..%2fjobs/weights"] {
+            XCTAssertEqual(try client.json("GET", path).status, 404, path)
+        }
+        let bad = try client.json("POST", "/jobs", spec(name: "../evil"))
+        XCTAssertEqual(bad.status, 400)
+        XCTAssertEqual(bad.json?["error"]?["path"]?.stringValue, "name")
+        XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
+    }
+
+    func testPredictRejectsBadInputsWithPaths() throws {
+        try start()
+        let id = try client.json("POST", "/jobs", spec()).json!["id"]!.stringValue!
+        _ = try wait(id)
+        let ok = try client.json("POST", "/predict", ["model": "tiny", "instances": [[0.5, 0.5], [0.25, 0]]])
+        XCTAssertEqual(ok.json?["predictions"]?.arrayValue?.count, 2)
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        XCTAssertEqual(try client.request("POST", "/predict", body: Array("{\"model\":\"tiny\",\"inputs\":{\"x\":\(deep)}}".utf8)).status, 400)
+        XCTAssertEqual(try client.request("POST", "/predict", body: Array("{\"model\":\"tiny\",\"inputs\":{\"x\":[[1e309,1]]}}".utf8)).status, 400)
+        let wrong = try client.json("POST", "/predict", ["model": "tiny", "inputs": ["x": [[1, 2, 3]]]])
+        XCTAssertEqual(wrong.status, 400)
+        XCTAssertTrue(wrong.json?["error"]?["message"]?.stringValue?.contains("'x'") ?? false)
+        let missing = try client.json("POST", "/predict", ["model": "tiny", "inputs": ["z": [[1, 2]]]])
+        XCTAssertEqual(missing.json?["error"]?["path"]?.stringValue, "inputs.x")
+        let unknownOutput = try client.json("POST", "/predict", ["model": "tiny", "inputs": ["x": [[1, 2]]], "outputs": ["nope"]])
+        XCTAssertEqual(unknownOutput.json?["error"]?["path"]?.stringValue, "outputs[0]")
+        XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
+    }
+}
