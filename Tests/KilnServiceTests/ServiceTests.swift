@@ -28,8 +28,9 @@ final class ServiceTests: XCTestCase {
 
     /// A small regression on inline fields.
     func spec(epochs: Int = 3, name: String = "tiny", data: JSON? = nil) -> JSON {
-        let xs = JSON.array((0..<64).map { i in JSON([Float(i % 8) / 8, Float(i / 8) / 8]) })
-        let ys = JSON.array((0..<64).map { i in JSON([Float(i % 8) / 8 + Float(i / 8) / 8]) })
+        let coordinates: [(Float, Float)] = (0..<64).map { i in (Float(i % 8) / 8, Float(i / 8) / 8) }
+        let xs = JSON.array(coordinates.map { JSON([$0.0, $0.1]) })
+        let ys = JSON.array(coordinates.map { JSON([$0.0 + $0.1]) })
         return [
             "name": .string(name),
             "model": ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 8, "activation": "tanh"], ["type": "dense", "units": 1, "name": "y"]]],
@@ -121,8 +122,9 @@ final class ServiceTests: XCTestCase {
 
     func testUploadedDatasetTrainsAndBadUploadsAreNamed() throws {
         try start()
-        let xs = JSON.array((0..<32).map { i in JSON([Float(i % 4), Float(i / 4)]) })
-        let ys = JSON.array((0..<32).map { i in JSON([Float(i % 4 + i / 4)]) })
+        let grid: [(Float, Float)] = (0..<32).map { i in (Float(i % 4), Float(i / 4)) }
+        let xs = JSON.array(grid.map { JSON([$0.0, $0.1]) })
+        let ys = JSON.array(grid.map { JSON([$0.0 + $0.1]) })
         let uploaded = try client.json("POST", "/datasets", ["name": "grid", "fields": ["x": xs, "y": ys]])
         XCTAssertEqual(uploaded.status, 201, String(decoding: uploaded.body, as: UTF8.self))
         XCTAssertEqual(uploaded.json?["fields"]?["x"]?["shape"], [32, 2])
