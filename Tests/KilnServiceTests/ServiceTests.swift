@@ -26,9 +26,21 @@ final class ServiceTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: temp)
     }
 
+    /// Points on a side×side grid in [0, 1).
+    static func grid(_ count: Int, side: Int) -> [(Float, Float)] {
+        var out: [(Float, Float)] = []
+        let scale = Float(side)
+        for i in 0..<count {
+            let x = Float(i % side) / scale
+            let y = Float(i / side) / scale
+            out.append((x, y))
+        }
+        return out
+    }
+
     /// A small regression on inline fields.
     func spec(epochs: Int = 3, name: String = "tiny", data: JSON? = nil) -> JSON {
-        let coordinates: [(Float, Float)] = (0..<64).map { i in (Float(i % 8) / 8, Float(i / 8) / 8) }
+        let coordinates = ServiceTests.grid(64, side: 8)
         let xs = JSON.array(coordinates.map { JSON([$0.0, $0.1]) })
         let ys = JSON.array(coordinates.map { JSON([$0.0 + $0.1]) })
         return [
@@ -122,7 +134,7 @@ final class ServiceTests: XCTestCase {
 
     func testUploadedDatasetTrainsAndBadUploadsAreNamed() throws {
         try start()
-        let grid: [(Float, Float)] = (0..<32).map { i in (Float(i % 4), Float(i / 4)) }
+        let grid = ServiceTests.grid(32, side: 4).map { ($0.0 * 4, $0.1 * 4) }
         let xs = JSON.array(grid.map { JSON([$0.0, $0.1]) })
         let ys = JSON.array(grid.map { JSON([$0.0 + $0.1]) })
         let uploaded = try client.json("POST", "/datasets", ["name": "grid", "fields": ["x": xs, "y": ys]])
