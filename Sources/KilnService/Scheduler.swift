@@ -19,6 +19,9 @@ public final class Scheduler: @unchecked Sendable {
     private var pending: [String] = []
     private var running = Set<String>()
     private var cancelled = Set<String>()
+    /// Set by `shutdown`: no new job starts, running ones stop at their next step and
+    /// stay queued, to resume from their checkpoint at the next start.
+    private var stopping = false
     /// Called when a job finishes (to drop cached models, wake streams).
     var onChange: (String) -> Void = { _ in }
     /// Looks up datasets uploaded with `POST /datasets`.
@@ -80,8 +83,19 @@ public final class Scheduler: @unchecked Sendable {
         return isRunning
     }
 
+    /// Stops starting jobs and interrupts running ones; waits up to `timeout` seconds
+    /// for them to reach a step boundary.
+    func shutdown(timeout: Double = 10) {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+        let deadline = Date().addingTimeInterval(timeout)
+        while runningCount > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+    }
+
     private func pump() {
         lock.lock()
+        guard !stopping else { lock.unlock(); return }
         var toStart: [String] = []
         while running.count < maxConcurrent, !pending.isEmpty {
             let id = pending.removeFirst()
@@ -105,8 +119,12 @@ public final class Scheduler: @unchecked Sendable {
     private func isCancelled(_ id: String) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        return cancelled.contains(id)
+        return cancelled.contains(id) || stopping
     }
+
+    private func wasCancelled(_ id: String) -> Bool { lock.lock(); defer { lock.unlock() }; return cancelled.contains(id) }
+
+    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
     private func run(_ id: String) {
         do {
@@ -144,6 +162,9 @@ public final class Scheduler: @unchecked Sendable {
             try store.setWarnings(id, initWarnings + trainer.warnings)
             try store.update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
             Log.info("job_succeeded", [("id", .string(id))])
+        } catch TrainError.cancelled where isStopping && !wasCancelled(id) {
+            _ = try? store.update(id) { $0.status = .queued }
+            Log.info("job_interrupted", [("id", .string(id)), ("reason", "shutdown")])
         } catch TrainError.cancelled {
             _ = try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
             Log.info("job_cancelled", [("id", .string(id))])

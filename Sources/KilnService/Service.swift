@@ -52,7 +52,12 @@ public final class Service: @unchecked Sendable {
 
     public var port: Int { server?.port ?? config.port }
 
-    public func stop() { server?.stop() }
+    /// Stops accepting connections and interrupts training; interrupted jobs stay
+    /// queued and resume from their last checkpoint at the next start.
+    public func stop() {
+        server?.stop()
+        scheduler.shutdown()
+    }
 
     // MARK: - Routes
 

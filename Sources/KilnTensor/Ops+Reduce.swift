@@ -96,6 +96,7 @@ extension Variable {
             for j in 0..<view.length { py[base + j * s] *= inv }
         }
         return Variable(y, op: "softmax", parents: [self]) { g in
+            let py = y.storage.pointer
             let dx = Tensor(uninitializedShape: y.shape)
             let pg = g.storage.pointer, pd = dx.storage.pointer
             view.forEachLine { base, s in
@@ -123,6 +124,7 @@ extension Variable {
             for j in 0..<view.length { py[base + j * s] = px[base + j * s] - lse }
         }
         return Variable(y, op: "log_softmax", parents: [self]) { g in
+            let py = y.storage.pointer
             let dx = Tensor(uninitializedShape: y.shape)
             let pg = g.storage.pointer, pd = dx.storage.pointer
             view.forEachLine { base, s in

@@ -38,7 +38,10 @@ public enum Loss {
             total -= Double(pt[i]) * Double(Foundation.log(Swift.min(Swift.max(pp[i], epsilon), 1 - epsilon)))
         }
         let value = Tensor(scalar: Float(total / Double(rows)))
+        let prediction = p.value
         return Variable(value, op: "categorical_crossentropy", parents: [p]) { g in
+            // Hold the tensors (not just their pointers) until the backward pass.
+            let pp = prediction.storage.pointer, pt = t.storage.pointer
             let scale = g.scalar / Float(rows)
             let dp = Tensor(shape: p.shape, repeating: 0)
             let d = dp.storage.pointer
@@ -65,7 +68,9 @@ public enum Loss {
             }
             total -= Double(Foundation.log(Swift.min(Swift.max(pp[r * classes + label], epsilon), 1 - epsilon)))
         }
+        let prediction = p.value
         return Variable(Tensor(scalar: Float(total / Double(rows))), op: "sparse_categorical_crossentropy", parents: [p]) { g in
+            let pp = prediction.storage.pointer, pt = t.storage.pointer
             let scale = g.scalar / Float(rows)
             let dp = Tensor(shape: p.shape, repeating: 0)
             let d = dp.storage.pointer
@@ -87,7 +92,9 @@ public enum Loss {
             let q = Swift.min(Swift.max(pp[i], epsilon), 1 - epsilon)
             total -= Double(pt[i] * Foundation.log(q) + (1 - pt[i]) * Foundation.log(1 - q))
         }
+        let prediction = p.value
         return Variable(Tensor(scalar: Float(total / Double(n))), op: "binary_crossentropy", parents: [p]) { g in
+            let pp = prediction.storage.pointer, pt = t.storage.pointer
             let scale = g.scalar / Float(n)
             let dp = Tensor(shape: p.shape, repeating: 0)
             let d = dp.storage.pointer

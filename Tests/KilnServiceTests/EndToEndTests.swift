@@ -60,7 +60,7 @@ final class EndToEndTests: XCTestCase {
             ],
             "data": data,
             "train": [
-                "epochs": JSON(epochs), "batch_size": 128, "seed": 1,
+                "epochs": JSON(epochs), "batch_size": 32, "seed": 1,
                 "optimizer": ["type": "adam", "learning_rate": 0.001],
                 "losses": [["node": "probs", "type": "categorical_crossentropy", "target": "label"]],
                 "metrics": ["accuracy"],

@@ -66,7 +66,7 @@ final class TrainerTests: XCTestCase {
         let diverging: JSON = [
             "model": ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 1, "name": "out"]]],
             "data": ["fields": blobs(64, seed: 5)],
-            "train": ["epochs": 20, "batch_size": 8, "optimizer": ["type": "sgd", "learning_rate": 50],
+            "train": ["epochs": 20, "batch_size": 8, "optimizer": ["type": "sgd", "learning_rate": 10],
                       "losses": [["node": "out", "type": "mse", "target": "y"]]],
         ]
         XCTAssertThrowsError(try train(diverging.setting("data", to: ["fields": ["x": blobs(64, seed: 5)["x"]!, "y": .array((0..<64).map { JSON([$0 % 2]) })]]))) { error in
