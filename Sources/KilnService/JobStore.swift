@@ -117,6 +117,17 @@ public final class JobStore: @unchecked Sendable {
         .object([("epochs", .array(metrics[id] ?? [])), ("warnings", JSON(warnings[id] ?? []))])
     }
 
+    /// Drops metrics of epochs after `count` (they will be recorded again on resume).
+    public func truncateMetrics(_ id: String, toEpochs count: Int) throws {
+        lock.lock()
+        let current = metrics[id] ?? []
+        guard current.count > count else { lock.unlock(); return }
+        metrics[id] = Array(current.prefix(count))
+        let doc = metricsJSONLocked(id)
+        lock.unlock()
+        try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+    }
+
     public func setWarnings(_ id: String, _ list: [String]) throws {
         lock.lock()
         warnings[id] = list

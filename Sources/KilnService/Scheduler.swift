@@ -151,10 +151,14 @@ public final class Scheduler: @unchecked Sendable {
             trainer.onStep = { [store] epoch, step, steps in
                 store.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
             }
+            // Metrics past the checkpoint belong to an epoch that will run again.
+            try store.truncateMetrics(id, toEpochs: startEpoch)
             try trainer.fit(startEpoch: startEpoch) { metrics in
+                // Metrics first, then the checkpoint: a crash between the two re-runs the
+                // epoch, and the truncation above keeps each epoch recorded once.
+                try store.appendMetrics(id, metrics.json)
                 let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
                 try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
-                try store.appendMetrics(id, metrics.json)
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
                 try store.setWarnings(id, initWarnings + trainer.warnings)
                 try store.update(id) { $0.epoch = metrics.epoch }
