@@ -146,4 +146,33 @@ final class LayerTests: XCTestCase {
             XCTAssertTrue((error as! SpecError).message.contains("unknown variable 'y'"), "\(error)")
         }
     }
+
+    func testShapeLayers() throws {
+        let g = try graph(["x": [2, 3], "ids": [2]], [
+            ["type": "permute", "dims": [2, 1], "input": "x", "name": "p"],
+            ["type": "transpose", "input": "x", "name": "t"],
+            ["type": "concatenate", "inputs": ["x", "x"], "axis": 1, "name": "c"],
+            ["type": "slice", "input": "x", "axis": -1, "start": 1, "end": 3, "name": "s"],
+            ["type": "embedding", "input": "ids", "input_dim": 5, "output_dim": 4, "name": "e"],
+            ["type": "one_hot", "input": "ids", "classes": 5, "name": "o"],
+        ])
+        let x = Tensor(shape: [1, 2, 3], values: [1, 2, 3, 4, 5, 6])
+        let ids = Tensor(shape: [1, 2], values: [4, 0])
+        XCTAssertEqual(g.node("p")?.shape, NodeShape([3, 2]))
+        XCTAssertEqual(try run(g, ["x": x], "p").scalars, [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(g.node("t")?.shape, NodeShape([3, 2]))
+        XCTAssertEqual(g.node("c")?.shape, NodeShape([4, 3]))
+        XCTAssertEqual(try run(g, ["x": x], "s").scalars, [2, 3, 5, 6])
+        XCTAssertEqual(g.node("e")?.shape, NodeShape([2, 4]))
+        XCTAssertEqual(g.parameterCount.trainable, 20)
+        let model = CompiledModel(graph: g, seed: 1)
+        let table = model.weights["e.embeddings"]!.value.scalars
+        XCTAssertEqual(try model.run(["ids": ids], targets: ["e"], training: false)["e"]!.value.scalars, Array(table[16..<20] + table[0..<4]))
+        XCTAssertEqual(try run(g, ["ids": ids], "o").scalars, [0, 0, 0, 0, 1, 1, 0, 0, 0, 0])
+        XCTAssertThrowsError(try graph(["x": [2, 3]], [["type": "permute", "dims": [1, 3]]]))
+        XCTAssertThrowsError(try graph(["x": [2, 3]], [["type": "slice", "axis": 0, "start": 0, "end": 1]]))
+        XCTAssertThrowsError(try graph(["a": [2, 3], "b": [2, 4]], [["type": "concatenate", "inputs": ["a", "b"], "axis": 1]])) { error in
+            XCTAssertTrue((error as! SpecError).message.contains("(batch, 2, 4)"), "\(error)")
+        }
+    }
 }

@@ -112,28 +112,23 @@ public struct Bias: Layer {
     }
 
     /// The axis among the per-sample dims, or nil if out of range or the batch axis.
-    func sampleAxis(_ x: NodeShape) -> Int? {
-        let rank = x.dims.count + (x.batched ? 1 : 0)
-        guard let a = Shapes.axis(axis, rank: rank) else { return nil }
-        let s = a - (x.batched ? 1 : 0)
-        return s >= 0 ? s : nil
-    }
+    func biasAxis(_ x: NodeShape) -> Int? { KilnGraph.sampleAxis(axis, x) }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
-        guard sampleAxis(inputs[0]) != nil else {
+        guard biasAxis(inputs[0]) != nil else {
             throw node.error("axis \(axis) is not a per-sample axis of input \(inputs[0])", field: "axis", code: .invalidField)
         }
         return inputs[0]
     }
 
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
-        guard let a = sampleAxis(inputs[0]) else { return [] }
+        guard let a = biasAxis(inputs[0]) else { return [] }
         return [weights.bias([inputs[0].dims[a]])]
     }
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         let x = context.inputShapes[0]
-        let a = sampleAxis(x)!
+        let a = biasAxis(x)!
         let b = w["bias"]!
         // Shape the vector to broadcast along its axis: [d, 1, …, 1].
         let trailing = x.dims.count - a - 1
