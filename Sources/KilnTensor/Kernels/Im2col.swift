@@ -1,0 +1,182 @@
+/// Padding of convolution and pooling windows, with TensorFlow's rules.
+public enum Padding: String, Sendable {
+    /// Windows lie entirely inside the image.
+    case valid
+    /// The output has ceil(input / stride) positions; the padding is split with the
+    /// smaller half before (top/left), as in TensorFlow.
+    case same
+}
+
+/// The output length and leading padding of a sliding window along one axis.
+/// - Throws: `TensorError` when a valid window does not fit or a size is not positive.
+func windowOutput(
+    op: String, input: Int, kernel: Int, stride: Int, dilation: Int, padding: Padding, shapes: [[Int]]
+) throws(TensorError) -> (length: Int, padBefore: Int) {
+    guard kernel >= 1, stride >= 1, dilation >= 1 else {
+        throw TensorError(.invalidArgument, op: op,
+                          "window sizes, strides and dilations must be positive. Received: kernel=\(kernel), stride=\(stride), dilation=\(dilation)",
+                          shapes: shapes)
+    }
+    let effective = (kernel - 1) * dilation + 1
+    switch padding {
+    case .valid:
+        guard input >= effective else {
+            throw TensorError(.shapeMismatch, op: op,
+                              "a window of \(effective) (kernel \(kernel), dilation \(dilation)) does not fit an input of \(input) with valid padding",
+                              shapes: shapes)
+        }
+        return ((input - effective) / stride + 1, 0)
+    case .same:
+        guard input >= 1 else {
+            throw TensorError(.shapeMismatch, op: op, "empty spatial axis", shapes: shapes)
+        }
+        let length = (input + stride - 1) / stride
+        let total = Swift.max((length - 1) * stride + effective - input, 0)
+        return (length, total / 2)
+    }
+}
+
+/// The index arithmetic of a 2-D sliding window over a batch of NHWC images: which
+/// image pixel feeds each (window position, kernel tap). conv2d slides over its input,
+/// conv2d_transpose over its output; pooling uses the same positions.
+struct WindowGeometry {
+    /// The image side.
+    let batch: Int, height: Int, width: Int, channels: Int
+    let kernelH: Int, kernelW: Int, strideH: Int, strideW: Int, dilationH: Int, dilationW: Int
+    let padTop: Int, padLeft: Int
+    /// The window-position side.
+    let outH: Int, outW: Int
+
+    var positions: Int { outH * outW }
+    /// Columns of one im2col row: (ky, kx, channel), the order of a Keras kernel.
+    var patch: Int { kernelH * kernelW * channels }
+    var imageSize: Int { height * width * channels }
+
+    /// Writes the patches of samples `samples` as rows of `cols`
+    /// ([samples.count · positions, patch]), zeros where the window leaves the image.
+    func im2col(_ image: UnsafePointer<Float>, samples: Range<Int>, into cols: UnsafeMutablePointer<Float>) {
+        let rows = samples.count * positions, patch = self.patch, c = channels
+        parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 14) / Swift.max(patch, 1))) { range in
+            for row in range {
+                let n = samples.lowerBound + row / positions, p = row % positions
+                let oy = p / outW, ox = p % outW
+                let sample = image + n * imageSize
+                var dst = cols + row * patch
+                for ky in 0..<kernelH {
+                    let iy = oy * strideH - padTop + ky * dilationH
+                    for kx in 0..<kernelW {
+                        let ix = ox * strideW - padLeft + kx * dilationW
+                        if iy >= 0 && iy < height && ix >= 0 && ix < width {
+                            dst.update(from: sample + (iy * width + ix) * c, count: c)
+                        } else {
+                            dst.update(repeating: 0, count: c)
+                        }
+                        dst += c
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col`: adds every patch row of `cols` back into the pixels it
+    /// was read from. `image` must be zeroed (or hold values to add to).
+    func col2im(_ cols: UnsafePointer<Float>, samples: Range<Int>, into image: UnsafeMutablePointer<Float>) {
+        let patch = self.patch, c = channels
+        parallelChunks(samples.count, minimumChunk: Swift.max(1, (1 << 14) / Swift.max(positions * patch, 1))) { range in
+            for local in range {
+                let sample = image + (samples.lowerBound + local) * imageSize
+                for p in 0..<positions {
+                    let oy = p / outW, ox = p % outW
+                    var src = cols + (local * positions + p) * patch
+                    for ky in 0..<kernelH {
+                        let iy = oy * strideH - padTop + ky * dilationH
+                        for kx in 0..<kernelW {
+                            let ix = ox * strideW - padLeft + kx * dilationW
+                            if iy >= 0 && iy < height && ix >= 0 && ix < width {
+                                let d = sample + (iy * width + ix) * c
+                                for j in 0..<c { d[j] += src[j] }
+                            }
+                            src += c
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Convolution as matrix products: the image's patches (im2col) times a kernel viewed
+/// as [patch, columns]. Every convolution op is made of the three products below,
+/// run over chunks of samples so the patch matrix stays small.
+struct ConvolutionPlan {
+    let geometry: WindowGeometry
+    /// Columns of the kernel matrix (conv2d: filters; conv2d_transpose: input channels).
+    let columns: Int
+    /// Whether each sample has its own kernel ([batch, patch, columns]).
+    let perSample: Bool
+
+    /// Samples per sgemm: one for per-sample kernels, else as many as fit in ~16 MB of patches.
+    var chunk: Int {
+        if perSample { return 1 }
+        let rowsBudget = Swift.max(1, (1 << 22) / Swift.max(geometry.patch, 1))
+        return Swift.max(1, Swift.min(geometry.batch, rowsBudget / Swift.max(geometry.positions, 1)))
+    }
+
+    private func forEachChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        let g = geometry, size = chunk
+        let cols = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, size * g.positions * g.patch))
+        defer { cols.deallocate() }
+        var start = 0
+        while start < g.batch {
+            body(start..<Swift.min(g.batch, start + size), cols)
+            start += size
+        }
+    }
+
+    private func kernelMatrix(_ kernel: UnsafePointer<Float>, _ samples: Range<Int>) -> UnsafePointer<Float> {
+        perSample ? kernel + samples.lowerBound * geometry.patch * columns : kernel
+    }
+
+    /// rows [batch · positions, columns] = patches(image) · kernel.
+    func imageToRows(_ image: Tensor, _ kernel: Tensor) -> Tensor {
+        let g = geometry
+        let rows = Tensor(uninitializedShape: [g.batch * g.positions, columns])
+        let pi = image.storage.pointer, pk = kernel.storage.pointer, pr = rows.storage.pointer
+        forEachChunk { samples, cols in
+            g.im2col(pi, samples: samples, into: cols)
+            BLAS.sgemm(transposeA: false, transposeB: false, m: samples.count * g.positions, n: columns, k: g.patch,
+                       a: cols, lda: g.patch, b: kernelMatrix(pk, samples), ldb: columns,
+                       c: pr + samples.lowerBound * g.positions * columns, ldc: columns)
+        }
+        return rows
+    }
+
+    /// image = col2im(rows · kernelᵀ): the adjoint of `imageToRows` in the image.
+    func rowsToImage(_ rows: Tensor, _ kernel: Tensor) -> Tensor {
+        let g = geometry
+        let image = Tensor(shape: [g.batch, g.height, g.width, g.channels], repeating: 0)
+        let pi = image.storage.pointer, pk = kernel.storage.pointer, pr = rows.storage.pointer
+        forEachChunk { samples, cols in
+            BLAS.sgemm(transposeA: false, transposeB: true, m: samples.count * g.positions, n: g.patch, k: columns,
+                       a: pr + samples.lowerBound * g.positions * columns, lda: columns,
+                       b: kernelMatrix(pk, samples), ldb: columns, c: cols, ldc: g.patch)
+            g.col2im(cols, samples: samples, into: pi)
+        }
+        return image
+    }
+
+    /// kernel gradient [patch, columns] (per sample when `perSample`) = patches(image)ᵀ · rows:
+    /// the adjoint of `imageToRows` in the kernel.
+    func kernelGradient(_ image: Tensor, _ rows: Tensor, kernelShape: [Int]) -> Tensor {
+        let g = geometry
+        let dk = Tensor(shape: kernelShape, repeating: 0)
+        let pi = image.storage.pointer, pd = dk.storage.pointer, pr = rows.storage.pointer
+        forEachChunk { samples, cols in
+            g.im2col(pi, samples: samples, into: cols)
+            BLAS.sgemm(transposeA: true, transposeB: false, m: g.patch, n: columns, k: samples.count * g.positions,
+                       a: cols, lda: g.patch, b: pr + samples.lowerBound * g.positions * columns, ldb: columns,
+                       beta: perSample ? 0 : 1, c: UnsafeMutablePointer(mutating: kernelMatrix(pd, samples)), ldc: columns)
+        }
+        return dk
+    }
+}
