@@ -175,4 +175,51 @@ final class LayerTests: XCTestCase {
             XCTAssertTrue((error as! SpecError).message.contains("(batch, 2, 4)"), "\(error)")
         }
     }
+
+    /// W7: dense → reshape 4×4×256 → conv2d_transpose(64, 5, stride 2) with Keras shapes and counts.
+    func testConvolutionTransposeShapesAndKerasCounts() throws {
+        for (padding, side) in [("same", 8), ("valid", 11)] {
+            let g = try graph(["z": [16]], [
+                ["type": "dense", "units": 4096],
+                ["type": "reshape", "shape": [4, 4, 256]],
+                ["type": "conv2d_transpose", "filters": 64, "kernel_size": 5, "strides": 2, "padding": .string(padding), "name": "up"],
+            ])
+            XCTAssertEqual(g.node("up")?.shape, NodeShape([side, side, 64]), padding)
+            XCTAssertEqual(g.node("up")?.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }, 409_664)
+            let y = try run(g, ["z": Tensor(shape: [2, 16], repeating: 0.1)], "up")
+            XCTAssertEqual(y.shape, [2, side, side, 64])
+        }
+        XCTAssertThrowsError(try graph(["x": [4, 4, 2]], [["type": "conv2d_transpose", "filters": 1, "kernel_size": 3, "strides": 2, "output_padding": 2]])) { error in
+            XCTAssertEqual((error as! SpecError).path, "model.layers[0].output_padding")
+        }
+    }
+
+    func testConv2DForwardValueAndShapeErrors() throws {
+        // A 2×2 kernel of ones over a 3×3 ramp sums each window.
+        let g = try graph(["x": [3, 3, 1]], [["type": "conv2d", "filters": 1, "kernel_size": 2, "kernel_initializer": "ones", "name": "c"]])
+        XCTAssertEqual(g.node("c")?.shape, NodeShape([2, 2, 1]))
+        XCTAssertEqual(try run(g, ["x": Tensor(shape: [1, 3, 3, 1], values: [1, 2, 3, 4, 5, 6, 7, 8, 9])], "c").scalars, [12, 16, 24, 28])
+        let same = try graph(["x": [28, 28, 1]], [["type": "conv2d", "filters": 32, "kernel_size": 3, "strides": 2, "padding": "same", "name": "c"]])
+        XCTAssertEqual(same.node("c")?.shape, NodeShape([14, 14, 32]))
+        XCTAssertEqual(same.parameterCount.trainable, 3 * 3 * 32 + 32)
+        XCTAssertThrowsError(try graph(["x": [2, 2, 1]], [["type": "conv2d", "filters": 1, "kernel_size": 3]])) { error in
+            XCTAssertEqual((error as! SpecError).path, "model.layers[0].kernel_size")
+        }
+        XCTAssertThrowsError(try graph(["x": [10]], [["type": "conv2d", "filters": 1, "kernel_size": 3]])) { error in
+            XCTAssertTrue((error as! SpecError).message.contains("(batch, 10)"), "\(error)")
+        }
+    }
+
+    func testConditionalConvolutionUsesEachSamplesClassKernel() throws {
+        // Two classes with fixed 1×1 kernels ×2 and ×−1.
+        let g = try graph(["x": [2, 2, 1], "label": [2]], [
+            ["type": "conditional_conv2d", "inputs": ["x", "label"], "filters": 1, "kernel_size": 1, "classes": 2, "use_bias": false,
+             "trainable": false, "kernel_initializer": ["value": [2, -1]], "name": "cc"],
+        ])
+        XCTAssertEqual(g.parameterCount.frozen, 2)
+        let x = Tensor(shape: [2, 2, 2, 1], values: [1, 2, 3, 4, 1, 2, 3, 4])
+        let label = Tensor(shape: [2, 2], values: [1, 0, 0, 1])
+        let y = try CompiledModel(graph: g, seed: 1).run(["x": x, "label": label], targets: ["cc"], training: false)["cc"]!.value
+        XCTAssertEqual(y.scalars, [2, 4, 6, 8, -1, -2, -3, -4])
+    }
 }
