@@ -212,4 +212,28 @@ final class HTTPServerFramingTests: HTTPServerTestCase {
         }
         XCTAssertTrue(seen)
     }
+
+    // MARK: - Concurrency
+
+    func testConcurrentClients() {
+        let group = DispatchGroup()
+        final class Statuses: @unchecked Sendable {
+            let lock = NSLock()
+            var values: [Int] = []
+            func append(_ value: Int) { lock.lock(); values.append(value); lock.unlock() }
+        }
+        let results = Statuses()
+        for index in 0..<3 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                for _ in 0..<20 {
+                    let status = (try? RawHTTPClient.exchange(port: self.port, self.get("/jobs/\(index)")).status) ?? -1
+                    results.append(status)
+                }
+            }.start()
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(results.values.filter { $0 == 200 }.count, 60, "\(results.values.filter { $0 != 200 })")
+    }
 }
