@@ -1,0 +1,119 @@
+import KilnJSON
+
+/// A response a handler returns. The server adds `Date`, `Server`, `Content-Length`
+/// (or chunked framing for a stream) and `Connection: close` when it closes.
+public struct HTTPResponse {
+    public enum Body {
+        case bytes([UInt8])
+        /// Runs on the connection's thread after the head is sent; each write becomes
+        /// one chunk. Used for server-sent events.
+        case stream((HTTPStreamWriter) -> Void)
+    }
+
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: Body
+
+    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: Body = .bytes([])) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func json(_ status: Int, _ value: JSON, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        var headers = headers
+        headers.replace("Content-Type", "application/json")
+        return HTTPResponse(status: status, headers: headers, body: .bytes(Array(value.serialized().utf8)))
+    }
+
+    public static func text(_ status: Int, _ text: String, contentType: String = "text/plain; charset=utf-8") -> HTTPResponse {
+        HTTPResponse(status: status, headers: ["Content-Type": contentType], body: .bytes(Array(text.utf8)))
+    }
+
+    /// The DESIGN.md §3 envelope: `{"error": {"code", "message", "path"}}`, `path` omitted when nil.
+    public static func error(_ status: Int, code: String, message: String, path: String? = nil,
+                             headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        var members: [(String, JSON)] = [("code", .string(code)), ("message", .string(message))]
+        if let path { members.append(("path", .string(path))) }
+        return .json(status, .object([("error", .object(members))]), headers: headers)
+    }
+}
+
+/// Receives the body of a streamed response. `write` returns false once the client is
+/// gone (or stopped reading past the write timeout); the producer should then return.
+public protocol HTTPStreamWriter: AnyObject {
+    func write(_ bytes: [UInt8]) -> Bool
+}
+
+/// An error that knows its HTTP status and renders itself with the error envelope.
+/// Anything else a handler throws becomes a 500 that reveals nothing.
+public struct HTTPError: Error {
+    public var status: Int
+    public var code: String
+    public var message: String
+    public var path: String?
+    public var headers: HTTPHeaders
+
+    public init(_ status: Int, code: String, message: String, path: String? = nil, headers: HTTPHeaders = HTTPHeaders()) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.path = path
+        self.headers = headers
+    }
+
+    public var response: HTTPResponse {
+        .error(status, code: code, message: message, path: path, headers: headers)
+    }
+}
+
+// MARK: - Reason phrases
+
+extension HTTPResponse {
+    static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 100: return "Continue"
+        case 101: return "Switching Protocols"
+        case 200: return "OK"
+        case 201: return "Created"
+        case 202: return "Accepted"
+        case 204: return "No Content"
+        case 206: return "Partial Content"
+        case 301: return "Moved Permanently"
+        case 302: return "Found"
+        case 303: return "See Other"
+        case 304: return "Not Modified"
+        case 307: return "Temporary Redirect"
+        case 308: return "Permanent Redirect"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 406: return "Not Acceptable"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 410: return "Gone"
+        case 411: return "Length Required"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 415: return "Unsupported Media Type"
+        case 417: return "Expectation Failed"
+        case 422: return "Unprocessable Content"
+        case 429: return "Too Many Requests"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Status \(status)"
+        }
+    }
+
+    /// Statuses whose responses never carry a body (RFC 9110 §6.4.1).
+    static func forbidsBody(_ status: Int) -> Bool {
+        (100..<200).contains(status) || status == 204 || status == 304
+    }
+}
