@@ -78,3 +78,20 @@ func assertClose(_ a: Tensor, _ b: Tensor, tolerance: Float = 1e-4, _ label: Str
         return
     }
 }
+
+/// Max or mean over each window, counting only pixels inside the image.
+func referencePool(_ x: Tensor, pool: (Int, Int), strides: (Int, Int), same: Bool, max useMax: Bool) -> Tensor {
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (oh, pt) = referenceWindow(h, kernel: pool.0, stride: strides.0, dilation: 1, same: same)
+    let (ow, pl) = referenceWindow(w, kernel: pool.1, stride: strides.1, dilation: 1, same: same)
+    var y = Tensor.zeros([n, oh, ow, c])
+    for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ci in 0..<c {
+        var values: [Float] = []
+        for ky in 0..<pool.0 { for kx in 0..<pool.1 {
+            let iy = oy * strides.0 - pt + ky, ix = ox * strides.1 - pl + kx
+            if iy >= 0, iy < h, ix >= 0, ix < w { values.append(x[flat: ((b * h + iy) * w + ix) * c + ci]) }
+        } }
+        y[flat: ((b * oh + oy) * ow + ox) * c + ci] = useMax ? values.max()! : values.reduce(0, +) / Float(values.count)
+    } } } }
+    return y
+}

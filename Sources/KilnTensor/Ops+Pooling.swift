@@ -1,0 +1,148 @@
+// MARK: - Pooling and upsampling on NHWC images
+
+extension Variable {
+    /// Maximum over each pool window; padded positions never win. The gradient goes to
+    /// the first maximum of each window.
+    /// - Parameters:
+    ///   - strides: defaults to the pool size, as in Keras.
+    /// - Throws: `TensorError` when the input is not [N,H,W,C] or a valid window does not fit.
+    public func maxPool2d(poolSize: (Int, Int), strides: (Int, Int)? = nil, padding: Padding = .valid) throws(TensorError) -> Variable {
+        let g = try poolGeometry(op: "max_pool2d", poolSize: poolSize, strides: strides ?? poolSize, padding: padding)
+        let x = value, c = g.channels
+        let y = Tensor(uninitializedShape: [g.batch, g.outH, g.outW, c])
+        var winners = [Int](repeating: 0, count: y.count)
+        let px = x.storage.pointer, py = y.storage.pointer
+        winners.withUnsafeMutableBufferPointer { wb in
+            let pw = wb.baseAddress!
+            g.forEachWindow { n, p, ys, ye, xs, xe in
+                let out = py + (n * g.positions + p) * c, arg = pw + (n * g.positions + p) * c
+                for j in 0..<c { out[j] = -.infinity; arg[j] = -1 }
+                for iy in ys..<ye {
+                    for ix in xs..<xe {
+                        let base = ((n * g.height + iy) * g.width + ix) * c, src = px + base
+                        for j in 0..<c where src[j] > out[j] || arg[j] < 0 { out[j] = src[j]; arg[j] = base + j }
+                    }
+                }
+            }
+        }
+        let sources = winners
+        return Variable(y, op: "max_pool2d", parents: [self]) { grad in
+            let dx = Tensor(shape: x.shape, repeating: 0)
+            let pd = dx.storage.pointer, pg = grad.storage.pointer
+            sources.withUnsafeBufferPointer { wb in
+                // Sequential: overlapping windows may share a winner.
+                for i in 0..<wb.count { pd[wb[i]] += pg[i] }
+            }
+            self.accumulate(dx)
+        }
+    }
+
+    /// Mean over each pool window; with same padding only the pixels inside the image
+    /// count, as in TensorFlow.
+    /// - Throws: `TensorError` when the input is not [N,H,W,C] or a valid window does not fit.
+    public func avgPool2d(poolSize: (Int, Int), strides: (Int, Int)? = nil, padding: Padding = .valid) throws(TensorError) -> Variable {
+        let g = try poolGeometry(op: "avg_pool2d", poolSize: poolSize, strides: strides ?? poolSize, padding: padding)
+        let x = value, c = g.channels
+        let y = Tensor(uninitializedShape: [g.batch, g.outH, g.outW, c])
+        let px = x.storage.pointer, py = y.storage.pointer
+        g.forEachWindow { n, p, ys, ye, xs, xe in
+            let out = py + (n * g.positions + p) * c
+            out.update(repeating: 0, count: c)
+            for iy in ys..<ye {
+                for ix in xs..<xe {
+                    let src = px + ((n * g.height + iy) * g.width + ix) * c
+                    for j in 0..<c { out[j] += src[j] }
+                }
+            }
+            let scale = 1 / Float((ye - ys) * (xe - xs))
+            for j in 0..<c { out[j] *= scale }
+        }
+        return Variable(y, op: "avg_pool2d", parents: [self]) { grad in
+            let dx = Tensor(shape: x.shape, repeating: 0)
+            let pd = dx.storage.pointer, pg = grad.storage.pointer
+            g.forEachWindow { n, p, ys, ye, xs, xe in
+                let src = pg + (n * g.positions + p) * c
+                let scale = 1 / Float((ye - ys) * (xe - xs))
+                for iy in ys..<ye {
+                    for ix in xs..<xe {
+                        let d = pd + ((n * g.height + iy) * g.width + ix) * c
+                        for j in 0..<c { d[j] += src[j] * scale }
+                    }
+                }
+            }
+            self.accumulate(dx)
+        }
+    }
+
+    /// Mean over the spatial axes: [N,H,W,C] → [N,C].
+    /// - Throws: `TensorError` when the input is not rank 4.
+    public func globalAvgPool2d() throws(TensorError) -> Variable {
+        guard shape.count == 4 else {
+            throw TensorError(.shapeMismatch, op: "global_avg_pool2d", "expected an input [N,H,W,C]. Received: \(shape)", shapes: [shape])
+        }
+        return try mean(axes: [1, 2])
+    }
+
+    /// Nearest-neighbour upsampling: every pixel repeated size.0 × size.1 times.
+    /// - Throws: `TensorError` when the input is not rank 4 or a size is not positive.
+    public func upsampling2d(size: (Int, Int)) throws(TensorError) -> Variable {
+        guard shape.count == 4, size.0 >= 1, size.1 >= 1 else {
+            throw TensorError(.invalidArgument, op: "upsampling2d",
+                              "expected an input [N,H,W,C] and positive sizes. Received: input \(shape), size=\(size)", shapes: [shape])
+        }
+        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let (sh, sw) = size
+        let oh = h * sh, ow = w * sw
+        let x = value
+        let y = Tensor(uninitializedShape: [n, oh, ow, c])
+        let px = x.storage.pointer, py = y.storage.pointer
+        parallelChunks(n * oh, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(ow * c, 1))) { rows in
+            for row in rows {
+                let b = row / oh, iy = (row % oh) / sh
+                let dst = py + row * ow * c, src = px + (b * h + iy) * w * c
+                for ox in 0..<ow { (dst + ox * c).update(from: src + (ox / sw) * c, count: c) }
+            }
+        }
+        return Variable(y, op: "upsampling2d", parents: [self]) { grad in
+            let dx = Tensor(shape: x.shape, repeating: 0)
+            let pd = dx.storage.pointer, pg = grad.storage.pointer
+            for row in 0..<(n * oh) {
+                let b = row / oh, iy = (row % oh) / sh
+                let src = pg + row * ow * c, dst = pd + (b * h + iy) * w * c
+                for ox in 0..<ow {
+                    let d = dst + (ox / sw) * c, s = src + ox * c
+                    for j in 0..<c { d[j] += s[j] }
+                }
+            }
+            self.accumulate(dx)
+        }
+    }
+
+    private func poolGeometry(op: String, poolSize: (Int, Int), strides: (Int, Int), padding: Padding) throws(TensorError) -> WindowGeometry {
+        guard shape.count == 4 else {
+            throw TensorError(.shapeMismatch, op: op, "expected an input [N,H,W,C]. Received: \(shape)", shapes: [shape])
+        }
+        let rows = try windowOutput(op: op, input: shape[1], kernel: poolSize.0, stride: strides.0, dilation: 1, padding: padding, shapes: [shape])
+        let cols = try windowOutput(op: op, input: shape[2], kernel: poolSize.1, stride: strides.1, dilation: 1, padding: padding, shapes: [shape])
+        return WindowGeometry(
+            batch: shape[0], height: shape[1], width: shape[2], channels: shape[3], kernelH: poolSize.0, kernelW: poolSize.1,
+            strideH: strides.0, strideW: strides.1, dilationH: 1, dilationW: 1,
+            padTop: rows.padBefore, padLeft: cols.padBefore, outH: rows.length, outW: cols.length)
+    }
+}
+
+extension WindowGeometry {
+    /// Calls body(sample, position, rowStart, rowEnd, columnStart, columnEnd) for every
+    /// window, clipped to the image (undilated windows), in parallel over samples.
+    func forEachWindow(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+        parallelChunks(batch, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(positions * kernelH * kernelW * channels, 1))) { samples in
+            for n in samples {
+                for p in 0..<positions {
+                    let oy = p / outW, ox = p % outW
+                    let ys = oy * strideH - padTop, xs = ox * strideW - padLeft
+                    body(n, p, Swift.max(ys, 0), Swift.min(ys + kernelH, height), Swift.max(xs, 0), Swift.min(xs + kernelW, width))
+                }
+            }
+        }
+    }
+}
