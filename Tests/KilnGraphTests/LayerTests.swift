@@ -222,4 +222,62 @@ final class LayerTests: XCTestCase {
         let y = try CompiledModel(graph: g, seed: 1).run(["x": x, "label": label], targets: ["cc"], training: false)["cc"]!.value
         XCTAssertEqual(y.scalars, [2, 4, 6, 8, -1, -2, -3, -4])
     }
+
+    /// The MNIST convnet of the benchmarks, with Keras' shapes and parameter count.
+    func testConvnetPoolingDropoutAndKerasCounts() throws {
+        let g = try graph(["image": [28, 28, 1]], [
+            ["type": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu"],
+            ["type": "max_pool2d", "pool_size": 2],
+            ["type": "conv2d", "filters": 64, "kernel_size": 3, "activation": "relu"],
+            ["type": "max_pool2d", "pool_size": 2, "name": "pooled"],
+            ["type": "flatten"],
+            ["type": "dropout", "rate": 0.5, "name": "drop"],
+            ["type": "dense", "units": 10, "activation": "softmax", "name": "probs"],
+        ])
+        XCTAssertEqual(g.node("pooled")?.shape, NodeShape([5, 5, 64]))
+        XCTAssertEqual(g.parameterCount.trainable, 34_826)
+        let model = CompiledModel(graph: g, seed: 1)
+        let x = Tensor(shape: [2, 28, 28, 1], repeating: 0.5)
+        let a = try model.run(["image": x], targets: ["drop"], training: false)["drop"]!.value.scalars
+        let b = try model.run(["image": x], targets: ["flatten_1"], training: false)["flatten_1"]!.value.scalars
+        XCTAssertEqual(a, b, "dropout is the identity at inference")
+        let dropped = try model.run(["image": x], targets: ["drop"], training: true, seed: 3)["drop"]!.value.scalars
+        XCTAssertTrue(dropped.contains(0) && dropped.contains { $0 > 0 })
+    }
+
+    func testPoolingUpsamplingNormalizationNoiseAndSampling() throws {
+        let g = try graph(["x": [4, 4, 2], "v": [3]], [
+            ["type": "avg_pool2d", "input": "x", "pool_size": 2, "name": "avg"],
+            ["type": "global_avg_pool2d", "input": "x", "name": "gap"],
+            ["type": "upsampling2d", "input": "avg", "size": 2, "name": "up"],
+            ["type": "batch_norm", "input": "x", "name": "bn"],
+            ["type": "layer_norm", "input": "v", "name": "ln"],
+            ["type": "gaussian_noise", "input": "v", "stddev": 0.1, "name": "noise"],
+            ["type": "sample_normal", "inputs": ["v", "v"], "name": "z"],
+        ])
+        XCTAssertEqual(g.node("avg")?.shape, NodeShape([2, 2, 2]))
+        XCTAssertEqual(g.node("gap")?.shape, NodeShape([2]))
+        XCTAssertEqual(g.node("up")?.shape, NodeShape([4, 4, 2]))
+        // Keras: batch norm has 2·c trainable and 2·c non-trainable weights.
+        XCTAssertEqual(g.node("bn")?.parameters.filter(\.trainable).count, 2)
+        XCTAssertEqual(g.parameterCount.frozen, 4)
+        let v = Tensor(shape: [1, 3], values: [1, 2, 3])
+        let ln = try run(g, ["v": v], "ln").scalars
+        XCTAssertEqual(ln[1], 0, accuracy: 1e-5)
+        XCTAssertEqual(ln[0], -ln[2], accuracy: 1e-5)
+        XCTAssertEqual(try run(g, ["v": v], "noise").scalars, [1, 2, 3], "noise only in training")
+        XCTAssertThrowsError(try graph(["a": [2], "b": [3]], [["type": "sample_normal", "inputs": ["a", "b"]]]))
+        // Training updates the moving statistics; inference then uses them.
+        let model = CompiledModel(graph: g, seed: 1)
+        let x = Tensor.uniform([3, 4, 4, 2], low: 1, high: 3, generator: &SeededGeneratorBox.shared.generator)
+        _ = try model.run(["x": x], targets: ["bn"], training: true)
+        let moving = model.weights["bn.moving_mean"]!.value.scalars
+        XCTAssertTrue(moving.allSatisfy { $0 > 0.01 && $0 < 0.03 }, "0.99·0 + 0.01·mean(≈2): \(moving)")
+    }
+}
+
+/// A shared generator for test inputs.
+final class SeededGeneratorBox {
+    static let shared = SeededGeneratorBox()
+    var generator = SeededGenerator(seed: 42)
 }
