@@ -81,8 +81,8 @@ extension Variable {
     /// Validates x [N,T,F] against kernel [F, gates·U] and recurrent kernel [U, gates·U].
     private func recurrentShape(op: String, gates: Int, kernel: Variable, recurrentKernel: Variable) throws(TensorError) -> RecurrentShape {
         let x = shape, k = kernel.shape, r = recurrentKernel.shape
-        guard x.count == 3, x[1] >= 1 else {
-            throw TensorError(.shapeMismatch, op: op, "expected an input [batch, time ≥ 1, features]. Received: \(x)", shapes: [x])
+        guard x.count == 3, x[1] >= 1, x[2] >= 1 else {
+            throw TensorError(.shapeMismatch, op: op, "expected an input [batch, time ≥ 1, features ≥ 1]. Received: \(x)", shapes: [x])
         }
         guard k.count == 2, k[0] == x[2], k[1] % gates == 0, k[1] > 0 else {
             throw TensorError.shapes(op, x, k, "the kernel must be [features, \(gates)·units]")
