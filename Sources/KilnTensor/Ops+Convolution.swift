@@ -59,9 +59,9 @@ extension Variable {
         outputPadding: (Int, Int)? = nil, dilation: (Int, Int) = (1, 1)
     ) throws(TensorError) -> Variable {
         let x = shape, k = kernel.shape
-        guard x.count == 4, k.count == 4, k[3] == x[3] else {
+        guard x.count == 4, k.count == 4, k[3] == x[3], k.allSatisfy({ $0 > 0 }) else {
             throw TensorError(.shapeMismatch, op: "conv2d_transpose",
-                              "expected input [N,H,W,in] and kernel [kh,kw,filters,in] with matching in. Received: input \(x), kernel \(k)",
+                              "expected input [N,H,W,in] and kernel [kh,kw,filters,in] with matching in, no size zero. Received: input \(x), kernel \(k)",
                               shapes: [x, k])
         }
         guard strides.0 >= 1, strides.1 >= 1, dilation.0 >= 1, dilation.1 >= 1 else {
@@ -110,10 +110,10 @@ extension Variable {
     ) throws(TensorError) -> ConvolutionPlan {
         let x = shape, k = kernel.shape
         let taps = perSample ? Array(k.dropFirst()) : k
-        guard x.count == 4, k.count == (perSample ? 5 : 4), taps[2] == x[3], !perSample || k[0] == x[0] else {
+        guard x.count == 4, k.count == (perSample ? 5 : 4), taps[2] == x[3], !perSample || k[0] == x[0], taps.allSatisfy({ $0 > 0 }) else {
             let expected = perSample ? "kernels [N,kh,kw,in,filters]" : "kernel [kh,kw,in,filters]"
             throw TensorError(.shapeMismatch, op: op,
-                              "expected input [N,H,W,in] and \(expected) with matching in. Received: input \(x), kernel \(k)",
+                              "expected input [N,H,W,in] and \(expected) with matching in, no size zero. Received: input \(x), kernel \(k)",
                               shapes: [x, k])
         }
         let rows = try windowOutput(op: op, input: x[1], kernel: taps[0], stride: strides.0, dilation: dilation.0, padding: padding, shapes: [x, k])

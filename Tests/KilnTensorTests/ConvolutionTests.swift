@@ -112,6 +112,19 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(lhs, rhs, accuracy: 1e-3 * max(1, abs(lhs)))
     }
 
+    func testDilatedConv2dTransposeIsTheAdjointOfDilatedConv2d() throws {
+        let u = randomTensor([1, 7, 7, 2], seed: 43), k = randomTensor([3, 3, 2, 3], seed: 44), v = randomTensor([1, 7, 7, 3], seed: 45)
+        let forward = try Variable(u).conv2d(kernel: Variable(k), padding: .same, dilation: (2, 2)).value
+        let back = try Variable(v).conv2dTranspose(kernel: Variable(k), padding: .same, dilation: (2, 2)).value
+        XCTAssertEqual(back.shape, u.shape)
+        let lhs = zip(forward.scalars, v.scalars).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+        let rhs = zip(u.scalars, back.scalars).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+        XCTAssertEqual(lhs, rhs, accuracy: 1e-3 * max(1, abs(lhs)))
+        try checkGradients([v, k], label: "dilated conv2d_transpose") { w in
+            try w[0].conv2dTranspose(kernel: w[1], strides: (2, 1), padding: .valid, dilation: (2, 2))
+        }
+    }
+
     func testConv2dTransposeShapesOfWorkloadW7() throws {
         let x = Variable(Tensor.zeros([1, 4, 4, 256]))
         let k = Variable(Tensor.zeros([5, 5, 64, 256]))
