@@ -326,7 +326,8 @@ extension HTTPRequestParser {
                 expectsBody = true
             }
         }
-        if expectsBody, let expect = fields["Expect"], expect.lowercased() == "100-continue" {
+        // No interim responses to HTTP/1.0 clients (RFC 9110 §10.1.1).
+        if expectsBody, versionMinor >= 1, let expect = fields["Expect"], expect.lowercased() == "100-continue" {
             events.append(.continueExpected)
         }
         if !expectsBody { complete(&events) }

@@ -22,7 +22,7 @@ public struct HTTPResponse {
 
     public static func json(_ status: Int, _ value: JSON, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var headers = headers
-        headers.replace("Content-Type", "application/json")
+        if !headers.contains("Content-Type") { headers.add("Content-Type", "application/json") }
         return HTTPResponse(status: status, headers: headers, body: .bytes(Array(value.serialized().utf8)))
     }
 

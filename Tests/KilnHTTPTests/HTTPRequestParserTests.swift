@@ -151,9 +151,22 @@ final class HTTPRequestParserTests: XCTestCase {
                        [.failure(.bodyTooLarge)])
     }
 
+    func testBodyExactlyAtTheLimitIsAccepted() {
+        let raw = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+        guard case let .request(_, _, _, _, _, body)? = parse(raw, maxBody: 10).first else { return XCTFail() }
+        XCTAssertEqual(body, "0123456789")
+        let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n"
+        guard case .request? = parse(chunked, maxBody: 10).first else { return XCTFail() }
+    }
+
+    func testNoContinueForHTTP10() {
+        let raw = "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+        XCTAssertEqual(parse(raw).count, 1)
+    }
+
     func testVersionOneX() {
-        guard case let .request(_, _, _, minor, _, _)? = firstRequest("GET / HTTP/1.1\r\nHost: x\r\n\r\n") else { return XCTFail() }
-        XCTAssertEqual(minor, 1)
+        guard case let .request(_, _, _, minor, _, _)? = firstRequest("GET / HTTP/1.9\r\nHost: x\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(minor, 1, "a later HTTP/1.x minor is served as 1.1")
     }
 
     // MARK: - Framing rejections (RELIABILITY.md)

@@ -168,6 +168,17 @@ final class HTTPServerConnectionTests: HTTPServerTestCase {
 
     // MARK: - Lifecycle
 
+    func testConnectionThreadsEndWithTheirClients() throws {
+        for _ in 0..<100 {
+            let client = try RawHTTPClient(port: port)
+            client.send(get("/healthz"))
+            XCTAssertEqual(try client.readResponse().status, 200)
+        }
+        let deadline = Date().addingTimeInterval(3)
+        while server.connectionCount > 0 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(server.connectionCount, 0)
+    }
+
     func testBindFailureIsDescriptive() {
         var configuration = HTTPServerConfiguration()
         configuration.port = port
