@@ -76,7 +76,7 @@ public struct NodeInfo: Sendable {
 
 /// Maps each JSON `type` to its layer.
 public enum LayerRegistry {
-    public static let types: [any Layer.Type] = coreLayers + mergeLayers + parameterLayers + shapeLayers + convolutionLayers + poolingNormalizationLayers
+    public static let types: [any Layer.Type] = coreLayers + mergeLayers + parameterLayers + shapeLayers + convolutionLayers + poolingNormalizationLayers + recurrentLayers
     static let byName: [String: any Layer.Type] = Dictionary(uniqueKeysWithValues: types.map { ($0.typeName, $0) })
 
     public static func layerType(_ name: String) -> (any Layer.Type)? { byName[name] }

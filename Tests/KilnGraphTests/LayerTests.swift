@@ -274,6 +274,23 @@ final class LayerTests: XCTestCase {
         let moving = model.weights["bn.moving_mean"]!.value.scalars
         XCTAssertTrue(moving.allSatisfy { $0 > 0.01 && $0 < 0.03 }, "0.99·0 + 0.01·mean(≈2): \(moving)")
     }
+
+    /// Recurrent layers with Keras parameter counts; a dense after return_sequences acts per step.
+    func testLSTMAndGRU() throws {
+        let g = try graph(["seq": [5, 3]], [
+            ["type": "lstm", "units": 4, "return_sequences": true, "input": "seq", "name": "l"],
+            ["type": "dense", "units": 1, "activation": "sigmoid", "name": "per_step"],
+            ["type": "gru", "units": 2, "input": "seq", "name": "g"],
+        ])
+        XCTAssertEqual(g.node("l")?.shape, NodeShape([5, 4]))
+        XCTAssertEqual(g.node("per_step")?.shape, NodeShape([5, 1]))
+        XCTAssertEqual(g.node("g")?.shape, NodeShape([2]))
+        XCTAssertEqual(g.node("l")?.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }, 4 * 4 * (3 + 4) + 16)
+        XCTAssertEqual(g.node("g")?.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }, 3 * 2 * (3 + 2) + 12)
+        let y = try run(g, ["seq": Tensor(shape: [2, 5, 3], repeating: 0.1)], "per_step")
+        XCTAssertEqual(y.shape, [2, 5, 1])
+        XCTAssertThrowsError(try graph(["x": [3]], [["type": "lstm", "units": 2]]))
+    }
 }
 
 /// A shared generator for test inputs.

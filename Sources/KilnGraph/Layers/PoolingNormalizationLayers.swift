@@ -185,3 +185,60 @@ public struct SampleNormal: Layer {
         try Variable.sampleNormal(mu: inputs[0], logVar: inputs[1], generator: &context.generator)
     }
 }
+
+// MARK: - recurrent
+
+let recurrentLayers: [any Layer.Type] = [LSTM.self, GRU.self]
+
+/// Shared fields of lstm and gru: units, return_sequences, initializers.
+struct RecurrentOptions: Sendable {
+    var units: Int
+    var returnSequences: Bool
+    var weights: WeightOptions
+    var recurrentInitializer: Initializer
+
+    init(_ fields: inout FieldReader) throws(SpecError) {
+        guard let u = try fields.positiveInt("units") else { throw SpecError(.missingField, "is required", path: fields.fieldPath("units"), node: fields.node) }
+        units = u
+        returnSequences = try fields.bool("return_sequences") ?? false
+        recurrentInitializer = try fields.raw("recurrent_initializer").map { j throws(SpecError) in
+            try Initializer.read(j, path: fields.fieldPath("recurrent_initializer"), node: fields.node)
+        } ?? .glorotUniform
+        weights = try WeightOptions(&fields)
+    }
+
+    func outputShape(_ x: NodeShape, _ node: NodeInfo, _ type: String) throws(SpecError) -> NodeShape {
+        guard x.batched, x.dims.count == 2 else { throw node.error("\(type) expects sequences (batch, time, features), got \(x)") }
+        return NodeShape(returnSequences ? [x.dims[0], units] : [units])
+    }
+
+    /// Keras layouts: kernel [features, gates·units], recurrent_kernel [units, gates·units].
+    func parameters(_ x: NodeShape, gates: Int, biasShape: [Int]) -> [ParameterSpec] {
+        [weights.kernel([x.dims[1], gates * units]),
+         ParameterSpec("recurrent_kernel", shape: [units, gates * units], initializer: recurrentInitializer, trainable: weights.trainable),
+         weights.bias(biasShape)]
+    }
+}
+
+public struct LSTM: Layer {
+    public static let typeName = "lstm"
+    let options: RecurrentOptions
+    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields) }
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 4, biasShape: [4 * options.units]) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        try inputs[0].lstm(kernel: w["kernel"]!, recurrentKernel: w["recurrent_kernel"]!, bias: w["bias"], returnSequences: options.returnSequences)
+    }
+}
+
+/// Keras GRU with `reset_after=True`: bias [2, 3·units].
+public struct GRU: Layer {
+    public static let typeName = "gru"
+    let options: RecurrentOptions
+    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields) }
+    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 3, biasShape: [2, 3 * options.units]) }
+    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
+        try inputs[0].gru(kernel: w["kernel"]!, recurrentKernel: w["recurrent_kernel"]!, bias: w["bias"], returnSequences: options.returnSequences)
+    }
+}
