@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "KilnHTTP", dependencies: ["KilnJSON"]),
         .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
+        .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON"], path: "Tests/KilnTestSupport"),

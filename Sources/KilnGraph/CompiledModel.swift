@@ -29,6 +29,20 @@ public final class CompiledModel {
         weightNames.compactMap { n in weights[n]!.requiresGrad ? (n, weights[n]!) : nil }
     }
 
+    /// Fills constants taken from the data (`constant` with `from_data`).
+    public func bindData(_ field: (String) -> (rowShape: [Int], values: [Float])?) throws(SpecError) {
+        for node in graph.nodes {
+            guard let constant = node.layer as? Constant else { continue }
+            do {
+                if let values = try constant.rows(from: field) {
+                    _ = load("\(node.name).value", Tensor(shape: constant.shape, values: values))
+                }
+            } catch {
+                throw SpecError(error.code, error.message, path: "\(node.path).\(error.path)", node: node.name)
+            }
+        }
+    }
+
     /// Replaces a weight's value (from a checkpoint). The shape must match.
     public func load(_ name: String, _ value: Tensor) -> Bool {
         guard let w = weights[name], w.value.shape == value.shape else { return false }

@@ -7,6 +7,9 @@ public struct FieldReader {
     public let object: JSON
     public let path: String
     public let node: String?
+    /// The row shape of each data field, when known, for layers that read the data
+    /// (`constant` with `from_data`).
+    public var schema: DataSchema = DataSchema()
     private var allowed: Set<String> = []
 
     public init(_ object: JSON, path: String, node: String? = nil) throws(SpecError) {
@@ -119,6 +122,30 @@ public struct FieldReader {
         guard let members = object.objectMembers else { return }
         for (key, _) in members where !allowed.contains(key) {
             throw error(key, "unknown field '\(key)'\(Suggest.hint(key, allowed.sorted()))", .unknownField)
+        }
+    }
+}
+
+/// What the spec decoder knows about the data before it is loaded: each field's row
+/// shape, and the number of classes of label fields where known.
+public struct DataSchema: Sendable {
+    public var fields: [String: [Int]]
+    public var classes: [String: Int]
+    /// False when the data is not known at decode time (then layers defer their checks).
+    public var known: Bool
+
+    public init(fields: [String: [Int]] = [:], classes: [String: Int] = [:], known: Bool = false) {
+        self.fields = fields
+        self.classes = classes
+        self.known = known
+    }
+
+    /// The built-in datasets' fields.
+    public static func builtIn(_ name: String) -> DataSchema? {
+        switch name {
+        case "mnist": return DataSchema(fields: ["image": [28, 28, 1], "label": []], classes: ["label": 10], known: true)
+        case "cifar10": return DataSchema(fields: ["image": [32, 32, 3], "label": []], classes: ["label": 10], known: true)
+        default: return nil
         }
     }
 }

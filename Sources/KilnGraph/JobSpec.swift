@@ -12,12 +12,15 @@ public struct JobSpec: Sendable {
     /// The spec as sent, for storage and hashing.
     public var json: JSON
 
-    public init(json: JSON, limits: ModelLimits = ModelLimits()) throws(SpecError) {
+    /// - Parameter schema: the data's fields when the caller knows them (uploaded
+    ///   datasets); otherwise taken from the `data` section.
+    public init(json: JSON, limits: ModelLimits = ModelLimits(), schema: DataSchema? = nil) throws(SpecError) {
         var fields = try FieldReader(json, path: "")
         name = try fields.string("name") ?? "model"
         try ModelGraph.checkName(name, path: "name")
-        model = try ModelGraph(json: try fields.required("model"), path: "model", limits: limits)
+        let modelJSON = try fields.required("model")
         data = try DataSpec(json: fields.raw("data") ?? .object([("source", "none")]), path: "data")
+        model = try ModelGraph(json: modelJSON, path: "model", limits: limits, schema: schema ?? data.schema)
         train = try TrainSpec(json: fields.raw("train") ?? .object([]), path: "train", model: model)
         initFrom = try fields.string("init_from")
         try fields.finish()
@@ -30,6 +33,30 @@ public struct JobSpec: Sendable {
 
 /// `data`: a built-in dataset, an uploaded one, inline fields, or none.
 public struct DataSpec: Sendable {
+    /// The fields known from the spec alone: built-in datasets and inline fields.
+    public var schema: DataSchema {
+        var base = baseSchema
+        for rule in derive {
+            if let shape = base.fields[rule.oneHotOf] { base.fields[rule.name] = (shape == [1] ? [] : shape) + [rule.classes] }
+        }
+        return base
+    }
+
+    var baseSchema: DataSchema {
+        if let source, let s = DataSchema.builtIn(source.rawValue) { return s }
+        if let members = fields?.objectMembers {
+            var shapes: [String: [Int]] = [:]
+            for (name, value) in members {
+                var shape: [Int] = []
+                var probe = value
+                while let items = probe.arrayValue, let first = items.first { shape.append(items.count); probe = first }
+                shapes[name] = Array(shape.dropFirst())
+            }
+            return DataSchema(fields: shapes, known: true)
+        }
+        return DataSchema()
+    }
+
     public enum Source: String, Sendable { case mnist, cifar10, none }
     public var source: Source?
     public var dataset: String?

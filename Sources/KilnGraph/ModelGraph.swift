@@ -43,7 +43,7 @@ public struct ModelGraph: Sendable {
     // MARK: Decoding
 
     /// Decodes and checks `model` (at JSON path `path`).
-    public init(json: JSON, path: String = "model", limits: ModelLimits = ModelLimits()) throws(SpecError) {
+    public init(json: JSON, path: String = "model", limits: ModelLimits = ModelLimits(), schema: DataSchema = DataSchema()) throws(SpecError) {
         var fields = try FieldReader(json, path: path)
         var nodes: [Node] = []
         var index: [String: Int] = [:]
@@ -99,6 +99,7 @@ public struct ModelGraph: Sendable {
                 throw SpecError(.duplicateName, "name '\(name)' is already used by \(nodes[earlier].path)", path: "\(p).name", node: name)
             }
             lf = try FieldReader(item, path: p, node: name)
+            lf.schema = schema
             lf.allow("type", "name")
             let inputs: [String]
             if lf.has("input") && lf.has("inputs") {

@@ -1,5 +1,6 @@
 import Foundation
 import KilnData
+import KilnGraph
 import KilnHTTP
 import KilnJSON
 import KilnTrain
@@ -98,13 +99,24 @@ final class DatasetStore: @unchecked Sendable {
         }
     }
 
+    func record(_ idOrName: String) -> JSON? {
+        lock.lock()
+        defer { lock.unlock() }
+        return records[idOrName] ?? records.values.filter { $0["name"]?.stringValue == idOrName }
+            .max { ($0["created_at"]?.stringValue ?? "") < ($1["created_at"]?.stringValue ?? "") }
+    }
+
+    /// Field row shapes of an uploaded dataset, for checking specs before training.
+    func schema(_ idOrName: String) -> DataSchema? {
+        guard let members = record(idOrName)?["fields"]?.objectMembers else { return nil }
+        var fields: [String: [Int]] = [:]
+        for (name, info) in members { fields[name] = Array((info["shape"]?.arrayValue ?? []).compactMap(\.intValue).dropFirst()) }
+        return DataSchema(fields: fields, known: true)
+    }
+
     /// The dataset with this id, or the newest one with this name.
     func load(_ idOrName: String) -> DatasetSplits? {
-        lock.lock()
-        let record = records[idOrName] ?? records.values.filter { $0["name"]?.stringValue == idOrName }
-            .max { ($0["created_at"]?.stringValue ?? "") < ($1["created_at"]?.stringValue ?? "") }
-        lock.unlock()
-        guard let record, let id = record["id"]?.stringValue else { return nil }
+        guard let record = record(idOrName), let id = record["id"]?.stringValue else { return nil }
         func read(_ members: JSON?, prefix: String) -> Dataset? {
             guard let names = members?.objectMembers?.map(\.0) else { return nil }
             var fields: [String: DataArray] = [:]

@@ -13,6 +13,8 @@ final class Predictor: @unchecked Sendable {
     let store: JobStore
     let limits: ModelLimits
     let maxBatch: Int
+    /// Schemas of uploaded datasets, for specs that read their data.
+    var schema: (String) -> DataSchema? = { _ in nil }
     private let lock = NSLock()
     private var cache: [String: (model: CompiledModel, loadedAt: Date)] = [:]
 
@@ -42,7 +44,7 @@ final class Predictor: @unchecked Sendable {
         guard let specJSON = store.spec(job.id) else {
             throw HTTPError(500, code: "internal", message: "the stored spec of job \(job.id) is missing")
         }
-        let spec = try JobSpec(json: specJSON, limits: limits)
+        let spec = try JobSpec(json: specJSON, limits: limits, schema: specJSON["data"]?["dataset"]?.stringValue.flatMap(schema))
         let model = CompiledModel(graph: spec.model, seed: 0, inference: true)
         let (tensors, _) = try Safetensors.decode(bytes)
         for (name, t) in tensors { _ = model.load(name, t) }

@@ -26,6 +26,7 @@ public final class Scheduler: @unchecked Sendable {
     var onChange: (String) -> Void = { _ in }
     /// Looks up datasets uploaded with `POST /datasets`.
     var uploaded: (String) -> DatasetSplits? = { _ in nil }
+    var uploadedSchema: (String) -> DataSchema? = { _ in nil }
     /// Told (samples, seconds) after each epoch, for the service's throughput metric.
     var onEpoch: (Int, Double) -> Void = { _, _ in }
 
@@ -131,7 +132,7 @@ public final class Scheduler: @unchecked Sendable {
             try store.update(id) { $0.status = .running; $0.startedAt = $0.startedAt ?? Date(); $0.error = nil }
             Log.info("job_started", [("id", .string(id))])
             guard let specJSON = store.spec(id) else { throw TrainError.model("the stored spec is missing") }
-            let spec = try JobSpec(json: specJSON, limits: limits)
+            let spec = try JobSpec(json: specJSON, limits: limits, schema: specJSON["data"]?["dataset"]?.stringValue.flatMap(uploadedSchema))
             let data = try TrainingData.resolve(spec, catalog: catalog, uploaded: uploaded)
             let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
             var startEpoch = 0

@@ -28,6 +28,8 @@ public final class Service: @unchecked Sendable {
         predictor = Predictor(store: store, limits: limits, maxBatch: config.maxPredictBatch)
         datasets = try DatasetStore(directory: "\(config.dataDirectory)/uploads")
         scheduler.uploaded = { [datasets] name in datasets.load(name) }
+        scheduler.uploadedSchema = { [datasets] name in datasets.schema(name) }
+        predictor.schema = { [datasets] name in datasets.schema(name) }
         scheduler.onEpoch = { [metrics] samples, seconds in metrics.recordTraining(samples: samples, seconds: seconds) }
         scheduler.onChange = { [predictor] id in predictor.forget(id) }
         routes()
@@ -98,7 +100,8 @@ public final class Service: @unchecked Sendable {
         }
         router.add("GET", "/models/:name") { [self] request in
             let (job, model) = try predictor.model(request.pathParameters["name"] ?? "", path: "name")
-            let spec = (try? JobSpec(json: store.spec(job.id) ?? .null, limits: limits))
+            let specJSON = store.spec(job.id) ?? .null
+            let spec = try? JobSpec(json: specJSON, limits: limits, schema: uploadedSchema(specJSON))
             return .json(200, .object([
                 ("name", .string(job.name)), ("job", job.json),
                 ("summary", model.graph.summary(losses: spec?.train.losses ?? [])),
@@ -166,10 +169,15 @@ public final class Service: @unchecked Sendable {
     func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {
         let json = try jsonBody(request)
         do {
-            return try JobSpec(json: json, limits: limits)
+            return try JobSpec(json: json, limits: limits, schema: uploadedSchema(json))
         } catch {
             throw HTTPError(error.status, code: error.code.rawValue, message: error.description, path: error.path)
         }
+    }
+
+    /// The schema of an uploaded dataset a spec names in `data.dataset`.
+    func uploadedSchema(_ spec: JSON) -> DataSchema? {
+        spec["data"]?["dataset"]?.stringValue.flatMap { datasets.schema($0) }
     }
 
     func createJob(_ request: HTTPRequest) throws -> HTTPResponse {

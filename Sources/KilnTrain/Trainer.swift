@@ -92,6 +92,11 @@ public final class Trainer {
     /// each finished epoch (to record metrics and write a checkpoint).
     public func fit(startEpoch: Int = 0, onEpoch: (EpochMetrics) throws -> Void) throws {
         let train = spec.train
+        do {
+            try model.bindData { [data] name in data.train.fields[name].map { ($0.rowShape, $0.values) } }
+        } catch {
+            throw TrainError.model(error.description)
+        }
         inspectInputs()
         var best: (value: Double, epoch: Int, weights: [String: Tensor])?
         for epoch in (startEpoch + 1)...max(train.epochs, startEpoch + 1) where epoch <= train.epochs {

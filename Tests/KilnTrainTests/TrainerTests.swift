@@ -140,4 +140,46 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(history[0].learningRate, 0.1 * 0.5 * (1 + cos(Double.pi * 0.45)), accuracy: 1e-6)
         XCTAssertLessThan(history[1].learningRate, history[0].learningRate)
     }
+
+    /// W8 in small: one prototype row per class from the data, a Gaussian kernel
+    /// against each, trainable weights, a bias and softmax.
+    func testKernelNetworkWithPrototypesFromData() throws {
+        let json: JSON = [
+            "name": "kernel-net",
+            "model": [
+                "inputs": ["x": [2]],
+                "layers": [
+                    ["type": "constant", "from_data": ["field": "x", "per_class": "y", "classes": 2], "name": "protos"],
+                    ["type": "reshape", "input": "x", "shape": [1, 2], "name": "x1"],
+                    ["type": "expression", "inputs": ["x": "x1", "p": "protos"], "expr": "exp(-(x - p)^2 / c)",
+                     "params": ["c": ["shape": [], "init": 2.0, "trainable": false]], "name": "k"],
+                    ["type": "elementwise_weights", "name": "a"],
+                    ["type": "sum", "axis": -1, "name": "s"],
+                    ["type": "bias", "name": "b"],
+                    ["type": "softmax", "name": "probs"],
+                ],
+            ],
+            "data": ["fields": blobs(200, seed: 11)],
+            "train": ["epochs": 5, "batch_size": 16, "optimizer": ["type": "adam", "learning_rate": 0.05],
+                      "losses": [["node": "probs", "type": "categorical_crossentropy", "target": "y"]],
+                      "metrics": ["accuracy"], "validation": ["fraction": 0.2]],
+        ]
+        let spec = try JobSpec(json: json)
+        XCTAssertEqual(spec.model.node("protos")?.shape, NodeShape([2, 2], batched: false))
+        XCTAssertEqual(spec.model.node("k")?.shape, NodeShape([2, 2]))
+        let model = CompiledModel(graph: spec.model, seed: 1)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        var history: [EpochMetrics] = []
+        try Trainer(spec: spec, model: model, data: data).fit { history.append($0) }
+        // The prototypes are the first row of each class, unchanged by training.
+        let x = data.train.fields["x"]!, y = data.train.fields["y"]!
+        let first0 = y.values.firstIndex(of: 0)!, first1 = y.values.firstIndex(of: 1)!
+        XCTAssertEqual(model.weights["protos.value"]!.value.scalars, Array(x.values[(first0 * 2)..<(first0 * 2 + 2)] + x.values[(first1 * 2)..<(first1 * 2 + 2)]))
+        XCTAssertGreaterThan(history.last!.values["val_accuracy"]!, 0.9)
+        // A field the data lacks is an error with the path.
+        let bad = json.setting("model", to: json["model"]!.setting("layers", to: [["type": "constant", "from_data": ["field": "z", "rows": 3]]]))
+        XCTAssertThrowsError(try JobSpec(json: bad)) { error in
+            XCTAssertEqual((error as! SpecError).path, "model.layers[0].from_data.field")
+        }
+    }
 }

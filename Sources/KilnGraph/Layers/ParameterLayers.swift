@@ -34,24 +34,108 @@ public struct Weight: Layer {
 
 // MARK: - constant
 
-/// A fixed tensor with no batch axis, given by `value` (nested arrays or a number).
+/// A fixed tensor with no batch axis: `value` (nested arrays or a number), or rows of
+/// the training data, `from_data`: `{"field": "image", "rows": [0, 5, 9]}` (or a count
+/// n for the first n rows), or one row per class,
+/// `{"field": "image", "per_class": "label", "classes": 10}` (the first training row of
+/// each class). Rows from data are taken when training starts and stored in the
+/// checkpoint as `<node>.value`, so predictions use the same rows.
 public struct Constant: Layer {
     public static let typeName = "constant"
     public static var arity: ClosedRange<Int> { 0...0 }
     public let shape: [Int]
     public let values: [Float]
+    public let source: DataSource?
+
+    public struct DataSource: Sendable {
+        public var field: String
+        public var rows: [Int]?
+        public var perClass: String?
+        public var classes: Int
+    }
 
     public init(_ fields: inout FieldReader) throws(SpecError) {
-        if fields.has("from_data") {
-            throw SpecError(.invalidField, "constants from data rows are not supported yet; give 'value'", path: fields.fieldPath("from_data"), node: fields.node)
+        if let from = fields.raw("from_data") {
+            let path = fields.fieldPath("from_data")
+            var ff = try FieldReader(from, path: path, node: fields.node)
+            guard let field = try ff.string("field") else { throw SpecError(.missingField, "is required", path: ff.fieldPath("field"), node: fields.node) }
+            var rows: [Int]?
+            if let raw = ff.raw("rows") {
+                if let n = raw.intValue, n > 0 { rows = Array(0..<n) } else { rows = try ff.intList("rows", minimum: 0) }
+                guard let r = rows, !r.isEmpty, r.count <= 100_000 else {
+                    throw SpecError(.invalidField, "expected a row count or a list of row indices", path: ff.fieldPath("rows"), node: fields.node)
+                }
+            }
+            let perClass = try ff.string("per_class")
+            var classes = try ff.positiveInt("classes") ?? 0
+            try ff.finish()
+            guard (rows == nil) != (perClass == nil) else {
+                throw SpecError(.invalidField, "give either 'rows' or 'per_class'", path: path, node: fields.node)
+            }
+            let schema = fields.schema
+            if let label = perClass, classes == 0 {
+                guard let known = schema.classes[label] else {
+                    throw SpecError(.missingField, "the number of classes of '\(label)' is not known before the data loads; add \"classes\"", path: "\(path).classes", node: fields.node)
+                }
+                classes = known
+            }
+            guard let rowShape = schema.fields[field] else {
+                let known = schema.fields.keys.sorted()
+                throw SpecError(.invalidField, schema.known ? "the data has no field '\(field)'; it has \(known.joined(separator: ", "))\(Suggest.hint(field, known))"
+                                                          : "the data's fields are not known when the spec is checked; use inline fields, a built-in or an uploaded dataset",
+                                path: "\(path).field", node: fields.node)
+            }
+            if let label = perClass, schema.known, schema.fields[label] == nil {
+                throw SpecError(.invalidField, "the data has no field '\(label)'", path: "\(path).per_class", node: fields.node)
+            }
+            source = DataSource(field: field, rows: rows, perClass: perClass, classes: classes)
+            shape = [rows?.count ?? classes] + rowShape
+            values = []
+            return
         }
+        source = nil
         let value = try fields.required("value")
         (shape, values) = try nestedArray(value, path: fields.fieldPath("value"), node: fields.node)
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { NodeShape(shape, batched: false) }
+
+    public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
+        source == nil ? [] : [ParameterSpec("value", shape: shape, initializer: .zeros, trainable: false)]
+    }
+
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
-        Variable(Tensor(shape: shape, values: values))
+        if let v = w["value"] { return v }
+        return Variable(Tensor(shape: shape, values: values))
+    }
+
+    /// The rows this constant takes from the data: `field(name)` gives a field's row
+    /// shape and values. Errors name the field and the problem.
+    public func rows(from field: (String) -> (rowShape: [Int], values: [Float])?) throws(SpecError) -> [Float]? {
+        guard let source else { return nil }
+        guard let data = field(source.field) else { throw SpecError(.invalidField, "the data has no field '\(source.field)'", path: "from_data.field") }
+        let width = data.rowShape.reduce(1, *)
+        let count = data.values.count / max(width, 1)
+        var picked: [Int] = []
+        if let rows = source.rows {
+            for r in rows where r >= count { throw SpecError(.invalidField, "row \(r) is past the \(count) rows of '\(source.field)'", path: "from_data.rows") }
+            picked = rows
+        } else if let label = source.perClass {
+            guard let labels = field(label) else { throw SpecError(.invalidField, "the data has no field '\(label)'", path: "from_data.per_class") }
+            var first = [Int](repeating: -1, count: source.classes)
+            for (i, v) in labels.values.enumerated() {
+                let c = Int(v)
+                if c >= 0, c < source.classes, first[c] < 0 { first[c] = i }
+            }
+            if let missing = first.firstIndex(of: -1) {
+                throw SpecError(.invalidField, "no training row has class \(missing) in '\(label)'", path: "from_data.per_class")
+            }
+            picked = first
+        }
+        var out: [Float] = []
+        out.reserveCapacity(picked.count * width)
+        for r in picked { out.append(contentsOf: data.values[(r * width)..<((r + 1) * width)]) }
+        return out
     }
 }
 

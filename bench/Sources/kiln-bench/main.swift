@@ -1,0 +1,2 @@
+// Benchmarks: see bench/README.md.
+print("kiln-bench: no benchmarks yet")
