@@ -85,10 +85,16 @@ public final class DatasetCatalog: @unchecked Sendable {
     func file(_ relative: String) throws(DatasetError) -> [UInt8] {
         let name = (relative as NSString).lastPathComponent
         let path = "\(cacheDirectory)/\(relative)"
-        let known = DatasetCatalog.checksums[relative] ?? []
+        // Files without a published checksum here (CIFAR-10) are pinned on first
+        // download: the digest is recorded beside the file and checked on every load.
+        let pinPath = "\(path).sha256"
+        var known = DatasetCatalog.checksums[relative] ?? []
+        if known.isEmpty, let pinned = FileManager.default.contents(atPath: pinPath) {
+            known = [String(decoding: pinned, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)]
+        }
         if let cached = FileManager.default.contents(atPath: path) {
             let bytes = [UInt8](cached)
-            if known.isEmpty || known.contains(SHA256.hex(bytes)) { return bytes }
+            if known.contains(SHA256.hex(bytes)) { return bytes }
             try? FileManager.default.removeItem(atPath: path)
         }
         let bytes = try downloader.fetch("\(mirror)/\(relative)")
@@ -101,6 +107,9 @@ public final class DatasetCatalog: @unchecked Sendable {
             let temp = "\(path).\(getpid()).tmp-kiln"
             try Data(bytes).write(to: URL(fileURLWithPath: temp))
             guard rename(temp, path) == 0 else { throw DatasetError(field: name, message: "cannot cache: \(String(cString: strerror(errno)))") }
+            if DatasetCatalog.checksums[relative] == nil {
+                try Data((digest + "\n").utf8).write(to: URL(fileURLWithPath: pinPath), options: .atomic)
+            }
         } catch let e as DatasetError { throw e } catch {
             throw DatasetError(field: name, message: "cannot cache: \(error.localizedDescription)")
         }
@@ -129,6 +138,8 @@ public final class DatasetCatalog: @unchecked Sendable {
                 return try Dataset(fields: ["image": images, "label": labels])
             }
             return DatasetSplits(train: try split("train"), test: try split("t10k"))
+        case "cifar10":
+            return try CIFAR10.parse(tarGz: try file("cifar10/cifar-10-binary.tar.gz"))
         default:
             throw DatasetError(field: name, message: "unknown built-in dataset '\(name)'")
         }

@@ -203,9 +203,3 @@ public enum NPY {
         return out
     }
 }
-
-public enum NPZ {
-    public static func parse(_ bytes: [UInt8]) throws(DatasetError) -> [String: DataArray] {
-        throw DatasetError(field: nil, message: ".npz uploads are not supported yet")
-    }
-}
