@@ -25,6 +25,10 @@ public struct JobSpec: Sendable {
         initFrom = try fields.string("init_from")
         try fields.finish()
         self.json = json
+        let used = Set(model.dependencies(of: model.outputs + train.losses.map(\.node)))
+        for input in model.inputNames where !used.contains(input) {
+            throw SpecError(.unusedInput, "input '\(input)' is not used by any output or loss; remove it or connect it", path: "model.inputs.\(input)", node: input)
+        }
         if data.source == .none && !model.inputNames.isEmpty && data.fields == nil && data.dataset == nil {
             throw SpecError(.invalidField, "the model has inputs (\(model.inputNames.joined(separator: ", "))) but data.source is none", path: "data.source")
         }

@@ -36,6 +36,85 @@ paths:
           content:
             application/yaml:
               schema: {type: string}
+  /v2:
+    get:
+      summary: Open Inference Protocol server metadata
+      responses:
+        "200": {description: Server metadata., content: {application/json: {schema: {type: object}}}}
+  /v2/health/live:
+    get:
+      summary: Open Inference Protocol liveness
+      responses:
+        "200": {description: Live., content: {application/json: {schema: {type: object}}}}
+  /v2/health/ready:
+    get:
+      summary: Open Inference Protocol readiness
+      responses:
+        "200": {description: Ready., content: {application/json: {schema: {type: object}}}}
+  /v2/models/{name}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: Open Inference Protocol model metadata (inputs and outputs with shapes, -1 for the batch)
+      responses:
+        "200":
+          description: Model metadata.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  name: {type: string}
+                  versions: {type: array, items: {type: string}}
+                  platform: {type: string}
+                  inputs: {type: array, items: {$ref: "#/components/schemas/TensorMetadata"}}
+                  outputs: {type: array, items: {$ref: "#/components/schemas/TensorMetadata"}}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/ready:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: Whether the model can serve
+      responses:
+        "200": {description: Ready., content: {application/json: {schema: {type: object}}}}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/infer:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    post:
+      summary: Open Inference Protocol inference
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [inputs]
+              properties:
+                id: {type: string}
+                inputs: {type: array, items: {$ref: "#/components/schemas/InferTensor"}}
+                outputs:
+                  type: array
+                  items: {type: object, required: [name], properties: {name: {type: string}}}
+      responses:
+        "200":
+          description: Output tensors (FP32, flat row-major data).
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  model_name: {type: string}
+                  model_version: {type: string}
+                  id: {type: string}
+                  outputs: {type: array, items: {$ref: "#/components/schemas/InferTensor"}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/Error"}
+        "415": {$ref: "#/components/responses/V2Error"}
   /models:
     get:
       summary: Trained models (the latest succeeded job of each name)
@@ -306,7 +385,30 @@ components:
       content:
         application/json:
           schema: {$ref: "#/components/schemas/Error"}
+    V2Error:
+      description: An Open Inference Protocol error.
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [error]
+            properties:
+              error: {type: string}
   schemas:
+    TensorMetadata:
+      type: object
+      properties:
+        name: {type: string}
+        datatype: {type: string}
+        shape: {type: array, items: {type: integer}}
+    InferTensor:
+      type: object
+      required: [name, shape, datatype, data]
+      properties:
+        name: {type: string}
+        shape: {type: array, items: {type: integer, minimum: 0}}
+        datatype: {type: string}
+        data: {type: array, items: {}}
     Error:
       type: object
       required: [error]

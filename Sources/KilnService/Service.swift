@@ -126,6 +126,19 @@ public final class Service: @unchecked Sendable {
             return .json(201, try datasets.upload(request))
         }
         router.add("GET", "/datasets") { [self] _ in .json(200, ["datasets": .array(datasets.all)]) }
+        // Open Inference Protocol (KServe v2); its errors are {"error": "message"}.
+        router.add("GET", "/v2/health/live") { _ in .json(200, ["live": true]) }
+        router.add("GET", "/v2/health/ready") { _ in .json(200, ["ready": true]) }
+        router.add("GET", "/v2") { _ in .json(200, ["name": "kiln", "version": .string(Kiln.version), "extensions": []]) }
+        router.add("GET", "/v2/models/:name") { [self] request in
+            try openInference { try predictor.metadata(request.pathParameters["name"] ?? "") }
+        }
+        router.add("GET", "/v2/models/:name/ready") { [self] request in
+            try openInference { _ = try predictor.model(request.pathParameters["name"] ?? "", path: "name"); return ["ready": true] }
+        }
+        router.add("POST", "/v2/models/:name/infer") { [self] request in
+            try openInference { try predictor.infer(request.pathParameters["name"] ?? "", try jsonBody(request)) }
+        }
         router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request))) }
     }
 
@@ -135,6 +148,15 @@ public final class Service: @unchecked Sendable {
             throw HTTPError(404, code: "job_not_found", message: "no job with id '\(id.prefix(64))'")
         }
         return job
+    }
+
+    /// Runs a v2 handler, rendering errors in the protocol's `{"error": "..."}` form.
+    func openInference(_ body: () throws -> JSON) throws -> HTTPResponse {
+        do {
+            return .json(200, try body())
+        } catch let e as HTTPError {
+            return .json(e.status, ["error": .string(e.path.map { "\($0): \(e.message)" } ?? e.message)], headers: e.headers)
+        }
     }
 
     /// With a token configured, state-changing calls need `Authorization: Bearer <token>`.

@@ -141,4 +141,18 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(reparsed, mlp)
         XCTAssertEqual(try JobSpec(json: reparsed).model.parameterCount.trainable, 101_770)
     }
+
+    func testUnusedInputAndCycleAreErrors() {
+        let unused = mlp.setting("model", to: mlp["model"]!.setting("inputs", to: ["image": [28, 28, 1], "extra": [3]])
+            .setting("layers", to: [["type": "flatten", "input": "image"], ["type": "dense", "units": 10, "activation": "softmax", "name": "probs"]]))
+        let e = decodeError(unused)
+        XCTAssertEqual(e?.code, .unusedInput)
+        XCTAssertEqual(e?.path, "model.inputs.extra")
+        let cycle = mlp.setting("model", to: mlp["model"]!.setting("layers", to: [
+            ["type": "add", "inputs": ["image", "b"], "name": "a"], ["type": "add", "inputs": ["a", "image"], "name": "b"],
+        ]))
+        let c = decodeError(cycle)
+        XCTAssertEqual(c?.code, .cycle)
+        XCTAssertEqual(c?.path, "model.layers[0].inputs[1]")
+    }
 }

@@ -189,4 +189,56 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(unknownOutput.json?["error"]?["path"]?.stringValue, "outputs[0]")
         XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
     }
+
+    func testOpenInferenceProtocol() throws {
+        try start()
+        _ = try wait(try client.json("POST", "/jobs", spec()).json!["id"]!.stringValue!)
+        let meta = try client.json("GET", "/v2/models/tiny").json!
+        XCTAssertEqual(meta["inputs"]?[0]?["shape"], [-1, 2])
+        XCTAssertEqual(meta["outputs"]?[0]?["name"]?.stringValue, "y")
+        XCTAssertEqual(try client.json("GET", "/v2/models/tiny/ready").status, 200)
+        let flat = try client.json("POST", "/v2/models/tiny/infer", [
+            "id": "r1", "inputs": [["name": "x", "shape": [2, 2], "datatype": "FP32", "data": [0.5, 0.5, 0.25, 0]]],
+        ])
+        XCTAssertEqual(flat.status, 200, String(decoding: flat.body, as: UTF8.self))
+        XCTAssertEqual(flat.json?["id"]?.stringValue, "r1")
+        XCTAssertEqual(flat.json?["outputs"]?[0]?["shape"], [2, 1])
+        XCTAssertEqual(flat.json?["outputs"]?[0]?["datatype"]?.stringValue, "FP32")
+        // Nested data gives the same answer as flat data and as /predict.
+        let nested = try client.json("POST", "/v2/models/tiny/infer", [
+            "inputs": [["name": "x", "shape": [2, 2], "datatype": "FP64", "data": [[0.5, 0.5], [0.25, 0]]]],
+        ])
+        XCTAssertEqual(nested.json?["outputs"]?[0]?["data"], flat.json?["outputs"]?[0]?["data"])
+        let predicted = try client.json("POST", "/predict", ["model": "tiny", "inputs": ["x": [[0.5, 0.5], [0.25, 0]]]]).json!
+        XCTAssertEqual(predicted["outputs"]?["y"]?[1]?[0], flat.json?["outputs"]?[0]?["data"]?[1])
+        // Errors use the protocol's form and name the tensor.
+        let wrong = try client.json("POST", "/v2/models/tiny/infer", ["inputs": [["name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]]]])
+        XCTAssertEqual(wrong.status, 400)
+        XCTAssertTrue(wrong.json?["error"]?.stringValue?.contains("inputs[0].shape") ?? false, wrong.json?.serialized() ?? "")
+        let short = try client.json("POST", "/v2/models/tiny/infer", ["inputs": [["name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]]]])
+        XCTAssertEqual(short.status, 400)
+        let bytes = try client.json("POST", "/v2/models/tiny/infer", ["inputs": [["name": "x", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]]]])
+        XCTAssertEqual(bytes.status, 400)
+        XCTAssertEqual(try client.json("GET", "/v2/models/nope").status, 404)
+        XCTAssertNotNil(try client.json("GET", "/v2/models/nope").json?["error"]?.stringValue)
+    }
+
+    func testInitFromRestoresMatchingWeightsAndReportsTheRest() throws {
+        try start()
+        let first = try client.json("POST", "/jobs", spec(epochs: 2)).json!["id"]!.stringValue!
+        _ = try wait(first)
+        // Same first layer, a differently shaped head: the head starts anew.
+        var warm = spec(epochs: 1, name: "warm")
+        warm = warm.setting("init_from", to: .string(first))
+        warm = warm.setting("model", to: warm["model"]!.setting("layers", to: [
+            ["type": "dense", "units": 8, "activation": "tanh"], ["type": "dense", "units": 4, "name": "h"], ["type": "dense", "units": 1, "name": "y"],
+        ]))
+        let second = try client.json("POST", "/jobs", warm).json!["id"]!.stringValue!
+        XCTAssertEqual(try wait(second)["status"]?.stringValue, "succeeded")
+        let warnings = try client.json("GET", "/jobs/\(second)/metrics").json!["warnings"]!.arrayValue!.compactMap(\.stringValue)
+        XCTAssertTrue(warnings.contains { $0.contains("init_from \(first)") && $0.contains("h.kernel") && $0.contains("y.kernel") && !$0.contains("dense_1.kernel") }, "\(warnings)")
+        let bad = try client.json("POST", "/jobs", spec().setting("init_from", to: "job-none"))
+        let failed = try wait(bad.json!["id"]!.stringValue!)
+        XCTAssertTrue(failed["error"]?.stringValue?.contains("init_from") ?? false)
+    }
 }
