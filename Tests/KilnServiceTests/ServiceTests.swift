@@ -241,4 +241,47 @@ final class ServiceTests: XCTestCase {
         let failed = try wait(bad.json!["id"]!.stringValue!)
         XCTAssertTrue(failed["error"]?.stringValue?.contains("init_from") ?? false)
     }
+
+    /// A data directory on a tiny tmpfs: the second checkpoint cannot be written, the job
+    /// fails with the reason, the first checkpoint is intact, the server keeps serving.
+    func testFullDiskFailsTheJobAndKeepsTheLastCheckpoint() throws {
+        let mountPoint = NSTemporaryDirectory() + "kiln-tmpfs-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint]
+        mount.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try? mount.run()
+        mount.waitUntilExit()
+        guard mount.terminationStatus == 0 else { throw XCTSkip("cannot mount a tmpfs here (needs root)") }
+        defer {
+            service?.stop()
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = [mountPoint]
+            try? umount.run()
+            umount.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        var config = Config()
+        config.port = 0
+        config.dataDirectory = mountPoint
+        service = try Service(config: config)
+        try service.start()
+        client = HTTPTestClient(port: service.port)
+        // 2·400 + 400 + 400·400 + 400 + 400 + 1 ≈ 162k weights: a 650 kB checkpoint, so
+        // the second write (temp file beside the first) does not fit in 1 MB.
+        var big = spec(epochs: 3, name: "big")
+        big = big.setting("model", to: big["model"]!.setting("layers", to: [
+            ["type": "dense", "units": 400, "activation": "tanh"], ["type": "dense", "units": 400, "activation": "tanh"], ["type": "dense", "units": 1, "name": "y"],
+        ]))
+        let id = try client.json("POST", "/jobs", big).json!["id"]!.stringValue!
+        let job = try wait(id)
+        XCTAssertEqual(job["status"]?.stringValue, "failed", job.serialized())
+        XCTAssertTrue(job["error"]?.stringValue?.contains("No space left on device") ?? false, job.serialized())
+        let checkpoint = try XCTUnwrap(FileManager.default.contents(atPath: "\(mountPoint)/jobs/\(id)/checkpoint.safetensors"))
+        XCTAssertGreaterThan(checkpoint.count, 600_000, "the first epoch's checkpoint is intact")
+        XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
+        XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 1)
+    }
 }
