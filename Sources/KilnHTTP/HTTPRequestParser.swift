@@ -27,7 +27,7 @@ public struct HTTPRequestParser {
         public init(maxBodyBytes: Int = 64 << 20) { self.maxBodyBytes = maxBodyBytes }
     }
 
-    public static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+    public static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"]
 
     enum State {
         case start, startLF

@@ -35,7 +35,7 @@ paths:
           description: The OpenAPI document.
           content:
             application/yaml:
-              schema: {type: string}
+              schema: {type: object}
   /v2:
     get:
       summary: Open Inference Protocol server metadata
@@ -330,7 +330,7 @@ paths:
                     type: array
                     items: {type: string}
             text/event-stream:
-              schema: {type: string}
+              schema: {}
         "404": {$ref: "#/components/responses/Error"}
   /predict:
     post:

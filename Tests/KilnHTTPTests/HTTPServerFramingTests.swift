@@ -125,6 +125,13 @@ final class HTTPServerFramingTests: HTTPServerTestCase {
         XCTAssertEqual(response.header("Allow"), "GET, HEAD")
     }
 
+    /// TRACE is a standard method Kiln does not serve on any route: 405, not a 5xx.
+    func testTraceIs405() throws {
+        let response = try RawHTTPClient.exchange(port: port, "TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(response.status, 405)
+        XCTAssertEqual(response.header("Allow"), "GET, HEAD")
+    }
+
     func testLongTargetIs414() {
         assertRejected(get("/" + String(repeating: "a", count: 9000)), 414)
     }
