@@ -14,16 +14,7 @@ final class CrashRecoveryTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: temp)
     }
 
-    /// The `kiln` binary built next to the test bundle.
-    var binary: String {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent("kiln").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return ""
-    }
+    var binary: String { KilnBinary.path }
 
     func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -112,4 +103,17 @@ final class CrashRecoveryTests: XCTestCase {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(temp)/jobs/\(id)").filter { $0.contains("tmp") }
         XCTAssertEqual(leftovers, [])
     }
+}
+
+/// The `kiln` binary built next to the test bundle, or "" when it is not there.
+enum KilnBinary {
+    static let path: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("kiln").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return ""
+    }()
 }
