@@ -23,6 +23,8 @@ public struct Expression: Layer {
     public let aliases: [String]
     public let params: [Param]
     let tree: ExpressionNode
+    /// The formula as one fused element-wise pass (forward and backward).
+    let program: FusedProgram
 
     public init(_ fields: inout FieldReader) throws(SpecError) {
         guard let expr = try fields.string("expr") else {
@@ -63,6 +65,8 @@ public struct Expression: Layer {
         for v in tree.variables where !known.contains(v) {
             throw SpecError(.invalidField, "unknown variable '\(v)' in \"\(expr)\"; known: \(known.sorted().joined(separator: ", "))\(Suggest.hint(v, Array(known)))", path: fields.fieldPath("expr"), node: fields.node)
         }
+        // Compiled only once every variable is known to have an operand.
+        program = FusedProgram(tree, leaves: aliases + params.map(\.name))
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
@@ -77,10 +81,7 @@ public struct Expression: Layer {
     }
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
-        var scope: [String: Variable] = [:]
-        for (alias, x) in zip(aliases, inputs) { scope[alias] = x }
-        for p in params { scope[p.name] = w[p.name]! }
-        return try tree.evaluate(scope)
+        try program.run(inputs + params.map { w[$0.name]! })
     }
 }
 
