@@ -69,6 +69,8 @@ public final class Trainer {
     }
 
     var lossNodes: [String] { Array(Set(spec.train.losses.map(\.node))).sorted() }
+    /// Nodes with an activity regularizer; computed with the loss nodes in training.
+    var regularizedNodes: [String] { model.graph.nodes.filter { $0.activityRegularizer != nil }.map(\.name) }
 
     /// Metric names reported per loss: plain names for a single loss, else prefixed.
     func metricKeys() -> [(loss: LossSpec, metric: String, key: String)] {
@@ -276,7 +278,7 @@ public final class Trainer {
         }
         let values: [String: Variable]
         do {
-            values = try model.run(feeds, targets: lossNodes, training: training, seed: seed)
+            values = try model.run(feeds, targets: lossNodes + (training ? regularizedNodes : []), training: training, seed: seed)
         } catch { throw TrainError.model(error.description) }
         var objective: Variable?
         var parts: [String: Double] = [:]
@@ -304,6 +306,11 @@ public final class Trainer {
                 }
             }
             for node in model.graph.nodes {
+                if training, let r = node.activityRegularizer, let out = values[node.name], let penalty = try r.penalty(out) {
+                    // As in Keras: the sum over the batch divided by the batch size.
+                    let perSample = penalty.affine(scale: 1 / Float(max(out.shape.first ?? 1, 1)))
+                    objective = try objective.map { try $0.add(perSample) } ?? perSample
+                }
                 for p in node.parameters {
                     if let r = p.regularizer, let penalty = try r.penalty(model.weights["\(node.name).\(p.name)"]!) {
                         objective = try objective.map { try $0.add(penalty) } ?? penalty

@@ -215,4 +215,31 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(history[0].values["wm_mod_near_wrap"]!, 0.5, accuracy: 1e-9, "-0.3 and 0.2 are multiples of m")
         XCTAssertTrue(trainer.warnings.contains { $0.contains("mod in wm wraps 75.0%") && $0.contains("lost their sign") }, "\(trainer.warnings)")
     }
+
+    /// Keras' activity_regularizer: l2 · Σ out² / batch, added only while training.
+    func testActivityRegularizerPenalisesTheOutput() throws {
+        let json: JSON = [
+            "model": [
+                "inputs": ["x": [2]],
+                "layers": [["type": "dense", "units": 2, "name": "z", "kernel_initializer": ["value": [1, 0, 0, 1]],
+                            "activity_regularizer": ["l2": 0.5]]],
+            ],
+            "data": ["fields": blobs(8, seed: 3)],
+            "train": ["epochs": 1, "batch_size": 8, "optimizer": ["type": "sgd", "learning_rate": 0.0],
+                      "losses": [["node": "z", "type": "mse", "target": ["value": [0, 0]]]]],
+        ]
+        let spec = try JobSpec(json: json)
+        XCTAssertEqual(spec.model.node("z")?.activityRegularizer?.l2, 0.5)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        let trainer = Trainer(spec: spec, model: CompiledModel(graph: spec.model, seed: 1), data: data)
+        let rows = Array(0..<8)[...]
+        let (trained, _) = try trainer.evaluate(rows, in: data.train, training: true, seed: 0)
+        let (plain, _) = try trainer.evaluate(rows, in: data.train, training: false, seed: 0)
+        let x = data.train.fields["x"]!.values
+        let expected = 0.5 * x.reduce(0) { $0 + Double($1 * $1) } / 8
+        XCTAssertEqual(Double(trained.value.scalar - plain.value.scalar), expected, accuracy: 1e-4)
+        // Any layer takes it; one without a batch axis is refused.
+        let bad = json.setting("model", to: ["layers": [["type": "weight", "shape": [2], "activity_regularizer": ["l2": 1]]]])
+        XCTAssertThrowsError(try JobSpec(json: bad)) { XCTAssertEqual(($0 as! SpecError).path, "model.layers[0].activity_regularizer") }
+    }
 }
