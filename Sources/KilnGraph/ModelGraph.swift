@@ -33,11 +33,14 @@ public struct ModelGraph: Sendable {
     }
 
     /// Names of the nodes that `targets` need, in graph order.
-    public func dependencies(of targets: [String]) -> [String] {
+    /// Nodes in `given` are taken as known (fed from outside), so their own inputs
+    /// are not needed on their account.
+    public func dependencies(of targets: [String], given: Set<String> = []) -> [String] {
         var needed = Set<String>()
         var stack = targets
         while let name = stack.popLast() {
             guard needed.insert(name).inserted, let n = node(name) else { continue }
+            if given.contains(name) { continue }
             stack.append(contentsOf: n.inputs)
         }
         return nodes.map(\.name).filter { needed.contains($0) }
