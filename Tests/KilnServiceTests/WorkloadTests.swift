@@ -154,13 +154,13 @@ final class WorkloadTests: XCTestCase {
         let plainAccuracy = try XCTUnwrap(last(plain.metrics, "val_accuracy")), modAccuracy = try XCTUnwrap(last(modded.metrics, "val_accuracy"))
         print("W3 val_accuracy: plain \(plainAccuracy), mod \(modAccuracy); mod metrics \(modded.metrics.serialized())")
         XCTAssertLessThan(modAccuracy, plainAccuracy)
-        XCTAssertGreaterThan(last(modded.metrics, "w1_mod_wrapped") ?? 0, 0.3)
-        XCTAssertGreaterThan(last(modded.metrics, "w1_mod_sign_lost") ?? 0, 0.3)
-        XCTAssertNotNil(last(modded.metrics, "w2_mod_near_wrap"))
+        XCTAssertGreaterThan(last(modded.metrics, "w1_eff_mod_wrapped") ?? 0, 0.3)
+        XCTAssertGreaterThan(last(modded.metrics, "w1_eff_mod_sign_lost") ?? 0, 0.3)
+        XCTAssertNotNil(last(modded.metrics, "w2_eff_mod_near_wrap"))
         let norms = try XCTUnwrap(modded.metrics["epochs"]?.arrayValue?.last?["grad_norms"])
-        for w in ["w1.kernel", "w1_mod.m", "w2.kernel", "w2_mod.m"] { XCTAssertNotNil(norms[w]?.doubleValue, w) }
+        for w in ["w1.kernel", "w1_eff.m", "w2.kernel", "w2_eff.m"] { XCTAssertNotNil(norms[w]?.doubleValue, w) }
         let warnings = modded.metrics["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        XCTAssertTrue(warnings.contains { $0.contains("mod in w1_mod wraps") && $0.contains("lost their sign") }, "\(warnings)")
+        XCTAssertTrue(warnings.contains { $0.contains("mod in w1_eff wraps") && $0.contains("lost their sign") }, "\(warnings)")
     }
 
     /// The W4 rule: a cell is 1 when its 3×3 neighbourhood (zeros outside) sums to more than 9·37.5.
@@ -237,7 +237,7 @@ final class WorkloadTests: XCTestCase {
 
     /// W6: (28,28) → flatten → dense → reshape back to (28,28).
     func testW6Unflatten() throws {
-        let r = try run(scaled(try example("w6-unflatten.json"), epochs: 1, train: 3000, test: 500))
+        let r = try run(scaled(try example("w6-unflatten.json"), epochs: 2, train: 12000, test: 500))
         let nodes = r.created["summary"]!["nodes"]!.arrayValue!
         func outShape(_ n: String) -> [JSON]? { nodes.first { $0["name"]?.stringValue == n }?["output_shape"]?.arrayValue }
         XCTAssertEqual(outShape("matrix"), [.null, 28, 28])
@@ -268,7 +268,7 @@ final class WorkloadTests: XCTestCase {
 
     /// W8: softmaxₖ(Σⱼ aₖⱼ·f(xⱼ, pₖⱼ) + bₖ) with one prototype row per class.
     func testW8KernelNetwork() throws {
-        let r = try run(scaled(try example("w8-kernel-network.json"), epochs: 2, train: 6000, test: 1000))
+        let r = try run(scaled(try example("w8-kernel-network.json"), epochs: 3, train: 12000, test: 1000))
         XCTAssertGreaterThanOrEqual(last(r.metrics, "val_accuracy") ?? 0, 0.85)
         let weights = try checkpoint(r.id)
         XCTAssertEqual(weights["protos_img.value"]?.shape, [10, 28, 28, 1])
