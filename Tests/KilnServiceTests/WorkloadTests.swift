@@ -270,7 +270,7 @@ final class WorkloadTests: XCTestCase {
 
     /// W8: softmaxₖ(Σⱼ aₖⱼ·f(xⱼ, pₖⱼ) + bₖ) with one prototype row per class.
     func testW8KernelNetwork() throws {
-        let r = try run(scaled(try example("w8-kernel-network.json"), epochs: 3, train: 12000, test: 1000))
+        let r = try run(scaled(try example("w8-kernel-network.json"), epochs: 2, train: 20000, test: 1000))
         XCTAssertGreaterThanOrEqual(last(r.metrics, "val_accuracy") ?? 0, 0.85)
         let weights = try checkpoint(r.id)
         XCTAssertEqual(weights["protos_img.value"]?.shape, [10, 28, 28, 1])
