@@ -182,7 +182,8 @@ public final class Trainer {
     public struct ModWrapStats: Equatable, Sendable {
         /// Values outside [0, m): the mod changes them.
         public var wrapped: Double
-        /// Values that were negative and come out in [0, m): they lost their sign.
+        /// Values whose sign differs from m's: mod gives them m's sign (for m > 0, the
+        /// negative values come out in [0, m)), so they lost their sign.
         public var signLost: Double
         /// Values within 1% of m of a multiple of m, where a small step jumps by m.
         public var nearWrap: Double
@@ -198,7 +199,7 @@ public final class Trainer {
             guard m != 0 else { continue }
             let q = v / m
             if q < 0 || q >= 1 { wrapped += 1 }
-            if v < 0 && m > 0 { signLost += 1 }
+            if (v < 0 && m > 0) || (v > 0 && m < 0) { signLost += 1 }
             if Swift.abs(q - q.rounded()) < 0.01 { near += 1 }
         }
         let n = Double(x.count)
@@ -220,7 +221,9 @@ public final class Trainer {
                 if let v = try? model.run([:], targets: [input], training: false)[input] { scope[alias] = v }
             }
             var total = ModWrapStats(wrapped: 0, signLost: 0, nearWrap: 0, count: 0)
+            var modulusText = ""
             for (value, modulus) in expression.modOperands(scope) {
+                if modulus.scalars.count == 1 { modulusText = String(format: ", m = %.4g", modulus.scalars[0]) }
                 guard let s = Trainer.modWrapStats(value: value, modulus: modulus) else { continue }
                 let n = Double(total.count + s.count)
                 total.wrapped = (total.wrapped * Double(total.count) + s.wrapped * Double(s.count)) / n
@@ -235,8 +238,8 @@ public final class Trainer {
             if total.wrapped > 0.01, !modWarned.contains(node.name) {
                 modWarned.insert(node.name)
                 func pct(_ x: Double) -> String { String(format: "%.1f%%", x * 100) }
-                warn("mod in \(node.name) wraps \(pct(total.wrapped)) of its \(total.count) weight values (they lie outside [0, m)); "
-                     + "\(pct(total.signLost)) were negative and lost their sign, so the effective weights are all ≥ 0 and the layer cannot inhibit; "
+                warn("mod in \(node.name) wraps \(pct(total.wrapped)) of its \(total.count) weight values (they lie outside [0, m)\(modulusText)); "
+                     + "\(pct(total.signLost)) lost their sign: every effective weight takes the sign of m, so the layer cannot mix positive and negative weights; "
                      + "\(pct(total.nearWrap)) lie within 1% of a wrap point, where a small step jumps the effective weight by m. "
                      + "The gradient passes through mod as if it were the identity, so it cannot see these jumps")
             }

@@ -213,7 +213,9 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(history[0].values["wm_mod_wrapped"]!, 0.75, accuracy: 1e-9)
         XCTAssertEqual(history[0].values["wm_mod_sign_lost"]!, 0.5, accuracy: 1e-9)
         XCTAssertEqual(history[0].values["wm_mod_near_wrap"]!, 0.5, accuracy: 1e-9, "-0.3 and 0.2 are multiples of m")
-        XCTAssertTrue(trainer.warnings.contains { $0.contains("mod in wm wraps 75.0%") && $0.contains("lost their sign") }, "\(trainer.warnings)")
+        XCTAssertTrue(trainer.warnings.contains { $0.contains("mod in wm wraps 75.0%") && $0.contains("m = 0.1") && $0.contains("50.0% lost their sign") }, "\(trainer.warnings)")
+        // A negative modulus turns the positive values negative.
+        XCTAssertEqual(Trainer.modWrapStats(value: Tensor(shape: [2], values: [0.05, -0.05]), modulus: Tensor(scalar: -0.1))?.signLost, 0.5)
     }
 
     /// Keras' activity_regularizer: l2 · Σ out² / batch, added only while training.
