@@ -57,12 +57,20 @@ public final class CompiledModel {
     }
 
     /// Computes `targets` from `feeds` (one tensor per model input the targets need,
-    /// with the batch axis first).
+    /// with the batch axis first). A feed may also name an inner node: its value is
+    /// used as given and the nodes before it are not computed.
     public func run(_ feeds: [String: Tensor], targets: [String], training: Bool, seed: UInt64 = 0) throws(RunError) -> [String: Variable] {
         var context = ForwardContext(training: training, seed: seed)
         var values: [String: Variable] = [:]
-        for name in graph.dependencies(of: targets) {
+        for name in graph.dependencies(of: targets, given: Set(feeds.keys)) {
             let node = graph.node(name)!
+            if node.layer != nil, let t = feeds[name] {
+                // An inner node given a value (e.g. a decoder fed codes drawn from a prior).
+                let expected = node.shape.runtime(batch: t.shape.first ?? 0)
+                guard t.shape == expected else { throw RunError(node: name, message: "expected shape \(node.shape), got \(t.shape)") }
+                values[name] = Variable(t)
+                continue
+            }
             guard let layer = node.layer else {
                 guard let t = feeds[name] else { throw RunError(node: name, message: "no data given for this input") }
                 let expected = node.shape.dims

@@ -14,6 +14,9 @@ public struct ModelGraph: Sendable {
         public var layer: (any Layer)?
         public var shape: NodeShape
         public var parameters: [ParameterSpec]
+        /// `activity_regularizer` (any layer, as in Keras): a penalty on the node's
+        /// output, divided by the batch size, added to the training objective.
+        public var activityRegularizer: Regularizer? = nil
     }
 
     public var nodes: [Node]
@@ -30,11 +33,14 @@ public struct ModelGraph: Sendable {
     }
 
     /// Names of the nodes that `targets` need, in graph order.
-    public func dependencies(of targets: [String]) -> [String] {
+    /// Nodes in `given` are taken as known (fed from outside), so their own inputs
+    /// are not needed on their account.
+    public func dependencies(of targets: [String], given: Set<String> = []) -> [String] {
         var needed = Set<String>()
         var stack = targets
         while let name = stack.popLast() {
             guard needed.insert(name).inserted, let n = node(name) else { continue }
+            if given.contains(name) { continue }
             stack.append(contentsOf: n.inputs)
         }
         return nodes.map(\.name).filter { needed.contains($0) }
@@ -143,11 +149,20 @@ public struct ModelGraph: Sendable {
                 }
                 inputShapes.append(nodes[k].shape)
             }
+            let activity = try lf.raw("activity_regularizer").map { j throws(SpecError) in
+                try Regularizer.read(j, path: "\(p).activity_regularizer", node: name)
+            }
             let layer = try layerType.init(&lf)
             try lf.finish()
             let info = NodeInfo(name: name, path: p)
             let shape = try layer.outputShape(inputShapes, info)
-            let node = Node(name: name, type: type, path: p, inputs: inputs, layer: layer, shape: shape, parameters: layer.parameters(inputShapes))
+            var node = Node(name: name, type: type, path: p, inputs: inputs, layer: layer, shape: shape, parameters: layer.parameters(inputShapes))
+            if let activity {
+                guard shape.batched else {
+                    throw SpecError(.invalidField, "an activity regularizer needs a node with a batch axis; \(name) is \(shape)", path: "\(p).activity_regularizer", node: name)
+                }
+                node.activityRegularizer = activity
+            }
             // Budgets first: later steps multiply these dimensions.
             try limits.check(node, parameterTotal: &parameterTotal)
             for param in node.parameters {

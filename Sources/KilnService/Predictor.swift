@@ -105,9 +105,11 @@ final class Predictor: @unchecked Sendable {
     }
 
     /// Inputs the requested nodes depend on.
-    func neededInputs(_ graph: ModelGraph, _ targets: [String]) -> [String] {
-        let deps = Set(graph.dependencies(of: targets))
-        return graph.inputNames.filter { deps.contains($0) }
+    func neededInputs(_ graph: ModelGraph, _ targets: [String], given: Set<String> = []) -> [String] {
+        let deps = Set(graph.dependencies(of: targets, given: given))
+        // Inner nodes named in `inputs` are fed directly (a decoder given codes).
+        let inner = graph.nodes.filter { $0.layer != nil && $0.shape.batched && given.contains($0.name) && deps.contains($0.name) }.map(\.name)
+        return graph.inputNames.filter { deps.contains($0) } + inner
     }
 
     func namedFeeds(_ inputs: JSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
@@ -115,7 +117,8 @@ final class Predictor: @unchecked Sendable {
             throw HTTPError(400, code: "invalid_field", message: "expected an object mapping input names to arrays", path: "inputs")
         }
         var feeds: [String: Tensor] = [:]
-        for name in neededInputs(graph, targets) {
+        let given = Set(inputs.objectMembers!.map(\.0).filter { graph.node($0) != nil })
+        for name in neededInputs(graph, targets, given: given) {
             guard let value = inputs[name] else {
                 throw HTTPError(400, code: "missing_field", message: "input '\(name)' with per-sample shape \(graph.node(name)!.shape.dims) is required", path: "inputs.\(name)")
             }

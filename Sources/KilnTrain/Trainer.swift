@@ -59,6 +59,7 @@ public final class Trainer {
     public private(set) var warnings: [String] = []
     /// Set when early stopping ended training before `epochs`.
     public private(set) var stoppedEarly: (epoch: Int, bestEpoch: Int)?
+    var modWarned: Set<String> = []
 
     public init(spec: JobSpec, model: CompiledModel, data: TrainingData) {
         self.spec = spec
@@ -68,6 +69,8 @@ public final class Trainer {
     }
 
     var lossNodes: [String] { Array(Set(spec.train.losses.map(\.node))).sorted() }
+    /// Nodes with an activity regularizer; computed with the loss nodes in training.
+    var regularizedNodes: [String] { model.graph.nodes.filter { $0.activityRegularizer != nil }.map(\.name) }
 
     /// Metric names reported per loss: plain names for a single loss, else prefixed.
     func metricKeys() -> [(loss: LossSpec, metric: String, key: String)] {
@@ -130,6 +133,7 @@ public final class Trainer {
                 onStep(epoch, step + 1, steps)
             }
             var values = sums.mapValues { $0 / Double(max(samples, 1)) }
+            for (k, v) in inspectModWraps() { values[k] = v }
             if let validation = data.validation {
                 for (k, v) in try validate(validation) { values["val_\(k)"] = v }
             }
@@ -174,6 +178,75 @@ public final class Trainer {
         }
     }
 
+    /// How a `mod` applied to weights behaves, per expression node with such a term.
+    public struct ModWrapStats: Equatable, Sendable {
+        /// Values outside [0, m): the mod changes them.
+        public var wrapped: Double
+        /// Values whose sign differs from m's: mod gives them m's sign (for m > 0, the
+        /// negative values come out in [0, m)), so they lost their sign.
+        public var signLost: Double
+        /// Values within 1% of m of a multiple of m, where a small step jumps by m.
+        public var nearWrap: Double
+        public var count: Int
+    }
+
+    static func modWrapStats(value: Tensor, modulus: Tensor) -> ModWrapStats? {
+        let x = value.scalars, ms = modulus.scalars
+        guard !x.isEmpty, ms.count == 1 || ms.count == x.count else { return nil }
+        var wrapped = 0, signLost = 0, near = 0
+        for (i, v) in x.enumerated() {
+            let m = ms.count == 1 ? ms[0] : ms[i]
+            guard m != 0 else { continue }
+            let q = v / m
+            if q < 0 || q >= 1 { wrapped += 1 }
+            if (v < 0 && m > 0) || (v > 0 && m < 0) { signLost += 1 }
+            if Swift.abs(q - q.rounded()) < 0.01 { near += 1 }
+        }
+        let n = Double(x.count)
+        return ModWrapStats(wrapped: Double(wrapped) / n, signLost: Double(signLost) / n, nearWrap: Double(near) / n, count: x.count)
+    }
+
+    /// For each expression that applies `mod` to weights (its params, or weight nodes
+    /// it reads): the share of values that wrap, lost their sign, or sit near a wrap
+    /// point, reported as `<node>_mod_wrapped`, `<node>_mod_sign_lost` and
+    /// `<node>_mod_near_wrap`, with a warning the first time many values wrap.
+    public func inspectModWraps() -> [String: Double] {
+        var out: [String: Double] = [:]
+        let graph = model.graph
+        for node in graph.nodes {
+            guard let expression = node.layer as? KilnGraph.Expression else { continue }
+            var scope: [String: Variable] = [:]
+            for p in expression.params { scope[p.name] = model.weights["\(node.name).\(p.name)"] }
+            for (alias, input) in zip(expression.aliases, node.inputs) where graph.node(input)?.shape.batched == false {
+                if let v = try? model.run([:], targets: [input], training: false)[input] { scope[alias] = v }
+            }
+            var total = ModWrapStats(wrapped: 0, signLost: 0, nearWrap: 0, count: 0)
+            var modulusText = ""
+            for (value, modulus) in expression.modOperands(scope) {
+                if modulus.scalars.count == 1 { modulusText = String(format: ", m = %.4g", modulus.scalars[0]) }
+                guard let s = Trainer.modWrapStats(value: value, modulus: modulus) else { continue }
+                let n = Double(total.count + s.count)
+                total.wrapped = (total.wrapped * Double(total.count) + s.wrapped * Double(s.count)) / n
+                total.signLost = (total.signLost * Double(total.count) + s.signLost * Double(s.count)) / n
+                total.nearWrap = (total.nearWrap * Double(total.count) + s.nearWrap * Double(s.count)) / n
+                total.count += s.count
+            }
+            guard total.count > 0 else { continue }
+            out["\(node.name)_mod_wrapped"] = total.wrapped
+            out["\(node.name)_mod_sign_lost"] = total.signLost
+            out["\(node.name)_mod_near_wrap"] = total.nearWrap
+            if total.wrapped > 0.01, !modWarned.contains(node.name) {
+                modWarned.insert(node.name)
+                func pct(_ x: Double) -> String { String(format: "%.1f%%", x * 100) }
+                warn("mod in \(node.name) wraps \(pct(total.wrapped)) of its \(total.count) weight values (they lie outside [0, m)\(modulusText)); "
+                     + "\(pct(total.signLost)) lost their sign: every effective weight takes the sign of m, so the layer cannot mix positive and negative weights; "
+                     + "\(pct(total.nearWrap)) lie within 1% of a wrap point, where a small step jumps the effective weight by m. "
+                     + "The gradient passes through mod as if it were the identity, so it cannot see these jumps")
+            }
+        }
+        return out
+    }
+
     /// Gradients that vanish or explode, named per weight.
     func inspectGradients(_ norms: [String: Double]) {
         for (name, norm) in norms.sorted(by: { $0.key < $1.key }) {
@@ -208,7 +281,7 @@ public final class Trainer {
         }
         let values: [String: Variable]
         do {
-            values = try model.run(feeds, targets: lossNodes, training: training, seed: seed)
+            values = try model.run(feeds, targets: lossNodes + (training ? regularizedNodes : []), training: training, seed: seed)
         } catch { throw TrainError.model(error.description) }
         var objective: Variable?
         var parts: [String: Double] = [:]
@@ -236,6 +309,11 @@ public final class Trainer {
                 }
             }
             for node in model.graph.nodes {
+                if training, let r = node.activityRegularizer, let out = values[node.name], let penalty = try r.penalty(out) {
+                    // As in Keras: the sum over the batch divided by the batch size.
+                    let perSample = penalty.affine(scale: 1 / Float(max(out.shape.first ?? 1, 1)))
+                    objective = try objective.map { try $0.add(perSample) } ?? perSample
+                }
                 for p in node.parameters {
                     if let r = p.regularizer, let penalty = try r.penalty(model.weights["\(node.name).\(p.name)"]!) {
                         objective = try objective.map { try $0.add(penalty) } ?? penalty

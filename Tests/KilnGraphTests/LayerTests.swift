@@ -291,6 +291,17 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(y.shape, [2, 5, 1])
         XCTAssertThrowsError(try graph(["x": [3]], [["type": "lstm", "units": 2]]))
     }
+
+    /// A decoder run on its own: an inner node given a value replaces everything before it.
+    func testFeedingAnInnerNodeSkipsWhatComesBefore() throws {
+        let g = try ModelGraph(json: ["inputs": ["x": [3]], "layers": [
+            ["type": "dense", "units": 2, "name": "code"],
+            ["type": "dense", "units": 1, "kernel_initializer": ["value": [2, 3]], "name": "out"],
+        ]])
+        let model = CompiledModel(graph: g, seed: 1)
+        XCTAssertEqual(try model.run(["code": Tensor(shape: [2, 2], values: [1, 1, 0, -1])], targets: ["out"], training: false)["out"]!.value.scalars, [5, -3])
+        XCTAssertThrowsError(try model.run(["code": Tensor(shape: [1, 3], values: [1, 1, 1])], targets: ["out"], training: false))
+    }
 }
 
 /// A shared generator for test inputs.

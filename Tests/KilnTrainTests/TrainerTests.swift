@@ -182,4 +182,66 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual((error as! SpecError).path, "model.layers[0].from_data.field")
         }
     }
+
+    /// W3's diagnosis: mod applied to a weight node reports how many values wrap.
+    func testModOnWeightsReportsWrapsAndLostSigns() throws {
+        let stats = try XCTUnwrap(Trainer.modWrapStats(value: Tensor(shape: [5], values: [-0.05, 0.02, 0.15, 0.0999, 0.5]), modulus: Tensor(scalar: 0.1)))
+        XCTAssertEqual(stats.wrapped, 0.6, accuracy: 1e-9)
+        XCTAssertEqual(stats.signLost, 0.2, accuracy: 1e-9)
+        XCTAssertEqual(stats.nearWrap, 0.4, accuracy: 1e-9)
+        XCTAssertEqual(stats.count, 5)
+
+        let json: JSON = [
+            "model": [
+                "inputs": ["x": [2]],
+                "layers": [
+                    ["type": "weight", "shape": [2, 2], "name": "w", "initializer": ["value": [-0.3, 0.05, 0.2, -0.01]]],
+                    ["type": "expression", "inputs": ["w": "w"], "expr": "mod(w, m)", "name": "wm",
+                     "params": ["m": ["shape": [], "init": 0.1]]],
+                    ["type": "matmul", "inputs": ["x", "wm"], "name": "h"],
+                    ["type": "softmax", "name": "p"],
+                ],
+            ],
+            "data": ["fields": blobs(64, seed: 3)],
+            "train": ["epochs": 1, "batch_size": 16, "optimizer": ["type": "sgd", "learning_rate": 0.0],
+                      "losses": [["node": "p", "type": "categorical_crossentropy", "target": "y"]]],
+        ]
+        let spec = try JobSpec(json: json)
+        let trainer = Trainer(spec: spec, model: CompiledModel(graph: spec.model, seed: 1), data: try TrainingData.resolve(spec, catalog: nil))
+        var history: [EpochMetrics] = []
+        try trainer.fit { history.append($0) }
+        XCTAssertEqual(history[0].values["wm_mod_wrapped"]!, 0.75, accuracy: 1e-9)
+        XCTAssertEqual(history[0].values["wm_mod_sign_lost"]!, 0.5, accuracy: 1e-9)
+        XCTAssertEqual(history[0].values["wm_mod_near_wrap"]!, 0.5, accuracy: 1e-9, "-0.3 and 0.2 are multiples of m")
+        XCTAssertTrue(trainer.warnings.contains { $0.contains("mod in wm wraps 75.0%") && $0.contains("m = 0.1") && $0.contains("50.0% lost their sign") }, "\(trainer.warnings)")
+        // A negative modulus turns the positive values negative.
+        XCTAssertEqual(Trainer.modWrapStats(value: Tensor(shape: [2], values: [0.05, -0.05]), modulus: Tensor(scalar: -0.1))?.signLost, 0.5)
+    }
+
+    /// Keras' activity_regularizer: l2 · Σ out² / batch, added only while training.
+    func testActivityRegularizerPenalisesTheOutput() throws {
+        let json: JSON = [
+            "model": [
+                "inputs": ["x": [2]],
+                "layers": [["type": "dense", "units": 2, "name": "z", "kernel_initializer": ["value": [1, 0, 0, 1]],
+                            "activity_regularizer": ["l2": 0.5]]],
+            ],
+            "data": ["fields": blobs(8, seed: 3)],
+            "train": ["epochs": 1, "batch_size": 8, "optimizer": ["type": "sgd", "learning_rate": 0.0],
+                      "losses": [["node": "z", "type": "mse", "target": ["value": [0, 0]]]]],
+        ]
+        let spec = try JobSpec(json: json)
+        XCTAssertEqual(spec.model.node("z")?.activityRegularizer?.l2, 0.5)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        let trainer = Trainer(spec: spec, model: CompiledModel(graph: spec.model, seed: 1), data: data)
+        let rows = Array(0..<8)[...]
+        let (trained, _) = try trainer.evaluate(rows, in: data.train, training: true, seed: 0)
+        let (plain, _) = try trainer.evaluate(rows, in: data.train, training: false, seed: 0)
+        let x = data.train.fields["x"]!.values
+        let expected = 0.5 * x.reduce(0) { $0 + Double($1 * $1) } / 8
+        XCTAssertEqual(Double(trained.value.scalar - plain.value.scalar), expected, accuracy: 1e-4)
+        // Any layer takes it; one without a batch axis is refused.
+        let bad = json.setting("model", to: ["layers": [["type": "weight", "shape": [2], "activity_regularizer": ["l2": 1]]]])
+        XCTAssertThrowsError(try JobSpec(json: bad)) { XCTAssertEqual(($0 as! SpecError).path, "model.layers[0].activity_regularizer") }
+    }
 }

@@ -80,6 +80,28 @@ public struct Expression: Layer {
         params.map { ParameterSpec($0.name, shape: $0.shape, initializer: $0.initializer, trainable: $0.trainable) }
     }
 
+    /// The operands of each `mod(a, b)` in the formula that can be computed from
+    /// `scope` alone (typically params and weight nodes, which have no batch axis), so
+    /// a trainer can see how many values wrap.
+    public func modOperands(_ scope: [String: Variable]) -> [(value: Tensor, modulus: Tensor)] {
+        var found: [(Tensor, Tensor)] = []
+        func walk(_ n: ExpressionNode) {
+            switch n {
+            case .number, .variable: return
+            case let .unary(_, a): walk(a)
+            case let .binary(op, a, b):
+                if op == "mod", !a.variables.isEmpty, (a.variables + b.variables).allSatisfy({ scope[$0] != nil }),
+                   let x = try? a.evaluate(scope), let m = try? b.evaluate(scope) {
+                    found.append((x.value, m.value))
+                }
+                walk(a)
+                walk(b)
+            }
+        }
+        walk(tree)
+        return found
+    }
+
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         try program.run(inputs + params.map { w[$0.name]! })
     }
