@@ -219,6 +219,10 @@ do {
     case "kernels": try kernels()
     case "mlp": try mlp()
     case "conv": try conv()
+    case "predict":
+        let a = Array(CommandLine.arguments.dropFirst(2))
+        guard a.count >= 3, let port = Int(a[0]) else { throw BenchError("usage: kiln-bench predict PORT MODEL LABEL [REQUESTS]") }
+        try predictLatency(port: port, model: a[1], label: a[2], requests: a.count > 3 ? Int(a[3]) ?? 2000 : 2000)
     case "all":
         // One process per run so each peak resident memory is its own.
         for sub in ["kernels", "mlp", "conv"] {
@@ -229,7 +233,7 @@ do {
             p.waitUntilExit()
         }
     default:
-        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all]\n".utf8))
+        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all] | predict PORT MODEL LABEL [REQUESTS]\n".utf8))
         exit(2)
     }
 } catch {
