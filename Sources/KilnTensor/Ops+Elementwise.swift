@@ -29,6 +29,27 @@ func mapBinary(_ a: Tensor, _ b: Tensor, shape: [Int], _ f: (Float, Float) -> Fl
         parallelChunks(out.count) { r in for i in r { po[i] = f(pa[i], pb[i]) } }
         return out
     }
+    // A full operand and a repeated trailing block (a bias): rows over the cores.
+    if a.shape == shape, let inner = suffixBlock(b.shape, of: shape), inner > 0, b.count == inner {
+        let rows = out.count / inner
+        parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 15) / inner)) { r in
+            for row in r {
+                let o = po + row * inner, x = pa + row * inner
+                for i in 0..<inner { o[i] = f(x[i], pb[i]) }
+            }
+        }
+        return out
+    }
+    if b.shape == shape, let inner = suffixBlock(a.shape, of: shape), inner > 0, a.count == inner {
+        let rows = out.count / inner
+        parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 15) / inner)) { r in
+            for row in r {
+                let o = po + row * inner, y = pb + row * inner
+                for i in 0..<inner { o[i] = f(pa[i], y[i]) }
+            }
+        }
+        return out
+    }
     let runs = BroadcastRuns(shape: shape, strides: [
         Shapes.strides(shape), Shapes.broadcastStrides(a.shape, to: shape), Shapes.broadcastStrides(b.shape, to: shape),
     ])
@@ -42,6 +63,20 @@ func mapBinary(_ a: Tensor, _ b: Tensor, shape: [Int], _ f: (Float, Float) -> Fl
         }
     }
     return out
+}
+
+/// g·c (g itself when c is 1).
+func scaled(_ g: Tensor, _ c: Float) -> Tensor {
+    c == 1 ? g : mapUnary(g) { $0 * c }
+}
+
+/// The length of the trailing block that `small` repeats when broadcast to `shape`, when
+/// `small` (leading 1s aside) is a suffix of `shape` — a bias added to every row.
+func suffixBlock(_ small: [Int], of shape: [Int]) -> Int? {
+    var s = small[...]
+    while let first = s.first, first == 1, s.count > 0 { s = s.dropFirst() }
+    guard s.count <= shape.count, Array(shape.suffix(s.count)) == Array(s) else { return nil }
+    return Shapes.count(Array(s))
 }
 
 /// Reads a tensor at the broadcast shape as a contiguous tensor (a copy when broadcast).
@@ -77,7 +112,19 @@ extension Variable {
         unary("sigmoid", { x in x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x)) },
               derivative: { _, y in y * (1 - y) })
     }
-    public func relu() -> Variable { unary("relu", { $0 > 0 ? $0 : 0 }, derivative: { x, _ in x > 0 ? 1 : 0 }) }
+    /// relu on raw buffers (the hottest activation): the backward pass keeps only the
+    /// output, since x > 0 exactly where y > 0, and runs no per-element closure.
+    public func relu() -> Variable {
+        let y = Tensor(uninitializedShape: value.shape)
+        let src = value.storage.pointer, dst = y.storage.pointer
+        parallelChunks(y.count) { r in for i in r { let v = src[i]; dst[i] = v > 0 ? v : 0 } }
+        return Variable(y, op: "relu", parents: [self]) { g in
+            let dx = Tensor(uninitializedShape: y.shape)
+            let pg = g.storage.pointer, py = y.storage.pointer, pd = dx.storage.pointer
+            parallelChunks(dx.count) { r in for i in r { pd[i] = py[i] > 0 ? pg[i] : 0 } }
+            self.accumulate(dx)
+        }
+    }
     public func leakyRelu(alpha: Float = 0.2) -> Variable {
         unary("leaky_relu", { $0 > 0 ? $0 : alpha * $0 }, derivative: { x, _ in x > 0 ? 1 : alpha })
     }
@@ -118,13 +165,23 @@ extension Variable {
     @inline(__always)
     func binary(
         _ name: String, _ other: Variable, _ f: (Float, Float) -> Float,
-        da: @escaping (Float, Float, Float) -> Float, db: @escaping (Float, Float, Float) -> Float
+        da: @escaping (Float, Float, Float) -> Float, db: @escaping (Float, Float, Float) -> Float,
+        constant: (da: Float, db: Float)? = nil
     ) throws(TensorError) -> Variable {
         let a = value, b = other.value
         guard let shape = Shapes.broadcast(a.shape, b.shape) else {
             throw TensorError.shapes(name, a.shape, b.shape, "cannot broadcast shapes")
         }
         let y = mapBinary(a, b, shape: shape, f)
+        if let (ca, cb) = constant {
+            // Constant partials (add, sub): the gradients are g scaled and summed over
+            // the broadcast axes; no operand is read.
+            let (aShape, bShape) = (a.shape, b.shape)
+            return Variable(y, op: name, parents: [self, other]) { g in
+                if self.requiresGrad { self.accumulate(scaled(g, ca).summed(toShape: aShape)) }
+                if other.requiresGrad { other.accumulate(scaled(g, cb).summed(toShape: bShape)) }
+            }
+        }
         return Variable(y, op: name, parents: [self, other]) { g in
             let fa = broadcasted(a, to: shape), fb = broadcasted(b, to: shape)
             if self.requiresGrad {
@@ -139,10 +196,10 @@ extension Variable {
     }
 
     public func add(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("add", o, +, da: { _, _, _ in 1 }, db: { _, _, _ in 1 })
+        try binary("add", o, +, da: { _, _, _ in 1 }, db: { _, _, _ in 1 }, constant: (1, 1))
     }
     public func sub(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("sub", o, -, da: { _, _, _ in 1 }, db: { _, _, _ in -1 })
+        try binary("sub", o, -, da: { _, _, _ in 1 }, db: { _, _, _ in -1 }, constant: (1, -1))
     }
     public func mul(_ o: Variable) throws(TensorError) -> Variable {
         try binary("mul", o, *, da: { _, b, _ in b }, db: { a, _, _ in a })

@@ -1,14 +1,53 @@
 import COpenBLAS
+import Dispatch
 
 /// Thin wrappers over CBLAS, in row-major terms.
 public enum BLAS {
+    /// OpenBLAS runs single-threaded: its worker threads spin (sched_yield) between
+    /// calls and fight the Dispatch workers of the element-wise kernels for the cores.
+    /// Large products are split over the cores here instead (see `sgemm`).
+    static let singleThreaded: Void = openblas_set_num_threads(1)
+
+    /// Products below this many multiply-adds run on one core.
+    public static var splitThreshold = 1 << 20
+
     /// C[m×n] = alpha·op(A)·op(B) + beta·C, with op(A) m×k and op(B) k×n, all row-major.
-    @inline(__always)
+    /// Large products are cut into row (or column) blocks of C, one per core, each a
+    /// single-threaded sgemm.
     public static func sgemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        _ = singleThreaded
+        let cores = Parallel.cores
+        if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) >= 32 * cores {
+            if m >= n {
+                let size = ((m + cores - 1) / cores + 15) / 16 * 16
+                let parts = (m + size - 1) / size
+                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                    let start = p * size, rows = Swift.min(m, start + size) - start
+                    call(transposeA, transposeB, rows, n, k, alpha, transposeA ? a + start : a + start * lda, lda, b, ldb, beta, c + start * ldc, ldc)
+                }
+            } else {
+                let size = ((n + cores - 1) / cores + 15) / 16 * 16
+                let parts = (n + size - 1) / size
+                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                    let start = p * size, cols = Swift.min(n, start + size) - start
+                    call(transposeA, transposeB, m, cols, k, alpha, a, lda, transposeB ? b + start * ldb : b + start, ldb, beta, c + start, ldc)
+                }
+            }
+            return
+        }
+        call(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    @inline(__always)
+    static func call(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,

@@ -43,6 +43,15 @@ extension Tensor {
     public func summed(toShape target: [Int]) -> Tensor {
         if target == shape { return self }
         let out = Tensor(shape: target, repeating: 0)
+        if let inner = suffixBlock(target, of: shape), inner > 0, Shapes.count(target) == inner {
+            // A bias gradient: add every row of `inner` elements into one row.
+            let src = storage.pointer, dst = out.storage.pointer
+            for row in 0..<(count / inner) {
+                let s = src + row * inner
+                for i in 0..<inner { dst[i] += s[i] }
+            }
+            return out
+        }
         let runs = BroadcastRuns(shape: shape, strides: [Shapes.strides(shape), Shapes.broadcastStrides(target, to: shape)])
         let src = storage.pointer
         let dst = out.storage.pointer

@@ -1,0 +1,159 @@
+"""The kiln-bench figures, measured with PyTorch (CPU) on the same models, data, batch
+size and optimizer. `python torch_bench.py [kernels|mlp|conv]`, one JSON line per figure.
+Run each part in its own process (bench/run.sh does) so peak memory is its own."""
+import gzip
+import json
+import os
+import resource
+import struct
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MNIST = os.environ.get("KILN_MNIST", "/work/shared/data/mnist")
+
+
+def emit(figure, value, unit, **extra):
+    print(json.dumps({"impl": "pytorch", "figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True)
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best(repeats, body):
+    body()
+    fastest = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        body()
+        fastest = min(fastest, time.perf_counter() - t0)
+    return fastest
+
+
+def sgemm_peak():
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+    t = best(8, lambda: torch.mm(a, b, out=c))
+    return 2 * n ** 3 / t / 1e9
+
+
+def memcpy_bandwidth():
+    a, b = torch.ones(16 << 20), torch.zeros(16 << 20)
+    t = best(8, lambda: b.copy_(a))
+    return 2 * a.numel() * 4 / t / 1e9
+
+
+def kernels():
+    peak = sgemm_peak()
+    emit("sgemm_peak_1024", peak, "GFLOP/s", threads=torch.get_num_threads())
+    bw = memcpy_bandwidth()
+    emit("memcpy_bandwidth", bw, "GB/s", note="bytes read + written, 64 MiB (tensor copy_)")
+
+    x = torch.randn(128, 784, requires_grad=True)
+    w = torch.randn(784, 512, requires_grad=True)
+    b = torch.randn(512, requires_grad=True)
+    seed = torch.ones(128, 512)
+
+    def dense():
+        y = torch.relu(x @ w + b)
+        y.backward(seed)
+        x.grad = w.grad = b.grad = None
+    t = best(50, dense)
+    gf = 3 * 2 * 128 * 784 * 512 / t / 1e9
+    emit("dense_784x512_b128_fwd_bwd", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), ms=round(t * 1e3, 2))
+
+    xc = torch.randn(128, 32, 13, 13, requires_grad=True)
+    k = torch.randn(64, 32, 3, 3, requires_grad=True)
+    seedc = torch.ones(128, 64, 11, 11)
+
+    def conv():
+        y = F.conv2d(xc, k)
+        y.backward(seedc)
+        xc.grad = k.grad = None
+    t = best(10, conv)
+    gf = 3 * 2 * 128 * 121 * 288 * 64 / t / 1e9
+    emit("conv_32to64_3x3_b128_fwd_bwd", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), ms=round(t * 1e3, 2))
+
+    big, other = torch.randn(16 << 20), torch.randn(16 << 20)
+    t = best(8, lambda: torch.relu(big))
+    gbs = 2 * big.numel() * 4 / t / 1e9
+    emit("relu_16M", gbs / bw * 100, "% memcpy bandwidth", gbs=round(gbs, 1))
+    t = best(8, lambda: big + other)
+    gbs = 3 * big.numel() * 4 / t / 1e9
+    emit("add_16M", gbs / bw * 100, "% memcpy bandwidth", gbs=round(gbs, 1))
+
+
+def idx(name):
+    with gzip.open(os.path.join(MNIST, name), "rb") as f:
+        data = f.read()
+    rank = data[3]
+    shape = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
+    return torch.frombuffer(bytearray(data[4 + 4 * rank:]), dtype=torch.uint8).reshape(shape)
+
+
+def mnist():
+    images = idx("train-images-idx3-ubyte.gz").float().div_(255)
+    labels = idx("train-labels-idx1-ubyte.gz").long()
+    return images, labels
+
+
+def train(model, images, labels, epochs):
+    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    times, loss_sum = [], 0.0
+    g = torch.Generator().manual_seed(1)
+    n = images.shape[0]
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=g)
+        loss_sum = 0.0
+        for s in range(0, n, 128):
+            idx_ = order[s:s + 128]
+            x, y = images[idx_], labels[idx_]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx_)
+        times.append(time.perf_counter() - t0)
+    return min(times[1:]), loss_sum / n
+
+
+def mlp():
+    rows = int(os.environ.get("KILN_BENCH_MLP_ROWS", 60000))
+    images, labels = mnist()
+    images, labels = images[:rows].reshape(-1, 784), labels[:rows]
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    seconds, loss = train(model, images, labels, 2)
+    seconds *= 60000 / rows
+    emit("mlp_epoch_seconds", seconds, "s", rows=rows, note="784-512-512-10, batch 128, Adam, after a warm-up epoch", loss=loss)
+    macs = 784 * 512 + 512 * 512 + 512 * 10
+    gf = 60000 * 2 * (3 * macs - 784 * 512) / seconds / 1e9
+    peak = sgemm_peak()
+    emit("mlp_gflops_share_of_peak", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), peak_gflops=round(peak, 1))
+    emit("mlp_peak_rss", peak_rss_mib(), "MiB")
+
+
+def conv():
+    rows = int(os.environ.get("KILN_BENCH_CONV_ROWS", 12800))
+    images, labels = mnist()
+    images, labels = images[:rows].reshape(-1, 1, 28, 28), labels[:rows]
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))
+    seconds, loss = train(model, images, labels, 2)
+    emit("conv_epoch_seconds", seconds * 60000 / rows, "s", rows=rows,
+         note=f"measured on the first {rows} training images after a warm-up pass over them, scaled to 60000", loss=loss)
+    emit("conv_peak_rss", peak_rss_mib(), "MiB")
+
+
+if __name__ == "__main__":
+    {"kernels": kernels, "mlp": mlp, "conv": conv}[sys.argv[1] if len(sys.argv) > 1 else "kernels"]()
