@@ -105,17 +105,18 @@ public struct TrainingData {
         if let validation, validation.rowCount == 0 { throw DatasetError(field: nil, message: "the validation set is empty") }
     }
 
+    /// Field by field, without copying the data into one buffer.
     static func hash(_ train: Dataset, _ validation: Dataset?) -> String {
-        var bytes: [UInt8] = []
+        var hasher = SHA256()
         for (label, set) in [("train", train), ("validation", validation)] {
             guard let set else { continue }
             for name in set.fields.keys.sorted() {
                 let f = set.fields[name]!
-                bytes.append(contentsOf: Array("\(label)/\(name)/\(f.shape)/\(f.dtype.rawValue);".utf8))
-                f.values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+                hasher.update(Array("\(label)/\(name)/\(f.shape)/\(f.dtype.rawValue);".utf8))
+                f.values.withUnsafeBytes { hasher.update($0) }
             }
         }
-        return SHA256.hex(bytes)
+        return hasher.finalizeHex()
     }
 }
 

@@ -80,6 +80,15 @@ final class FormatTests: XCTestCase {
                        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         XCTAssertEqual(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)),
                        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // Fed in uneven pieces, the digest is the same.
+        var hasher = SHA256()
+        var fed = 0
+        for size in [1, 63, 64, 65, 7, 200_000, 799_800] {
+            hasher.update([UInt8](repeating: 0x61, count: size))
+            fed += size
+        }
+        XCTAssertEqual(fed, 1_000_000)
+        XCTAssertEqual(hasher.finalizeHex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     func testGzipRoundTripAndDamage() throws {
