@@ -293,7 +293,7 @@ struct HeaderParser {
             while !peek(")") {
                 let start = i
                 while i < chars.count, chars[i] >= 0x30 && chars[i] <= 0x39 { i += 1 }
-                guard i > start, i - start <= 12, let d = Int(String(decoding: chars[start..<i], as: UTF8.self)) else {
+                guard i > start, i - start <= 18, let d = Int(String(decoding: chars[start..<i], as: UTF8.self)) else {
                     throw fail("shape must be a tuple of non-negative integers")
                 }
                 // Python 2 era headers may write 3L.
