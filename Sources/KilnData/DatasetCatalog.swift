@@ -22,6 +22,8 @@ public final class DatasetCatalog {
     public let maxDownloadBytes: Int
     public let timeoutSeconds: Int
     private let lock = Lock()
+    /// The checksum table in use (the static table; tests may change it).
+    var knownChecksums: [String: String?] = DatasetCatalog.checksums
 
     /// Known SHA-256 digests of the mirror files (hex), by dataset directory and file name.
     public static let checksums: [String: String?] = [
@@ -97,7 +99,7 @@ public final class DatasetCatalog {
         let directory = "\(cacheDirectory)/\(dataset)"
         let path = "\(directory)/\(file)"
         let recordPath = path + ".sha256"
-        let known: String? = DatasetCatalog.checksums["\(dataset)/\(file)"] ?? nil
+        let known: String? = knownChecksums["\(dataset)/\(file)"] ?? nil
 
         if let cached = try FileIO.read(path, name: file) {
             let digest = SHA256.hex(cached)

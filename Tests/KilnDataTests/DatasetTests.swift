@@ -4,7 +4,7 @@ import XCTest
 
 final class CIFAR10Tests: XCTestCase {
     /// Records whose pixel values encode (record, channel, position) so the layout can be checked.
-    func batch(records: Int, seed: Int) -> [UInt8] {
+    static func batch(records: Int, seed: Int) -> [UInt8] {
         var out = [UInt8]()
         for r in 0..<records {
             out.append(UInt8((r + seed) % 10))
@@ -15,17 +15,17 @@ final class CIFAR10Tests: XCTestCase {
         return out
     }
 
-    func archive(_ files: [(String, [UInt8])]) -> [UInt8] {
+    static func archive(_ files: [(String, [UInt8])]) -> [UInt8] {
         Fixtures.gzip(Fixtures.tar(files.map { (path: "cifar-10-batches-bin/" + $0.0, data: $0.1) }))
     }
 
-    func standardFiles() -> [(String, [UInt8])] {
-        (1...5).map { ("data_batch_\($0).bin", batch(records: 3, seed: $0)) }
-            + [("test_batch.bin", batch(records: 2, seed: 100)), ("batches.meta.txt", Array("airplane\n".utf8))]
+    static func standardFiles() -> [(String, [UInt8])] {
+        (1...5).map { ("data_batch_\($0).bin", Self.batch(records: 3, seed: $0)) }
+            + [("test_batch.bin", Self.batch(records: 2, seed: 100)), ("batches.meta.txt", Array("airplane\n".utf8))]
     }
 
     func testParse() throws {
-        let splits = try CIFAR10.parse(tarGz: archive(standardFiles()))
+        let splits = try CIFAR10.parse(tarGz: Self.archive(Self.standardFiles()))
         let train = splits.train
         XCTAssertEqual(train.rowCount, 15)
         XCTAssertEqual(train.fields["image"]?.shape, [15, 32, 32, 3])
@@ -45,19 +45,19 @@ final class CIFAR10Tests: XCTestCase {
     }
 
     func testErrors() {
-        var files = standardFiles()
+        var files = Self.standardFiles()
         files.remove(at: 2)
-        assertDatasetError(try CIFAR10.parse(tarGz: archive(files)), contains: ["lacks data_batch_3.bin"])
-        files = standardFiles()
+        assertDatasetError(try CIFAR10.parse(tarGz: Self.archive(files)), contains: ["lacks data_batch_3.bin"])
+        files = Self.standardFiles()
         files[5].1.removeLast(100)
-        assertDatasetError(try CIFAR10.parse(tarGz: archive(files)), contains: ["test_batch.bin", "not a whole number"])
-        files = standardFiles()
+        assertDatasetError(try CIFAR10.parse(tarGz: Self.archive(files)), contains: ["test_batch.bin", "not a whole number"])
+        files = Self.standardFiles()
         files[0].1[3073] = 12
-        assertDatasetError(try CIFAR10.parse(tarGz: archive(files)), contains: ["data_batch_1.bin", "record 1 has label 12"])
-        let gz = archive(standardFiles())
+        assertDatasetError(try CIFAR10.parse(tarGz: Self.archive(files)), contains: ["data_batch_1.bin", "record 1 has label 12"])
+        let gz = Self.archive(Self.standardFiles())
         assertDatasetError(try CIFAR10.parse(tarGz: Array(gz.prefix(gz.count - 100))),
                            contains: ["cifar-10-binary.tar.gz", "truncated gzip stream"])
-        var tar = Fixtures.tar(standardFiles().map { (path: $0.0, data: $0.1) })
+        var tar = Fixtures.tar(Self.standardFiles().map { (path: $0.0, data: $0.1) })
         assertDatasetError(try CIFAR10.parse(tarGz: Fixtures.gzip(Array(tar.prefix(700)))), contains: ["truncated tar archive"])
         tar[10] ^= 0x40
         assertDatasetError(try CIFAR10.parse(tarGz: Fixtures.gzip(tar)), contains: ["checksum mismatch"])
