@@ -5,6 +5,12 @@ import Glibc
 import Darwin
 #endif
 
+#if canImport(Glibc)
+private let systemRead = Glibc.read
+#else
+private let systemRead = Darwin.read
+#endif
+
 enum FileIO {
     static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
@@ -25,7 +31,7 @@ enum FileIO {
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
             var done = 0
             while done < size {
-                let n = Glibc.read(fd, buf.baseAddress! + done, size - done)
+                let n = systemRead(fd, buf.baseAddress! + done, size - done)
                 if n < 0 { if errno == EINTR { continue }; failure = errno; break }
                 if n == 0 { short = true; break }
                 done += n

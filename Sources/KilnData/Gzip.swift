@@ -55,6 +55,10 @@ public enum Gzip {
         }
         defer { inflateEnd(&stream) }
 
+        // Sizes declared in headers are only hints: never allocate more up front than
+        // deflate could produce from this input (its ratio is at most about 1032:1).
+        let (bound, o) = input.count.multipliedReportingOverflow(by: 1032)
+        let sizeHint = min(sizeHint, o ? Int.max : bound + 1024)
         // One byte of room past the limit tells "exactly at the limit" from "over it".
         let hardCap = maxOutputBytes + 1
         var out = [UInt8](repeating: 0, count: max(1, min(sizeHint + 1, hardCap)))

@@ -213,3 +213,78 @@ final class CatalogTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: cached))
     }
 }
+
+/// A server that answers one connection with a fixed response, then closes.
+final class OneShotServer {
+    let fd: Int32
+    let port: Int
+    let done = DispatchSemaphore(value: 0)
+
+    init(response: [UInt8]) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 4)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let listener = fd
+        let done = self.done
+        Thread {
+            let client = accept(listener, nil, nil)
+            if client >= 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                _ = recv(client, &buf, buf.count, 0)
+                _ = response.withUnsafeBytes { send(client, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(client)
+            }
+            done.signal()
+        }.start()
+    }
+
+    func finish() {
+        done.wait()
+        close(fd)
+    }
+}
+
+final class DownloaderResponseTests: XCTestCase {
+    func fetch(_ response: String) -> (url: String, result: Result<[UInt8], DatasetError>) {
+        let server = OneShotServer(response: Array(response.utf8))
+        defer { server.finish() }
+        let url = "http://127.0.0.1:\(server.port)/mnist/file.gz"
+        do throws(DatasetError) {
+            return (url, .success(try Downloader(maxBytes: 1 << 20, timeoutSeconds: 5).fetch(url)))
+        } catch {
+            return (url, .failure(error))
+        }
+    }
+
+    func testRedirectIsNotFollowed() {
+        let (url, result) = fetch("HTTP/1.1 301 Moved Permanently\r\nLocation: http://example.com/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        assertDatasetError(try result.get(), contains: [url, "HTTP status 301", "redirects are not followed"])
+    }
+
+    func testTruncatedTransfer() {
+        let (url, result) = fetch("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\nonly a few bytes")
+        assertDatasetError(try result.get(), contains: ["file.gz", url, "truncated transfer"])
+    }
+
+    func testServerError() {
+        let (url, result) = fetch("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+        assertDatasetError(try result.get(), contains: [url, "HTTP status 503"])
+    }
+
+    func testOversizedDeclaredLength() {
+        let (_, result) = fetch("HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\nabc")
+        assertDatasetError(try result.get(), contains: ["larger than the limit"])
+    }
+
+    func testBodyWithoutLength() throws {
+        let (_, result) = fetch("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello")
+        XCTAssertEqual(try result.get(), Array("hello".utf8))
+    }
+}
