@@ -16,7 +16,7 @@
 ///   Filling in `checksums` with the canonical digest turns this into a strict check.
 /// - A downloaded file is written to the cache only after it has been verified and parsed,
 ///   so a corrupt mirror file is never cached.
-public final class DatasetCatalog {
+public final class DatasetCatalog: @unchecked Sendable {
     public let cacheDirectory: String
     public let mirror: String
     public let maxDownloadBytes: Int

@@ -1,7 +1,7 @@
 // Downloads through libcurl: http and https only, no redirects, size and time capped.
 import CCurl
 
-public final class Downloader {
+public final class Downloader: Sendable {
     public let maxBytes: Int
     public let timeoutSeconds: Int
 

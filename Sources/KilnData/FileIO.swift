@@ -56,7 +56,7 @@ enum FileIO {
         }
     }
 
-    private static var counter = 0
+    nonisolated(unsafe) private static var counter = 0
     private static let counterLock = Lock()
 
     /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync,

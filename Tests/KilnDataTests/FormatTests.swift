@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import KilnData
 
@@ -197,5 +198,23 @@ final class NPZTests: XCTestCase {
         let badMember = Fixtures.zip([("w.npy", Fixtures.npy(descr: "<c8", shape: [1], data: [UInt8](repeating: 0, count: 8)), true)])
         assertDatasetError(try NPZ.parse(badMember), contains: ["w: ", "unsupported dtype '<c8'"])
         assertDatasetError(try NPZ.parse(Fixtures.zip([])), contains: ["no .npy arrays"])
+    }
+}
+
+final class NumPyWrittenNPZTests: XCTestCase {
+    // Written by numpy 2.4: np.savez / np.savez_compressed(x=float32 [[0, .25, .5], [.75, 1, 1.25]],
+    // y=int64 [3, -1], m=bool [True, False]). numpy writes zip64 local headers.
+    static let stored = "UEsDBC0AAAAAAAAAIQAKnACk//////////8FABQAeC5ucHkBABAAmAAAAAAAAACYAAAAAAAAAJNOVU1QWQEAdgB7J2Rlc2NyJzogJzxmNCcsICdmb3J0cmFuX29yZGVyJzogRmFsc2UsICdzaGFwZSc6ICgyLCAzKSwgfSAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAKAAAAAAAAgD4AAAA/AABAPwAAgD8AAKA/UEsDBC0AAAAAAAAAIQBn3v9o//////////8FABQAeS5ucHkBABAAkAAAAAAAAACQAAAAAAAAAJNOVU1QWQEAdgB7J2Rlc2NyJzogJzxpOCcsICdmb3J0cmFuX29yZGVyJzogRmFsc2UsICdzaGFwZSc6ICgyLCksIH0gICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAKAwAAAAAAAAD//////////1BLAwQtAAAAAAAAACEA7hm7Xf//////////BQAUAG0ubnB5AQAQAIIAAAAAAAAAggAAAAAAAACTTlVNUFkBAHYAeydkZXNjcic6ICd8YjEnLCAnZm9ydHJhbl9vcmRlcic6IEZhbHNlLCAnc2hhcGUnOiAoMiwpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgCgEAUEsBAi0DLQAAAAAAAAAhAAqcAKSYAAAAmAAAAAUAAAAAAAAAAAAAAIABAAAAAHgubnB5UEsBAi0DLQAAAAAAAAAhAGfe/2iQAAAAkAAAAAUAAAAAAAAAAAAAAIABzwAAAHkubnB5UEsBAi0DLQAAAAAAAAAhAO4Zu12CAAAAggAAAAUAAAAAAAAAAAAAAIABlgEAAG0ubnB5UEsFBgAAAAADAAMAmQAAAE8CAAAAAA=="
+    static let compressed = "UEsDBC0AAAAIAAAAIQAKnACk//////////8FABQAeC5ucHkBABAAmAAAAAAAAABWAAAAAAAAAJvsF+obEMnIUMZQrZ6SWpxcpG6loG6TZqKuo6Cell9UUpSYF59flJIKEndLzClOBYoXZyQWpAL5GkY6CsaaOgq1CmQDLgYwaLADEvYMDA5A3ADEC+wBUEsDBC0AAAAIAAAAIQBn3v9o//////////8FABQAeS5ucHkBABAAkAAAAAAAAABKAAAAAAAAAJvsF+obEMnIUMZQrZ6SWpxcpG6loG6TaaGuo6Cell9UUpSYF59flJIKEndLzClOBYoXZyQWpAL5GkY6mjoKtQoUAC5mBgj4DwUAUEsDBC0AAAAIAAAAIQDuGbtd//////////8FABQAbS5ucHkBABAAggAAAAAAAABGAAAAAAAAAJvsF+obEMnIUMZQrZ6SWpxcpG6loF6TZKiuo6Cell9UUpSYF59flJIKEndLzClOBYoXZyQWpAL5GkY6mjoKtQoUAC5GBgBQSwECLQMtAAAACAAAACEACpwApFYAAACYAAAABQAAAAAAAAAAAAAAgAEAAAAAeC5ucHlQSwECLQMtAAAACAAAACEAZ97/aEoAAACQAAAABQAAAAAAAAAAAAAAgAGNAAAAeS5ucHlQSwECLQMtAAAACAAAACEA7hm7XUYAAACCAAAABQAAAAAAAAAAAAAAgAEOAQAAbS5ucHlQSwUGAAAAAAMAAwCZAAAAiwEAAAAA"
+
+    func testArchivesWrittenByNumPy() throws {
+        for text in [Self.stored, Self.compressed] {
+            let fields = try NPZ.parse(Array(try XCTUnwrap(Data(base64Encoded: text))))
+            XCTAssertEqual(fields["x"]?.shape, [2, 3])
+            XCTAssertEqual(fields["x"]?.values, [0, 0.25, 0.5, 0.75, 1, 1.25])
+            XCTAssertEqual(fields["y"]?.dtype, .int32)
+            XCTAssertEqual(fields["y"]?.values, [3, -1])
+            XCTAssertEqual(fields["m"]?.values, [1, 0])
+        }
     }
 }
