@@ -43,6 +43,14 @@ final class DownloaderTests: XCTestCase {
         assertDatasetError(try d.fetch("http://127.0.0.1:\(port)/file.bin"), contains: ["http://127.0.0.1:\(port)/file.bin", "failed"])
     }
 
+    func testDroppingTheServerStopsIt() throws {
+        var other: LoopbackFileServer? = try LoopbackFileServer(root: root + "/d")
+        let url = other!.baseURL + "/file.bin"
+        XCTAssertEqual(try Downloader(maxBytes: 1 << 20, timeoutSeconds: 5).fetch(url).count, 5000)
+        other = nil
+        assertDatasetError(try Downloader(maxBytes: 1 << 20, timeoutSeconds: 5).fetch(url), contains: [url])
+    }
+
     func testTimeout() throws {
         // A listening socket that never answers: the handshake completes, no response comes.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

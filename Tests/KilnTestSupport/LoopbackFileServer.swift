@@ -17,18 +17,12 @@ public final class LoopbackFileServer: @unchecked Sendable {
     public let port: Int
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    private let listenFD: Int32
-    private let lock = NSLock()
-    private var running = true
-    private var count = 0
-    private var paths = [String]()
-    private let finished = DispatchSemaphore(value: 0)
-    private var stopped = false
+    private let state: ServerState
 
     /// Requests answered so far (any status).
-    public var requestCount: Int { lock.lock(); defer { lock.unlock() }; return count }
+    public var requestCount: Int { state.lock.lock(); defer { state.lock.unlock() }; return state.count }
     /// Request targets in the order received.
-    public var requestedPaths: [String] { lock.lock(); defer { lock.unlock() }; return paths }
+    public var requestedPaths: [String] { state.lock.lock(); defer { state.lock.unlock() }; return state.paths }
 
     public init(root: String) throws {
         var r = root
@@ -59,12 +53,14 @@ public final class LoopbackFileServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
-        listenFD = fd
         port = Int(UInt16(bigEndian: addr.sin_port))
 
-        let thread = Thread { [self] in
-            self.serve()
-            self.finished.signal()
+        // The thread holds only the state, so dropping the server stops it (deinit).
+        let state = ServerState(listenFD: fd, root: r)
+        self.state = state
+        let thread = Thread {
+            state.serve()
+            state.finished.signal()
         }
         thread.name = "LoopbackFileServer:\(port)"
         thread.start()
@@ -72,8 +68,26 @@ public final class LoopbackFileServer: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// Stops accepting connections and waits for the server thread to finish.
-    public func stop() {
+    /// Stops accepting connections and waits for the server thread to finish. Idempotent.
+    public func stop() { state.stop() }
+}
+
+private final class ServerState: @unchecked Sendable {
+    let listenFD: Int32
+    let root: String
+    let lock = NSLock()
+    var running = true
+    var stopped = false
+    var count = 0
+    var paths = [String]()
+    let finished = DispatchSemaphore(value: 0)
+
+    init(listenFD: Int32, root: String) {
+        self.listenFD = listenFD
+        self.root = root
+    }
+
+    func stop() {
         lock.lock()
         if stopped { lock.unlock(); return }
         stopped = true
@@ -85,7 +99,7 @@ public final class LoopbackFileServer: @unchecked Sendable {
 
     private var isRunning: Bool { lock.lock(); defer { lock.unlock() }; return running }
 
-    private func serve() {
+    func serve() {
         while isRunning {
             var pfd = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, 50)
