@@ -105,18 +105,19 @@ public struct TrainingData {
         if let validation, validation.rowCount == 0 { throw DatasetError(field: nil, message: "the validation set is empty") }
     }
 
-    /// Field by field, without copying the data into one buffer.
+    /// Field by field: each field's values are hashed in place (no copy of the
+    /// dataset), and the digest covers the field names, shapes, dtypes and those hashes.
     static func hash(_ train: Dataset, _ validation: Dataset?) -> String {
-        var hasher = SHA256()
+        var summary: [UInt8] = []
         for (label, set) in [("train", train), ("validation", validation)] {
             guard let set else { continue }
             for name in set.fields.keys.sorted() {
                 let f = set.fields[name]!
-                hasher.update(Array("\(label)/\(name)/\(f.shape)/\(f.dtype.rawValue);".utf8))
-                f.values.withUnsafeBytes { hasher.update($0) }
+                summary += Array("\(label)/\(name)/\(f.shape)/\(f.dtype.rawValue):".utf8)
+                summary += f.values.withUnsafeBytes { SHA256.digest($0) }
             }
         }
-        return hasher.finalizeHex()
+        return SHA256.hex(summary)
     }
 }
 
