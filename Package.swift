@@ -34,7 +34,7 @@ let package = Package(
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
-        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
+        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON", "CZlib"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,4 @@
+import CZlib
 import Foundation
 import KilnData
 import KilnJSON
@@ -136,6 +137,31 @@ final class WorkloadTests: XCTestCase {
         XCTAssertEqual(probs["type"]?.stringValue, "taylor")
         XCTAssertEqual(probs["trainable_params"]?.intValue, 3 * 512 * 10 + 10)
         XCTAssertEqual(probs["weights"]?.arrayValue?.compactMap { $0["name"]?.stringValue }, ["probs.kernel_1", "probs.kernel_2", "probs.kernel_3", "probs.bias"])
+    }
+
+    /// W1 on a small file in CIFAR-10's binary format, served by the mirror: the same
+    /// head on 32×32×3 images trains and predicts ten probabilities.
+    func testW1OnCIFAR10FormatFile() throws {
+        var generator = SystemRandomNumberGenerator()
+        func batch(_ count: Int) -> [UInt8] {
+            (0..<count).flatMap { i -> [UInt8] in [UInt8(i % 10)] + (0..<3072).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        }
+        var files: [(String, [UInt8])] = (1...5).map { ("cifar-10-batches-bin/data_batch_\($0).bin", batch(16)) }
+        files.append(("cifar-10-batches-bin/test_batch.bin", batch(16)))
+        try FileManager.default.createDirectory(atPath: "\(temp)/mirror/cifar10", withIntermediateDirectories: true)
+        try Data(CIFARFixture.gzip(CIFARFixture.tar(files))).write(to: URL(fileURLWithPath: "\(temp)/mirror/cifar10/cifar-10-binary.tar.gz"))
+        var spec = try example("w1-taylor-head.json")
+        spec = spec.setting("name", to: "w1-cifar")
+        spec = spec.setting("model", to: spec["model"]!.setting("inputs", to: ["image": [32, 32, 3]]))
+        spec = spec.setting("data", to: ["source": "cifar10"])
+        spec = spec.setting("train", to: spec["train"]!.setting("epochs", to: 1).setting("batch_size", to: 16))
+        let r = try run(spec)
+        XCTAssertEqual(r.job["status"]?.stringValue, "succeeded", r.job.serialized())
+        XCTAssertEqual(r.created["summary"]?["inputs"]?["image"], [32, 32, 3])
+        XCTAssertNotNil(last(r.metrics, "val_accuracy"))
+        let image = JSON.array((0..<32).map { _ in .array((0..<32).map { _ in [0.5, 0.25, 0.75] }) })
+        let out = try predict(["model": "w1-cifar", "instances": .array([image])])
+        XCTAssertEqual(out["predictions"]?[0]?.arrayValue?.count, 10)
     }
 
     /// W2: X·Xᵀ = C from a weight node alone.
@@ -330,5 +356,46 @@ final class WorkloadTests: XCTestCase {
         XCTAssertEqual(shape(out["outputs"]!["recon"]!), [4, 28, 28, 1])
         let pixels = flat(out["outputs"]!["recon"]!)
         XCTAssertTrue(pixels.allSatisfy { $0 >= 0 && $0 <= 1 })
+    }
+}
+
+/// Writes CIFAR-10-format archives: a ustar tar, gzip-compressed with zlib.
+enum CIFARFixture {
+    static func tar(_ files: [(String, [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (name, data) in files {
+            var header = [UInt8](repeating: 0, count: 512)
+            for (i, b) in name.utf8.enumerated() { header[i] = b }
+            for (i, b) in String(format: "%07o", 0o644).utf8.enumerated() { header[100 + i] = b }
+            for (i, b) in String(format: "%011o", data.count).utf8.enumerated() { header[124 + i] = b }
+            header[156] = 0x30
+            for (i, b) in "ustar".utf8.enumerated() { header[257 + i] = b }
+            header[263] = 0x30; header[264] = 0x30
+            for i in 148..<156 { header[i] = 0x20 }
+            let sum = header.reduce(0) { $0 + Int($1) }
+            for (i, b) in String(format: "%06o", sum).utf8.enumerated() { header[148 + i] = b }
+            header[154] = 0
+            out += header + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+        }
+        return out + [UInt8](repeating: 0, count: 1024)
+    }
+
+    static func gzip(_ input: [UInt8]) -> [UInt8] {
+        var stream = z_stream()
+        deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        defer { deflateEnd(&stream) }
+        var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 64)
+        var source = input
+        let produced: Int = source.withUnsafeMutableBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                stream.next_in = src.baseAddress
+                stream.avail_in = uInt(src.count)
+                stream.next_out = dst.baseAddress
+                stream.avail_out = uInt(dst.count)
+                _ = deflate(&stream, Z_FINISH)
+                return Int(stream.total_out)
+            }
+        }
+        return Array(out[0..<produced])
     }
 }
