@@ -57,6 +57,7 @@ public final class Trainer {
     /// Trouble explained in words, each said once (constant inputs, vanishing or
     /// exploding gradients, …).
     public private(set) var warnings: [String] = []
+    private var warnedKeys = Set<String>()
     /// Set when early stopping ended training before `epochs`.
     public private(set) var stoppedEarly: (epoch: Int, bestEpoch: Int)?
     var modWarned: Set<String> = []
@@ -143,7 +144,7 @@ public final class Trainer {
                 samplesPerSecond: Double(data.train.rowCount == 0 ? steps : samples) / max(seconds, 1e-9),
                 learningRate: Double(optimizer.learningRate),
                 gradNorms: normSums.mapValues { $0 / Double(steps) })
-            inspectGradients(metrics.gradNorms)
+            inspectGradients(metrics.gradNorms, loss: values["loss"] ?? .infinity, epoch: epoch)
             try onEpoch(metrics)
             if let rule = train.earlyStopping, let value = values[rule.monitor] {
                 let improved = best.map { rule.maximize ? value > $0.value + rule.minDelta : value < $0.value - rule.minDelta } ?? true
@@ -248,14 +249,23 @@ public final class Trainer {
     }
 
     /// Gradients that vanish or explode, named per weight.
-    func inspectGradients(_ norms: [String: Double]) {
+    /// Gradients that vanish or explode, named per weight, said once per weight and
+    /// epoch of first notice. A vanishing gradient is not trouble when the loss itself
+    /// has reached zero (the model fits exactly, as W2 does).
+    func inspectGradients(_ norms: [String: Double], loss: Double, epoch: Int) {
         for (name, norm) in norms.sorted(by: { $0.key < $1.key }) {
-            if norm < 1e-8 {
-                warn("the gradient of \(name) vanishes (mean norm \(String(format: "%.1e", norm))): the weight is not learning")
+            if norm < 1e-8 && loss > 1e-6 {
+                warnOnce("vanishes:\(name)", "the gradient of \(name) vanishes from epoch \(epoch) (mean norm \(String(format: "%.1e", norm))): the weight is not learning")
             } else if norm > 1e4 {
-                warn("the gradient of \(name) explodes (mean norm \(String(format: "%.1e", norm))): lower the learning rate or set clipnorm")
+                warnOnce("explodes:\(name)", "the gradient of \(name) explodes from epoch \(epoch) (mean norm \(String(format: "%.1e", norm))): lower the learning rate or set clipnorm")
             }
         }
+    }
+
+    /// Warns once per key, however often the condition recurs.
+    func warnOnce(_ key: String, _ message: String) {
+        guard warnedKeys.insert(key).inserted else { return }
+        warn(message)
     }
 
     /// Loss and metrics over a whole dataset, in inference mode.

@@ -244,4 +244,16 @@ final class TrainerTests: XCTestCase {
         let bad = json.setting("model", to: ["layers": [["type": "weight", "shape": [2], "activity_regularizer": ["l2": 1]]]])
         XCTAssertThrowsError(try JobSpec(json: bad)) { XCTAssertEqual(($0 as! SpecError).path, "model.layers[0].activity_regularizer") }
     }
+
+    func testGradientWarningsAreSaidOnceAndNotForAPerfectFit() throws {
+        let parsed = try JobSpec(json: spec())
+        let trainer = Trainer(spec: parsed, model: CompiledModel(graph: parsed.model, seed: 1), data: try TrainingData.resolve(parsed, catalog: nil))
+        trainer.inspectGradients(["w": 0], loss: 0, epoch: 1)
+        XCTAssertEqual(trainer.warnings, [], "a zero loss explains a zero gradient")
+        trainer.inspectGradients(["w": 0, "v": 1e6], loss: 0.5, epoch: 2)
+        trainer.inspectGradients(["w": 0, "v": 1e6], loss: 0.5, epoch: 3)
+        XCTAssertEqual(trainer.warnings.count, 2, "\(trainer.warnings)")
+        XCTAssertTrue(trainer.warnings.contains { $0.contains("w vanishes from epoch 2") })
+        XCTAssertTrue(trainer.warnings.contains { $0.contains("v explodes from epoch 2") })
+    }
 }
