@@ -18,8 +18,8 @@ func broadcastShapes(_ inputs: [NodeShape], _ node: NodeInfo, _ op: String) thro
 
 /// The shared body of the merge layers. A batchless operand broadcasts against the
 /// trailing axes of batched ones, as in numpy.
-struct Merge: Sendable {
-    enum Op: String, Sendable { case add, subtract, multiply, average }
+public struct Merge: Sendable {
+    public enum Op: String, Sendable { case add, subtract, multiply, average }
     let op: Op
 
     func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
@@ -42,41 +42,27 @@ struct Merge: Sendable {
     }
 }
 
-public struct Add: Layer {
-    public static let typeName = "add"
-    public static var arity: ClosedRange<Int> { 2...64 }
-    let merge = Merge(op: .add)
+/// Names one merge operation as a type, so one generic layer serves all four.
+public protocol MergeKind: Sendable { static var op: Merge.Op { get } }
+public enum AddKind: MergeKind { public static let op = Merge.Op.add }
+public enum SubtractKind: MergeKind { public static let op = Merge.Op.subtract }
+public enum MultiplyKind: MergeKind { public static let op = Merge.Op.multiply }
+public enum AverageKind: MergeKind { public static let op = Merge.Op.average }
+
+/// `add`, `subtract` (exactly two inputs), `multiply` and `average`.
+public struct MergeLayer<Kind: MergeKind>: Layer {
+    public static var typeName: String { Kind.op.rawValue }
+    public static var arity: ClosedRange<Int> { Kind.op == .subtract ? 2...2 : 2...64 }
+    let merge = Merge(op: Kind.op)
     public init(_ fields: inout FieldReader) throws(SpecError) {}
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
 }
 
-public struct Subtract: Layer {
-    public static let typeName = "subtract"
-    public static var arity: ClosedRange<Int> { 2...2 }
-    let merge = Merge(op: .subtract)
-    public init(_ fields: inout FieldReader) throws(SpecError) {}
-    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
-    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
-}
-
-public struct Multiply: Layer {
-    public static let typeName = "multiply"
-    public static var arity: ClosedRange<Int> { 2...64 }
-    let merge = Merge(op: .multiply)
-    public init(_ fields: inout FieldReader) throws(SpecError) {}
-    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
-    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
-}
-
-public struct Average: Layer {
-    public static let typeName = "average"
-    public static var arity: ClosedRange<Int> { 2...64 }
-    let merge = Merge(op: .average)
-    public init(_ fields: inout FieldReader) throws(SpecError) {}
-    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
-    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
-}
+public typealias Add = MergeLayer<AddKind>
+public typealias Subtract = MergeLayer<SubtractKind>
+public typealias Multiply = MergeLayer<MultiplyKind>
+public typealias Average = MergeLayer<AverageKind>
 
 // MARK: - matmul
 
@@ -124,8 +110,8 @@ public struct Matmul: Layer {
 
 /// Reductions; `axis` counts the batch axis like numpy and Keras (−1 is the last axis),
 /// and reducing over the batch axis is refused.
-struct Reduce: Sendable {
-    enum Op: String, Sendable { case sum, mean, max }
+public struct Reduce: Sendable {
+    public enum Op: String, Sendable { case sum, mean, max }
     let op: Op
     let axes: [Int]?
     let keepDims: Bool
@@ -175,28 +161,22 @@ struct Reduce: Sendable {
     }
 }
 
-public struct Sum: Layer {
-    public static let typeName = "sum"
+/// Names one reduction as a type, so one generic layer serves `sum`, `mean` and `max`.
+public protocol ReduceKind: Sendable { static var op: Reduce.Op { get } }
+public enum SumKind: ReduceKind { public static let op = Reduce.Op.sum }
+public enum MeanKind: ReduceKind { public static let op = Reduce.Op.mean }
+public enum MaxKind: ReduceKind { public static let op = Reduce.Op.max }
+
+public struct ReduceLayer<Kind: ReduceKind>: Layer {
+    public static var typeName: String { Kind.op.rawValue }
     let reduce: Reduce
-    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .sum) }
+    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: Kind.op) }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
 }
 
-public struct Mean: Layer {
-    public static let typeName = "mean"
-    let reduce: Reduce
-    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .mean) }
-    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
-    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
-}
-
-public struct Max: Layer {
-    public static let typeName = "max"
-    let reduce: Reduce
-    public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: .max) }
-    public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
-    public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
-}
+public typealias Sum = ReduceLayer<SumKind>
+public typealias Mean = ReduceLayer<MeanKind>
+public typealias Max = ReduceLayer<MaxKind>
 
 let mergeLayers: [any Layer.Type] = [Add.self, Subtract.self, Multiply.self, Average.self, Matmul.self, Sum.self, Mean.self, Max.self]
