@@ -27,14 +27,14 @@ let package = Package(
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.
-        .target(name: "KilnTestSupport", dependencies: ["KilnJSON"], path: "Tests/KilnTestSupport"),
+        .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "CZlib"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
         .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
-        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON", "CZlib"]),
+        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
     ],
     swiftLanguageModes: [.v5]
 )

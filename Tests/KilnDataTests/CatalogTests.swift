@@ -179,7 +179,7 @@ final class CatalogTests: XCTestCase {
 
         // A well-formed gzip of a short IDX file.
         let raw = try Gzip.decompress(original)
-        let short = Fixtures.gzip(Array(raw.prefix(8 + 59000)))
+        let short = ArchiveFixtures.gzip(Array(raw.prefix(8 + 59000)))
         Fixtures.writeFile("\(root)/mirror/mnist/\(name)", short)
         assertDatasetError(try unchecked.load(builtIn: "mnist"), contains: ["\(name): IDX header says 60000 items but file holds 59000"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(root)/cache/mnist/\(name)"))

@@ -1,3 +1,4 @@
+import KilnTestSupport
 import KilnJSON
 import XCTest
 @testable import KilnData
@@ -16,7 +17,7 @@ final class CIFAR10Tests: XCTestCase {
     }
 
     static func archive(_ files: [(String, [UInt8])]) -> [UInt8] {
-        Fixtures.gzip(Fixtures.tar(files.map { (path: "cifar-10-batches-bin/" + $0.0, data: $0.1) }))
+        ArchiveFixtures.gzip(ArchiveFixtures.tar(files.map { (path: "cifar-10-batches-bin/" + $0.0, data: $0.1) }))
     }
 
     static func standardFiles() -> [(String, [UInt8])] {
@@ -57,10 +58,10 @@ final class CIFAR10Tests: XCTestCase {
         let gz = Self.archive(Self.standardFiles())
         assertDatasetError(try CIFAR10.parse(tarGz: Array(gz.prefix(gz.count - 100))),
                            contains: ["cifar-10-binary.tar.gz", "truncated gzip stream"])
-        var tar = Fixtures.tar(Self.standardFiles().map { (path: $0.0, data: $0.1) })
-        assertDatasetError(try CIFAR10.parse(tarGz: Fixtures.gzip(Array(tar.prefix(700)))), contains: ["truncated tar archive"])
+        var tar = ArchiveFixtures.tar(Self.standardFiles().map { (path: $0.0, data: $0.1) })
+        assertDatasetError(try CIFAR10.parse(tarGz: ArchiveFixtures.gzip(Array(tar.prefix(700)))), contains: ["truncated tar archive"])
         tar[10] ^= 0x40
-        assertDatasetError(try CIFAR10.parse(tarGz: Fixtures.gzip(tar)), contains: ["checksum mismatch"])
+        assertDatasetError(try CIFAR10.parse(tarGz: ArchiveFixtures.gzip(tar)), contains: ["checksum mismatch"])
     }
 }
 

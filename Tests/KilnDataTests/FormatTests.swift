@@ -1,3 +1,4 @@
+import KilnTestSupport
 import Foundation
 import XCTest
 @testable import KilnData
@@ -9,18 +10,18 @@ final class GzipTests: XCTestCase {
         for n in sizes {
             // Mixed compressible and random content.
             let data = (0..<n).map { i in i % 3 == 0 ? UInt8.random(in: 0...255, using: &rng) : UInt8(i % 7) }
-            XCTAssertEqual(try Gzip.decompress(Fixtures.gzip(data)), data, "size \(n)")
+            XCTAssertEqual(try Gzip.decompress(ArchiveFixtures.gzip(data)), data, "size \(n)")
         }
     }
 
     func testConcatenatedMembers() throws {
         let a = Array("hello ".utf8), b = Array("world".utf8)
-        XCTAssertEqual(try Gzip.decompress(Fixtures.gzip(a) + Fixtures.gzip(b)), a + b)
+        XCTAssertEqual(try Gzip.decompress(ArchiveFixtures.gzip(a) + ArchiveFixtures.gzip(b)), a + b)
     }
 
     func testTruncatedCorruptAndOversized() {
         let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
-        let gz = Fixtures.gzip(data)
+        let gz = ArchiveFixtures.gzip(data)
         assertDatasetError(try Gzip.decompress(Array(gz.prefix(gz.count / 2)), name: "f.gz"),
                            contains: ["f.gz", "truncated gzip stream"])
         assertDatasetError(try Gzip.decompress(Array(gz.prefix(gz.count - 3)), name: "f.gz"),
@@ -40,7 +41,7 @@ final class GzipTests: XCTestCase {
 
 final class IDXTests: XCTestCase {
     func header(type: UInt8, dims: [Int]) -> [UInt8] {
-        [0, 0, type, UInt8(dims.count)] + dims.flatMap { Fixtures.be32($0) }
+        [0, 0, type, UInt8(dims.count)] + dims.flatMap { ArchiveFixtures.be32($0) }
     }
 
     func testParseUnsignedBytes() throws {
@@ -57,9 +58,9 @@ final class IDXTests: XCTestCase {
     }
 
     func testParseOtherTypes() throws {
-        let ints = header(type: 0x0C, dims: [3]) + Fixtures.be32(-5 & 0xffff_ffff) + Fixtures.be32(7) + Fixtures.be32(1 << 20)
+        let ints = header(type: 0x0C, dims: [3]) + ArchiveFixtures.be32(-5 & 0xffff_ffff) + ArchiveFixtures.be32(7) + ArchiveFixtures.be32(1 << 20)
         XCTAssertEqual(try IDX.parse(ints, name: "i").values, [-5, 7, 1_048_576])
-        let floats = header(type: 0x0D, dims: [2]) + Fixtures.be32(Int(Float(1.5).bitPattern)) + Fixtures.be32(Int(Float(-2).bitPattern))
+        let floats = header(type: 0x0D, dims: [2]) + ArchiveFixtures.be32(Int(Float(1.5).bitPattern)) + ArchiveFixtures.be32(Int(Float(-2).bitPattern))
         let f = try IDX.parse(floats, name: "f")
         XCTAssertEqual(f.values, [1.5, -2])
         XCTAssertEqual(f.dtype, .float32)
@@ -67,7 +68,7 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(try IDX.parse(shorts, name: "s").values, [-2, 256])
         let signed = header(type: 0x09, dims: [2]) + [0xff, 0x05]
         XCTAssertEqual(try IDX.parse(signed, name: "b").values, [-1, 5])
-        let nan = header(type: 0x0D, dims: [1]) + Fixtures.be32(Int(Float.nan.bitPattern))
+        let nan = header(type: 0x0D, dims: [1]) + ArchiveFixtures.be32(Int(Float.nan.bitPattern))
         assertDatasetError(try IDX.parse(nan, name: "n.idx"), contains: ["n.idx", "non-finite"])
     }
 
@@ -168,7 +169,7 @@ final class NPZTests: XCTestCase {
 
     func testStoredAndDeflated() throws {
         for deflated in [false, true] {
-            let zip = Fixtures.zip([("x.npy", NPY.encode(x), deflated), ("y.npy", NPY.encode(y), deflated)])
+            let zip = ArchiveFixtures.zip([("x.npy", NPY.encode(x), deflated), ("y.npy", NPY.encode(y), deflated)])
             let fields = try NPZ.parse(zip)
             XCTAssertEqual(Set(fields.keys), ["x", "y"])
             XCTAssertEqual(fields["x"]?.shape, [3, 2])
@@ -178,26 +179,26 @@ final class NPZTests: XCTestCase {
         }
         // Mixed members, one bigger than a deflate window.
         let big = DataArray(shape: [50_000], dtype: .float32, values: (0..<50_000).map { Float($0 % 17) })
-        let zip = Fixtures.zip([("big.npy", NPY.encode(big), true), ("y.npy", NPY.encode(y), false)])
+        let zip = ArchiveFixtures.zip([("big.npy", NPY.encode(big), true), ("y.npy", NPY.encode(y), false)])
         XCTAssertEqual(try NPZ.parse(zip)["big"]?.values, big.values)
     }
 
     func testErrors() {
-        let good = Fixtures.zip([("x.npy", NPY.encode(x), true)])
+        let good = ArchiveFixtures.zip([("x.npy", NPY.encode(x), true)])
         assertDatasetError(try NPZ.parse(Array(good.prefix(good.count - 10))), contains: ["truncated zip archive"])
         assertDatasetError(try NPZ.parse(Array("hello".utf8) + [UInt8](repeating: 0, count: 30)), contains: ["not a zip archive"])
         var corrupt = good
         corrupt[45] ^= 0x55 // inside the compressed payload
         assertDatasetError(try NPZ.parse(corrupt), contains: ["x: "])
-        let stored = Fixtures.zip([("x.npy", NPY.encode(x), false)])
+        let stored = ArchiveFixtures.zip([("x.npy", NPY.encode(x), false)])
         var flipped = stored
         flipped[30 + 5 + 128 + 2] ^= 0x01 // a data byte of the stored member
         assertDatasetError(try NPZ.parse(flipped), contains: ["x: ", "CRC-32 mismatch"])
-        let text = Fixtures.zip([("readme.txt", Array("hi".utf8), false)])
+        let text = ArchiveFixtures.zip([("readme.txt", Array("hi".utf8), false)])
         assertDatasetError(try NPZ.parse(text), contains: ["readme.txt", "not a .npy array"])
-        let badMember = Fixtures.zip([("w.npy", Fixtures.npy(descr: "<c8", shape: [1], data: [UInt8](repeating: 0, count: 8)), true)])
+        let badMember = ArchiveFixtures.zip([("w.npy", Fixtures.npy(descr: "<c8", shape: [1], data: [UInt8](repeating: 0, count: 8)), true)])
         assertDatasetError(try NPZ.parse(badMember), contains: ["w: ", "unsupported dtype '<c8'"])
-        assertDatasetError(try NPZ.parse(Fixtures.zip([])), contains: ["no .npy arrays"])
+        assertDatasetError(try NPZ.parse(ArchiveFixtures.zip([])), contains: ["no .npy arrays"])
     }
 }
 

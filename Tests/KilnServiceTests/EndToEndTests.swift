@@ -8,41 +8,7 @@ import XCTest
 /// The whole path over real sockets: a loopback dataset mirror serving the real MNIST
 /// files, the server on a free port, a job posted, polled, its metrics read, and
 /// predictions in both request forms.
-final class EndToEndTests: XCTestCase {
-    static let mnistDirectory = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
-
-    var temp = ""
-    var mirror: LoopbackFileServer!
-    var service: Service!
-    var client: HTTPTestClient!
-
-    override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: "\(EndToEndTests.mnistDirectory)/train-images-idx3-ubyte.gz") else {
-            throw XCTSkip("MNIST files not found at \(EndToEndTests.mnistDirectory)")
-        }
-        temp = NSTemporaryDirectory() + "kiln-e2e-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: "\(temp)/mirror/mnist", withIntermediateDirectories: true)
-        for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-            try FileManager.default.createSymbolicLink(atPath: "\(temp)/mirror/mnist/\(name)", withDestinationPath: "\(EndToEndTests.mnistDirectory)/\(name)")
-        }
-        mirror = try LoopbackFileServer(root: "\(temp)/mirror")
-        var config = Config()
-        config.port = 0
-        config.dataDirectory = "\(temp)/data"
-        config.datasetMirror = mirror.baseURL
-        config.maxBodyBytes = 4 << 20
-        service = try Service(config: config)
-        try service.start()
-        client = HTTPTestClient(port: service.port)
-    }
-
-    override func tearDown() {
-        service?.stop()
-        mirror?.stop()
-        try? FileManager.default.removeItem(atPath: temp)
-    }
+final class EndToEndTests: MNISTServiceTestCase {
 
     func mlpSpec(epochs: Int = 1, take: JSON? = nil) -> JSON {
         var data: JSON = ["source": "mnist"]
@@ -80,18 +46,6 @@ final class EndToEndTests: XCTestCase {
         return .null
     }
 
-    /// A few test images and labels, read straight from the IDX files.
-    func testImages(_ count: Int) throws -> (images: [JSON], labels: [Int]) {
-        let images = try IDX.parse(try Gzip.decompress([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(EndToEndTests.mnistDirectory)/t10k-images-idx3-ubyte.gz")))), name: "images")
-        let labels = try IDX.parse(try Gzip.decompress([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(EndToEndTests.mnistDirectory)/t10k-labels-idx1-ubyte.gz")))), name: "labels")
-        var rows: [JSON] = []
-        for i in 0..<count {
-            let pixels = images.values[(i * 784)..<((i + 1) * 784)].map { $0 > 1 ? $0 / 255 : $0 }
-            rows.append(.array((0..<28).map { r in .array((0..<28).map { c in [JSON(pixels[r * 28 + c])] }) }))
-        }
-        return (rows, (0..<count).map { Int(labels.values[$0]) })
-    }
-
     func argmax(_ row: JSON) -> Int {
         let values = row.arrayValue!.map { $0.doubleValue! }
         return values.indices.max { values[$0] < values[$1] }!
@@ -114,7 +68,7 @@ final class EndToEndTests: XCTestCase {
         for key in ["loss", "accuracy", "val_loss", "seconds", "samples_per_second", "learning_rate", "grad_norms"] {
             XCTAssertNotNil(epoch[key], key)
         }
-        let (images, labels) = try testImages(8)
+        let (images, labels) = try mnistTest(8)
 
         // DESIGN.md form, by model name.
         let named = try client.json("POST", "/predict", ["model": "mnist-mlp", "inputs": ["image": .array(images)]])

@@ -1,4 +1,3 @@
-import CZlib
 import Foundation
 import KilnData
 import KilnJSON
@@ -11,39 +10,10 @@ import XCTest
 /// The workloads of DESIGN.md §5, each submitted over HTTP to a real server from its
 /// file under examples/, with smaller data subsets and fewer epochs than the file so the
 /// suite stays quick (scripts/run-workloads.sh runs the files as they are).
-final class WorkloadTests: XCTestCase {
+final class WorkloadTests: MNISTServiceTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    var temp = ""
-    var mirror: LoopbackFileServer!
-    var service: Service!
-    var client: HTTPTestClient!
-
-    override func setUpWithError() throws {
-        guard FileManager.default.fileExists(atPath: "\(EndToEndTests.mnistDirectory)/train-images-idx3-ubyte.gz") else {
-            throw XCTSkip("MNIST files not found at \(EndToEndTests.mnistDirectory)")
-        }
-        temp = NSTemporaryDirectory() + "kiln-workloads-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: "\(temp)/mirror/mnist", withIntermediateDirectories: true)
-        for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-            try FileManager.default.createSymbolicLink(atPath: "\(temp)/mirror/mnist/\(name)", withDestinationPath: "\(EndToEndTests.mnistDirectory)/\(name)")
-        }
-        mirror = try LoopbackFileServer(root: "\(temp)/mirror")
-        var config = Config()
-        config.port = 0
-        config.dataDirectory = "\(temp)/data"
-        config.datasetMirror = mirror.baseURL
-        config.maxBodyBytes = 32 << 20
-        service = try Service(config: config)
-        try service.start()
-        client = HTTPTestClient(port: service.port)
-    }
-
-    override func tearDown() {
-        service?.stop()
-        mirror?.stop()
-        try? FileManager.default.removeItem(atPath: temp)
-    }
+    override var maxBodyBytes: Int { 32 << 20 }
 
     // MARK: Helpers
 
@@ -87,19 +57,6 @@ final class WorkloadTests: XCTestCase {
         let r = try client.json("POST", "/predict", body)
         XCTAssertEqual(r.status, 200, String(decoding: r.body, as: UTF8.self))
         return r.json ?? .null
-    }
-
-    /// MNIST test images and labels, read straight from the IDX files.
-    func mnistTest(_ count: Int) throws -> (images: [JSON], labels: [Int]) {
-        let dir = EndToEndTests.mnistDirectory
-        let images = try IDX.parse(try Gzip.decompress([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/t10k-images-idx3-ubyte.gz")))), name: "images")
-        let labels = try IDX.parse(try Gzip.decompress([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/t10k-labels-idx1-ubyte.gz")))), name: "labels")
-        var rows: [JSON] = []
-        for i in 0..<count {
-            let pixels = images.values[(i * 784)..<((i + 1) * 784)].map { $0 > 1 ? $0 / 255 : $0 }
-            rows.append(.array((0..<28).map { r in .array((0..<28).map { c in [JSON(pixels[r * 28 + c])] }) }))
-        }
-        return (rows, (0..<count).map { Int(labels.values[$0]) })
     }
 
     func flat(_ json: JSON) -> [Double] {
@@ -149,7 +106,7 @@ final class WorkloadTests: XCTestCase {
         var files: [(String, [UInt8])] = (1...5).map { ("cifar-10-batches-bin/data_batch_\($0).bin", batch(16)) }
         files.append(("cifar-10-batches-bin/test_batch.bin", batch(16)))
         try FileManager.default.createDirectory(atPath: "\(temp)/mirror/cifar10", withIntermediateDirectories: true)
-        try Data(CIFARFixture.gzip(CIFARFixture.tar(files))).write(to: URL(fileURLWithPath: "\(temp)/mirror/cifar10/cifar-10-binary.tar.gz"))
+        try Data(ArchiveFixtures.gzip(ArchiveFixtures.tar(files.map { (path: $0.0, data: $0.1) }))).write(to: URL(fileURLWithPath: "\(temp)/mirror/cifar10/cifar-10-binary.tar.gz"))
         var spec = try example("w1-taylor-head.json")
         spec = spec.setting("name", to: "w1-cifar")
         spec = spec.setting("model", to: spec["model"]!.setting("inputs", to: ["image": [32, 32, 3]]))
@@ -356,46 +313,5 @@ final class WorkloadTests: XCTestCase {
         XCTAssertEqual(shape(out["outputs"]!["recon"]!), [4, 28, 28, 1])
         let pixels = flat(out["outputs"]!["recon"]!)
         XCTAssertTrue(pixels.allSatisfy { $0 >= 0 && $0 <= 1 })
-    }
-}
-
-/// Writes CIFAR-10-format archives: a ustar tar, gzip-compressed with zlib.
-enum CIFARFixture {
-    static func tar(_ files: [(String, [UInt8])]) -> [UInt8] {
-        var out: [UInt8] = []
-        for (name, data) in files {
-            var header = [UInt8](repeating: 0, count: 512)
-            for (i, b) in name.utf8.enumerated() { header[i] = b }
-            for (i, b) in String(format: "%07o", 0o644).utf8.enumerated() { header[100 + i] = b }
-            for (i, b) in String(format: "%011o", data.count).utf8.enumerated() { header[124 + i] = b }
-            header[156] = 0x30
-            for (i, b) in "ustar".utf8.enumerated() { header[257 + i] = b }
-            header[263] = 0x30; header[264] = 0x30
-            for i in 148..<156 { header[i] = 0x20 }
-            let sum = header.reduce(0) { $0 + Int($1) }
-            for (i, b) in String(format: "%06o", sum).utf8.enumerated() { header[148 + i] = b }
-            header[154] = 0
-            out += header + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
-        }
-        return out + [UInt8](repeating: 0, count: 1024)
-    }
-
-    static func gzip(_ input: [UInt8]) -> [UInt8] {
-        var stream = z_stream()
-        deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        defer { deflateEnd(&stream) }
-        var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 64)
-        var source = input
-        let produced: Int = source.withUnsafeMutableBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                stream.next_in = src.baseAddress
-                stream.avail_in = uInt(src.count)
-                stream.next_out = dst.baseAddress
-                stream.avail_out = uInt(dst.count)
-                _ = deflate(&stream, Z_FINISH)
-                return Int(stream.total_out)
-            }
-        }
-        return Array(out[0..<produced])
     }
 }
