@@ -30,7 +30,8 @@ PY
 }
 spec waves 40 | curl -fs "localhost:$port/jobs" -H 'Content-Type: application/json' -d @- >/dev/null
 spec short 8 | curl -fs "localhost:$port/jobs" -H 'Content-Type: application/json' -d @- >/dev/null
-curl -fs "localhost:$port/jobs" -H 'Content-Type: application/json' -d '{"model": {"inputs": {"x": [2]}, "layers": [{"type": "dense", "units": 1}]}, "data": {"fields": {"x": [[1, 2]], "y": [1]}}, "train": {"losses": [{"node": "dense_1", "type": "mse", "target": "missing"}]}}' >/dev/null
+# A job that fails while running (its learning rate makes the loss overflow).
+curl -fs "localhost:$port/jobs" -H 'Content-Type: application/json' -d '{"name": "diverges", "model": {"inputs": {"x": [2]}, "layers": [{"type": "dense", "units": 1, "name": "y"}]}, "data": {"fields": {"x": [[1e15, 2e15], [3e15, 4e15]], "y": [[1], [0]]}}, "train": {"epochs": 50, "optimizer": {"type": "sgd", "learning_rate": 10}, "losses": [{"node": "y", "type": "mse", "target": "y"}]}}' >/dev/null
 for _ in $(seq 100); do
     curl -fs "localhost:$port/jobs" | grep -q '"status":"queued"\|"status":"running"' || break
     sleep 0.2

@@ -29,8 +29,32 @@ public struct JobSpec: Sendable {
         for input in model.inputNames where !used.contains(input) {
             throw SpecError(.unusedInput, "input '\(input)' is not used by any output or loss; remove it or connect it", path: "model.inputs.\(input)", node: input)
         }
+        try JobSpec.checkData(model: model, train: train, schema: schema ?? data.schema)
         if data.source == .none && !model.inputNames.isEmpty && data.fields == nil && data.dataset == nil {
             throw SpecError(.invalidField, "the model has inputs (\(model.inputNames.joined(separator: ", "))) but data.source is none", path: "data.source")
+        }
+    }
+}
+
+extension JobSpec {
+    /// When the data's fields are known before it loads, every model input must be a
+    /// field with the input's row shape and every loss target field must exist.
+    static func checkData(model: ModelGraph, train: TrainSpec, schema: DataSchema) throws(SpecError) {
+        guard schema.known else { return }
+        let available = schema.fields.keys.sorted()
+        for name in model.inputNames {
+            let dims = model.node(name)!.shape.dims
+            guard let rowShape = schema.fields[name] else {
+                throw SpecError(.invalidField, "the model input '\(name)' needs a data field of that name; the data has \(available.joined(separator: ", "))\(Suggest.hint(name, available))", path: "model.inputs.\(name)", node: name)
+            }
+            guard rowShape == dims else {
+                throw SpecError(.shapeMismatch, "the model input '\(name)' has per-sample shape \(dims) but the data field '\(name)' has rows of shape \(rowShape)", path: "model.inputs.\(name)", node: name)
+            }
+        }
+        for (i, loss) in train.losses.enumerated() {
+            if case let .field(f)? = loss.target, schema.fields[f] == nil {
+                throw SpecError(.invalidField, "the loss on '\(loss.node)' targets field '\(f)', which the data lacks; it has \(available.joined(separator: ", "))\(Suggest.hint(f, available))", path: "train.losses[\(i)].target")
+            }
         }
     }
 }

@@ -205,6 +205,14 @@ public final class Service: @unchecked Sendable {
     func createJob(_ request: HTTPRequest) throws -> HTTPResponse {
         try authorize(request)
         let spec = try decodeSpec(request)
+        // Inline data travels with the spec: check it now, so bad data is a 400, not a failed job.
+        if spec.data.fields != nil {
+            do {
+                _ = try TrainingData.resolve(spec, catalog: nil)
+            } catch {
+                throw HTTPError(400, code: "invalid_data", message: error.description, path: error.field.map { "data.fields.\($0)" } ?? "data")
+            }
+        }
         guard scheduler.hasRoom else {
             throw HTTPError(503, code: "queue_full", message: "the job queue is full; try again later",
                             headers: HTTPHeaders([("Retry-After", "30")]))

@@ -153,11 +153,26 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(traversal.status, 400)
         XCTAssertEqual(traversal.json?["error"]?["path"]?.stringValue, "name")
 
-        // A job on a missing field fails with the field's name.
+        // A job on a field the uploaded data lacks is refused with the path, nothing queued.
         let missing = spec(data: ["dataset": "grid"]).setting("train", to: spec()["train"]!.setting("losses", to: [["node": "y", "type": "mse", "target": "z"]]))
-        let failed = try wait(try client.json("POST", "/jobs", missing).json!["id"]!.stringValue!)
-        XCTAssertEqual(failed["status"]?.stringValue, "failed")
-        XCTAssertTrue(failed["error"]?.stringValue?.contains("'z'") ?? false, failed.serialized())
+        let refused = try client.json("POST", "/jobs", missing)
+        XCTAssertEqual(refused.status, 400)
+        XCTAssertEqual(refused.json?["error"]?["path"]?.stringValue, "train.losses[0].target")
+        XCTAssertTrue(refused.json?["error"]?["message"]?.stringValue?.contains("'z'") ?? false)
+        // Inline data is checked at once too: ragged rows and mismatched row counts.
+        let raggedJob = spec(data: ["fields": ["x": [[1, 2], [3]], "y": [[1], [2]]]])
+        let r = try client.json("POST", "/jobs", raggedJob)
+        XCTAssertEqual(r.status, 400)
+        XCTAssertEqual(r.json?["error"]?["path"]?.stringValue, "data.fields.x")
+        let uneven = spec(data: ["fields": ["x": [[1, 2], [3, 4]], "y": [[1], [2], [3]]]])
+        let u = try client.json("POST", "/jobs", uneven)
+        XCTAssertEqual(u.status, 400)
+        XCTAssertTrue(u.json?["error"]?["path"]?.stringValue?.hasPrefix("data.fields.") ?? false, u.json?.serialized() ?? "")
+        let shape = spec(data: ["fields": ["x": [[1, 2, 3]], "y": [[1]]]])
+        let sh = try client.json("POST", "/jobs", shape)
+        XCTAssertEqual(sh.status, 400)
+        XCTAssertEqual(sh.json?["error"]?["path"]?.stringValue, "model.inputs.x")
+        XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 1, "only the good job was queued")
     }
 
     func testHostileNamesNeverBecomePaths() throws {

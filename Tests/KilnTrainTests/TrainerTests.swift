@@ -79,8 +79,13 @@ final class TrainerTests: XCTestCase {
     }
 
     func testMissingFieldIsNamed() throws {
+        // Known before the data loads (inline fields): a spec error with the path.
         let bad = spec().setting("train", to: spec()["train"]!.setting("losses", to: [["node": "p", "type": "categorical_crossentropy", "target": "label"]]))
-        let parsed = try JobSpec(json: bad)
+        XCTAssertThrowsError(try JobSpec(json: bad)) { error in
+            XCTAssertEqual((error as? SpecError)?.path, "train.losses[0].target")
+        }
+        // Found only when the data loads (an uploaded dataset without a schema): a data error naming the field.
+        let parsed = try JobSpec(json: bad, schema: DataSchema())
         XCTAssertThrowsError(try TrainingData.resolve(parsed, catalog: nil)) { error in
             XCTAssertEqual((error as? DatasetError)?.field, "label")
         }
