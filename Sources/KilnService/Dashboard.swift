@@ -22,7 +22,7 @@ enum Dashboard {
                 <tr><td><code>\(escape(job.id))</code><br>\(escape(job.name))</td>
                 <td class="\(job.status.rawValue)">\(job.status.rawValue)\(job.error.map { "<br><small>\(escape(String($0.prefix(300))))</small>" } ?? "")</td>
                 <td>\(progress)</td>
-                <td>\(last?["loss"]?.doubleValue.map { String(format: "%.4f", $0) } ?? "–")</td>
+                <td>\(last?["loss"]?.doubleValue.map { String(format: "%.4g", $0) } ?? "–")</td>
                 <td>\(accuracy.map { String(format: "%.4f", $0) } ?? "–")</td>
                 <td>\(chart(epochs))</td></tr>
 
