@@ -56,52 +56,17 @@ enum FileIO {
         }
     }
 
-    nonisolated(unsafe) private static var counter = 0
-    private static let counterLock = Lock()
 
-    /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync,
-    /// rename over `path`, fsync of the directory.
+    /// Writes `bytes` to `path` atomically (see `AtomicFile`), as a dataset error.
     static func writeAtomically(_ bytes: [UInt8], to path: String, name: String) throws(DatasetError) {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let serial = counterLock.locked { () -> Int in counter += 1; return counter }
-        let temp = "\(directory)/.\(base).tmp-\(getpid())-\(serial)"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw DatasetError(field: name, "cannot create \(temp): \(errorText())") }
-        var failure: String?
-        bytes.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; failure = "cannot write \(temp): \(errorText())"; return }
-                done += n
-            }
+        do {
+            try AtomicFile.write(bytes, to: path)
+        } catch {
+            throw DatasetError(field: name, error.reason)
         }
-        if failure == nil, fsync(fd) != 0 { failure = "cannot fsync \(temp): \(errorText())" }
-        if close(fd) != 0, failure == nil { failure = "cannot close \(temp): \(errorText())" }
-        if failure == nil, rename(temp, path) != 0 { failure = "cannot rename \(temp) to \(path): \(errorText())" }
-        if let failure {
-            unlink(temp)
-            throw DatasetError(field: name, failure)
-        }
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
 
-    /// Removes temp files left by interrupted `writeAtomically` calls in `directory`.
-    static func removeLeftoverTempFiles(in directory: String) {
-        guard let dir = opendir(directory) else { return }
-        var names = [String]()
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name.hasPrefix("."), name.contains(".tmp-") { names.append(name) }
-        }
-        closedir(dir)
-        for name in names { unlink("\(directory)/\(name)") }
-    }
+    static func removeLeftoverTempFiles(in directory: String) { AtomicFile.removeLeftovers(in: directory) }
 
     static func remove(_ path: String) { unlink(path) }
 }

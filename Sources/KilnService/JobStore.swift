@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnJSON
 import KilnTrain
 

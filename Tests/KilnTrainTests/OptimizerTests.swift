@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnGraph
 import KilnJSON
 import KilnTensor
