@@ -63,6 +63,16 @@ struct ConvolutionOptions: Sendable {
             throw node.error("\(type) expects images (batch, height, width, channels), got \(x)")
         }
     }
+
+    /// The output of a convolution of image `x` with these options.
+    func convolvedShape(_ x: NodeShape, _ node: NodeInfo, _ type: String) throws(SpecError) -> NodeShape {
+        try checkImage(x, node, type)
+        guard let h = ConvolutionOptions.convolved(x.dims[0], kernel.0, strides.0, dilation.0, padding),
+              let w = ConvolutionOptions.convolved(x.dims[1], kernel.1, strides.1, dilation.1, padding) else {
+            throw node.error("a \(kernel.0)×\(kernel.1) kernel (dilation \(dilation)) does not fit input \(x) with valid padding; use padding \"same\" or a smaller kernel", field: "kernel_size")
+        }
+        return NodeShape([h, w, filters])
+    }
 }
 
 // MARK: - conv2d
@@ -78,14 +88,7 @@ public struct Conv2D: Layer {
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
-        let x = inputs[0]
-        try options.checkImage(x, node, "conv2d")
-        let o = options
-        guard let h = ConvolutionOptions.convolved(x.dims[0], o.kernel.0, o.strides.0, o.dilation.0, o.padding),
-              let w = ConvolutionOptions.convolved(x.dims[1], o.kernel.1, o.strides.1, o.dilation.1, o.padding) else {
-            throw node.error("a \(o.kernel.0)×\(o.kernel.1) kernel (dilation \(o.dilation)) does not fit input \(x) with valid padding; use padding \"same\" or a smaller kernel", field: "kernel_size")
-        }
-        return NodeShape([h, w, o.filters])
+        try options.convolvedShape(inputs[0], node, Self.typeName)
     }
 
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
@@ -170,17 +173,11 @@ public struct ConditionalConv2D: Layer {
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
-        let x = inputs[0], label = inputs[1]
-        try options.checkImage(x, node, "conditional_conv2d")
+        let label = inputs[1]
         guard label.batched, label.dims == [classes] else {
             throw node.error("the second input must be one-hot labels (batch, \(classes)), got \(label)", field: "inputs")
         }
-        let o = options
-        guard let h = ConvolutionOptions.convolved(x.dims[0], o.kernel.0, o.strides.0, o.dilation.0, o.padding),
-              let w = ConvolutionOptions.convolved(x.dims[1], o.kernel.1, o.strides.1, o.dilation.1, o.padding) else {
-            throw node.error("a \(o.kernel.0)×\(o.kernel.1) kernel does not fit input \(x) with valid padding", field: "kernel_size")
-        }
-        return NodeShape([h, w, o.filters])
+        return try options.convolvedShape(inputs[0], node, Self.typeName)
     }
 
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
