@@ -27,6 +27,8 @@ public final class JobStore: @unchecked Sendable {
 
     func jobDirectory(_ id: String) -> String { "\(directory)/jobs/\(id)" }
     public func checkpointPath(_ id: String) -> String { "\(jobDirectory(id))/checkpoint.safetensors" }
+    /// The optimizer's moments at the checkpoint's epoch, for resuming.
+    public func optimizerPath(_ id: String) -> String { "\(jobDirectory(id))/optimizer.safetensors" }
     public func specPath(_ id: String) -> String { "\(jobDirectory(id))/spec.json" }
 
     /// Loads every stored job; leftover temp files are removed.

@@ -147,6 +147,12 @@ public final class Scheduler: @unchecked Sendable {
                 Log.info("job_resumed", [("id", .string(id)), ("epoch", JSON(startEpoch))])
             }
             let trainer = Trainer(spec: spec, model: model, data: data)
+            // The optimizer state belongs to the checkpoint only if both name the same epoch.
+            if startEpoch > 0, let bytes = AtomicFile.read(store.optimizerPath(id)),
+               let (tensors, metadata) = try? Safetensors.decode(bytes), metadata["epoch"] == String(startEpoch) {
+                trainer.optimizer.restore(tensors, iterations: Int(metadata["iterations"] ?? "0") ?? 0,
+                                          weights: model.weights.mapValues(\.value.shape))
+            }
             try store.update(id) { $0.dataHash = data.hash; $0.steps = trainer.stepsPerEpoch; $0.epoch = startEpoch }
             trainer.shouldStop = { [unowned self] in isCancelled(id) }
             trainer.onStep = { [store] epoch, step, steps in
@@ -160,6 +166,9 @@ public final class Scheduler: @unchecked Sendable {
                 try store.appendMetrics(id, metrics.json)
                 let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
                 try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
+                let state = trainer.optimizer.state
+                try AtomicFile.write(Safetensors.encode(state.tensors, metadata: ["epoch": String(metrics.epoch), "iterations": String(state.iterations)]),
+                                     to: store.optimizerPath(id))
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
                 try store.setWarnings(id, initWarnings + trainer.warnings)
                 try store.update(id) { $0.epoch = metrics.epoch }

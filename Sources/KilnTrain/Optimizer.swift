@@ -76,6 +76,30 @@ public final class Optimizer {
         }
     }
 
+    /// The moments and velocities, named `<weight>/<slot>`, and the step count, so a
+    /// resumed job continues with the same optimizer state.
+    public var state: (tensors: [(String, Tensor)], iterations: Int) {
+        let tensors = slots.keys.sorted().flatMap { name in slots[name]!.enumerated().map { ("\(name)/\($0.offset)", $0.element) } }
+        return (tensors, iterations)
+    }
+
+    /// Restores `state`; slots whose weight is unknown are ignored.
+    public func restore(_ tensors: [(String, Tensor)], iterations: Int, weights: [String: [Int]]) {
+        var restored: [String: [Int: Tensor]] = [:]
+        for (key, tensor) in tensors {
+            guard let slash = key.lastIndex(of: "/"), let index = Int(key[key.index(after: slash)...]) else { continue }
+            let name = String(key[..<slash])
+            guard weights[name] == tensor.shape else { continue }
+            restored[name, default: [:]][index] = tensor
+        }
+        slots = restored.compactMapValues { byIndex in
+            let count = byIndex.count
+            guard (0..<count).allSatisfy({ byIndex[$0] != nil }) else { return nil }
+            return (0..<count).map { byIndex[$0]! }
+        }
+        self.iterations = iterations
+    }
+
     func slot(_ name: String, _ index: Int, _ shape: [Int]) -> Tensor {
         if slots[name] == nil { slots[name] = [] }
         while slots[name]!.count <= index { slots[name]!.append(Tensor(shape: shape, repeating: 0)) }
