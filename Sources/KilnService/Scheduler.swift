@@ -110,7 +110,10 @@ public final class Scheduler: @unchecked Sendable {
                 lock.lock()
                 running.remove(id)
                 cancelled.remove(id)
+                let idle = running.isEmpty
                 lock.unlock()
+                // The buffers kept for the job's next step are of no use to the next job.
+                if idle { BufferPool.drain() }
                 onChange(id)
                 pump()
             }

@@ -122,3 +122,85 @@ struct MatmulPlan {
         return db
     }
 }
+
+// MARK: - Dense: x·W + b, then relu, as one op
+
+extension Variable {
+    /// x·W + b along the last axis of x (any rank; W is [k, n], b is [n]), followed by
+    /// relu when `relu` is set — the `dense` layer in one op. Forward, the bias and relu
+    /// are applied in place to the sgemm output in one pass; backward, relu's mask is
+    /// applied to g once and the three gradients follow from it (two sgemms and a column
+    /// sum), with no broadcast copies. Results equal `matmul`, `add`, `relu` in turn.
+    public func dense(kernel: Variable, bias: Variable?, relu: Bool) throws(TensorError) -> Variable {
+        let x = value, w = kernel.value
+        guard x.rank >= 1, w.rank == 2, x.shape.last == w.shape[0] else {
+            throw TensorError.shapes("dense", x.shape, w.shape, "the kernel must be [\(x.shape.last ?? 0), units]")
+        }
+        let k = w.shape[0], n = w.shape[1], rows = k == 0 ? x.shape.dropLast().reduce(1, *) : x.count / k
+        if let b = bias?.value, b.shape != [n] {
+            throw TensorError.shapes("dense", w.shape, b.shape, "the bias must be [\(n)]")
+        }
+        let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [n])
+        let py = y.storage.pointer
+        if k == 0 {
+            py.initialize(repeating: 0, count: y.count)
+        } else if rows > 0 && n > 0 {
+            BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: k,
+                       a: x.storage.pointer, lda: k, b: w.storage.pointer, ldb: n, c: py, ldc: n)
+        }
+        let pb = bias?.value.storage.pointer
+        if pb != nil || relu {
+            parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(n, 1))) { range in
+                for r in range {
+                    let row = py + r * n
+                    switch (pb, relu) {
+                    case let (b?, true): for j in 0..<n { let v = row[j] + b[j]; row[j] = v > 0 ? v : 0 }
+                    case let (b?, false): for j in 0..<n { row[j] += b[j] }
+                    default: for j in 0..<n { let v = row[j]; row[j] = v > 0 ? v : 0 }
+                    }
+                }
+            }
+        }
+        let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
+        return Variable(y, op: relu ? "dense_relu" : "dense", parents: parents) { g in
+            var dz = g
+            if relu {
+                dz = Tensor(uninitializedShape: g.shape)
+                let pg = g.storage.pointer, pd = dz.storage.pointer
+                parallelChunks(dz.count) { r in for i in r { pd[i] = py[i] > 0 ? pg[i] : 0 } }
+            }
+            let pz = dz.storage.pointer
+            if let bias, bias.requiresGrad {
+                let db = Tensor(shape: [n], repeating: 0)
+                let pd = db.storage.pointer
+                for r in 0..<rows {
+                    let row = pz + r * n
+                    for j in 0..<n { pd[j] += row[j] }
+                }
+                bias.accumulate(db)
+            }
+            if kernel.requiresGrad {
+                // dW (k×n) = xᵀ · dz
+                let dw = Tensor(uninitializedShape: [k, n])
+                if rows == 0 {
+                    dw.storage.pointer.initialize(repeating: 0, count: dw.count)
+                } else if dw.count > 0 {
+                    BLAS.sgemm(transposeA: true, transposeB: false, m: k, n: n, k: rows,
+                               a: x.storage.pointer, lda: k, b: pz, ldb: n, c: dw.storage.pointer, ldc: n)
+                }
+                kernel.accumulate(dw)
+            }
+            if self.requiresGrad {
+                // dx (rows×k) = dz · Wᵀ
+                let dx = Tensor(uninitializedShape: x.shape)
+                if n == 0 {
+                    dx.storage.pointer.initialize(repeating: 0, count: dx.count)
+                } else if dx.count > 0 {
+                    BLAS.sgemm(transposeA: false, transposeB: true, m: rows, n: k, k: n,
+                               a: pz, lda: n, b: w.storage.pointer, ldb: n, c: dx.storage.pointer, ldc: k)
+                }
+                self.accumulate(dx)
+            }
+        }
+    }
+}

@@ -1,18 +1,90 @@
+import Synchronization
+
 /// Reference-counted storage for a tensor's elements: one contiguous, 64-byte aligned
-/// Float32 buffer, freed when the last tensor using it goes away.
+/// Float32 buffer, returned to the `BufferPool` when the last tensor using it goes away.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
     public init(count: Int) {
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = BufferPool.take(bytes: max(count, 1) * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { BufferPool.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+}
+
+/// Freed tensor buffers, kept by size for the next tensor of that size.
+///
+/// A training step allocates the same sizes as the step before it (one set per batch
+/// shape), so from the second step on every activation, gradient and temporary comes
+/// from here: no allocation reaches the system allocator, and no fresh page is faulted
+/// in and zeroed by the kernel. Small buffers (under `minimumBytes`) go straight to
+/// malloc, whose own bins serve them well. The pool keeps at most `capacityBytes`;
+/// `drain()` frees everything it keeps (when a job ends).
+public enum BufferPool {
+    public static let minimumBytes = 16 << 10
+    static let alignment = 64
+
+    struct State: ~Copyable {
+        var free: [Int: [UnsafeMutableRawPointer]] = [:]
+        var cachedBytes = 0
+        var capacityBytes = 1 << 30
+        var systemAllocations = 0
+        var reuses = 0
+    }
+    static let state = Mutex(State())
+
+    /// The most bytes kept for reuse (1 GiB unless set).
+    public static var capacityBytes: Int {
+        get { state.withLock { $0.capacityBytes } }
+        set { state.withLock { $0.capacityBytes = max(0, newValue) } }
+    }
+
+    /// Buffers of at least `minimumBytes` taken from the system allocator so far, and
+    /// those served from the pool instead.
+    public static var statistics: (systemAllocations: Int, reuses: Int, cachedBytes: Int) {
+        state.withLock { ($0.systemAllocations, $0.reuses, $0.cachedBytes) }
+    }
+
+    static func take(bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes >= minimumBytes {
+            let reused: UnsafeMutableRawPointer? = state.withLock { s in
+                guard let p = s.free[bytes]?.popLast() else { s.systemAllocations += 1; return nil }
+                s.cachedBytes -= bytes
+                s.reuses += 1
+                return p
+            }
+            if let reused { return reused }
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: alignment)
+    }
+
+    static func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        if bytes >= minimumBytes {
+            let kept = state.withLock { s in
+                guard s.cachedBytes + bytes <= s.capacityBytes else { return false }
+                s.free[bytes, default: []].append(pointer)
+                s.cachedBytes += bytes
+                return true
+            }
+            if kept { return }
+        }
+        pointer.deallocate()
+    }
+
+    /// Frees every kept buffer.
+    public static func drain() {
+        let all = state.withLock { s in
+            let all = s.free.values.flatMap { $0 }
+            s.free = [:]
+            s.cachedBytes = 0
+            return all
+        }
+        for p in all { p.deallocate() }
+    }
 }
 
 /// A dense, row-major Float32 tensor with value semantics (copy on write).

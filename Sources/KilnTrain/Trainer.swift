@@ -121,14 +121,9 @@ public final class Trainer {
                 }
                 let indices = order.isEmpty ? [][...] : order[(step * train.batchSize)..<min(order.count, (step + 1) * train.batchSize)]
                 let batchSize = max(indices.count, 1)
-                let (objective, parts) = try evaluate(indices, in: data.train, training: true, seed: train.seed &+ UInt64(epoch * 1_000_003 + step))
-                let loss = Double(objective.value.scalar)
-                guard loss.isFinite else { throw TrainError.nonFinite(epoch: epoch, step: step + 1, loss: loss) }
-                objective.backward()
-                for (name, w) in model.trainableWeights {
-                    normSums[name, default: 0] += Double(w.grad.map(Optimizer.norm) ?? 0)
-                }
-                optimizer.step(model.trainableWeights)
+                let parts = try gradients(indices, seed: train.seed &+ UInt64(epoch * 1_000_003 + step), epoch: epoch, step: step)
+                let weights = model.trainableWeights
+                for (w, norm) in zip(weights, optimizer.step(weights)) { normSums[w.name, default: 0] += norm }
                 for (k, v) in parts { sums[k, default: 0] += v * Double(batchSize) }
                 samples += batchSize
                 onStep(epoch, step + 1, steps)
@@ -158,6 +153,17 @@ public final class Trainer {
                 }
             }
         }
+    }
+
+    /// Forward and backward over one training batch: leaves each weight's gradient in
+    /// `grad` and returns the batch's reported values. The graph is released on
+    /// return, so the optimizer then updates weights no graph node still shares.
+    func gradients(_ indices: ArraySlice<Int>, seed: UInt64, epoch: Int, step: Int) throws -> [String: Double] {
+        let (objective, parts) = try evaluate(indices, in: data.train, training: true, seed: seed)
+        let loss = Double(objective.value.scalar)
+        guard loss.isFinite else { throw TrainError.nonFinite(epoch: epoch, step: step + 1, loss: loss) }
+        objective.backward()
+        return parts
     }
 
     func warn(_ message: String) {

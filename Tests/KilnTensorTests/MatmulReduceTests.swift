@@ -38,6 +38,33 @@ final class MatmulReduceTests: XCTestCase {
         try checkGradients([x, w]) { v in try v[0].matmul(v[1]) }
     }
 
+    func testFusedDenseEqualsMatmulAddReluAndHasCheckedGradients() throws {
+        for (shape, relu) in [([6, 4], true), ([6, 4], false), ([2, 3, 4], true), ([4], true)] {
+            // Values away from relu's kink, so finite differences do not straddle it.
+            var x = randomTensor(shape, seed: 9)
+            x.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += p[i] < 0 ? -0.05 : 0.05 } }
+            let w = randomTensor([4, 5], seed: 10), b = randomTensor([5], seed: 11)
+            let fused = try Variable(x).dense(kernel: Variable(w), bias: Variable(b), relu: relu).value
+            var plain = try Variable(x.reshaped([shape.dropLast().reduce(1, *), 4])).matmul(Variable(w)).add(Variable(b))
+            if relu { plain = plain.relu() }
+            XCTAssertEqual(fused.shape, Array(shape.dropLast()) + [5])
+            XCTAssertEqual(fused.scalars, plain.value.scalars, "\(shape) relu \(relu)")
+            try checkGradients([x, w, b], label: "dense \(shape) relu \(relu)") { v in
+                try v[0].dense(kernel: v[1], bias: v[2], relu: relu)
+            }
+            try checkGradients([x, w], label: "dense without bias \(shape)") { v in
+                try v[0].dense(kernel: v[1], bias: nil, relu: relu)
+            }
+        }
+        XCTAssertThrowsError(try Variable(randomTensor([2, 3], seed: 1)).dense(kernel: Variable(randomTensor([4, 5], seed: 2)), bias: nil, relu: false)) { error in
+            XCTAssertTrue("\(error)".contains("[2, 3]"), "\(error)")
+        }
+        XCTAssertThrowsError(try Variable(randomTensor([2, 4], seed: 1)).dense(kernel: Variable(randomTensor([4, 5], seed: 2)), bias: Variable(randomTensor([4], seed: 3)), relu: false))
+        // Zero rows and zero input features.
+        XCTAssertEqual(try Variable(Tensor.zeros([0, 4])).dense(kernel: Variable(randomTensor([4, 5], seed: 2)), bias: nil, relu: true).shape, [0, 5])
+        XCTAssertEqual(try Variable(Tensor.zeros([3, 0])).dense(kernel: Variable(Tensor.zeros([0, 2])), bias: Variable(Tensor(shape: [2], values: [1, -1])), relu: true).value.scalars, [1, 0, 1, 0, 1, 0])
+    }
+
     func testMatmulShapeError() {
         XCTAssertThrowsError(try Variable(Tensor.zeros([2, 3])).matmul(Variable(Tensor.zeros([4, 5])))) { error in
             XCTAssertEqual((error as! TensorError).shapes, [[2, 3], [4, 5]])

@@ -117,4 +117,55 @@ final class OptimizerTests: XCTestCase {
         }
         XCTAssertNotEqual(fresh.value.scalars, straight.value.scalars)
     }
+
+    /// The vectorised, core-split update against a plain scalar loop in Double, on a
+    /// weight long enough to be cut into chunks and to end in a partial group of eight.
+    func testLargeWeightsMatchAScalarReferenceAndReportTheGradientNorm() throws {
+        let count = 70_003
+        var generator = SeededGenerator(seed: 5)
+        let start = (0..<count).map { _ in generator.nextNormal() }
+        let gradients = (0..<3).map { _ in (0..<count).map { _ in generator.nextNormal() * 0.1 } }
+        for json: JSON in [
+            ["type": "adam", "learning_rate": 0.01],
+            ["type": "adamw", "learning_rate": 0.01, "weight_decay": 0.1],
+            ["type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": true],
+            ["type": "rmsprop", "learning_rate": 0.01],
+        ] {
+            let spec = try OptimizerSpec(json: json, path: "optimizer")
+            let optimizer = Optimizer(spec)
+            let w = Variable(Tensor(shape: [count], values: start), requiresGrad: true)
+            var ref = start.map(Double.init), m = [Double](repeating: 0, count: count), v = m
+            for (t, g) in gradients.enumerated() {
+                w.grad = Tensor(shape: [count], values: g)
+                let norms = optimizer.step([("w", w)])
+                let expectedNorm = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                XCTAssertEqual(norms[0], expectedNorm, accuracy: expectedNorm * 1e-5)
+                let lr = Double(spec.learningRate), step = Double(t + 1)
+                for i in 0..<count {
+                    let gi = Double(g[i])
+                    switch spec.kind {
+                    case .adam, .adamw:
+                        let b1 = Double(spec.beta1), b2 = Double(spec.beta2)
+                        m[i] += (gi - m[i]) * (1 - b1)
+                        v[i] += (gi * gi - v[i]) * (1 - b2)
+                        let alpha = lr * (1 - pow(b2, step)).squareRoot() / (1 - pow(b1, step))
+                        if spec.kind == .adamw { ref[i] *= 1 - lr * Double(spec.weightDecay) }
+                        ref[i] -= alpha * m[i] / (v[i].squareRoot() + Double(spec.epsilon))
+                    case .sgd:
+                        let mu = Double(spec.momentum)
+                        m[i] = mu * m[i] - lr * gi
+                        ref[i] += mu * m[i] - lr * gi
+                    case .rmsprop:
+                        let rho = Double(spec.rho)
+                        v[i] = rho * v[i] + (1 - rho) * gi * gi
+                        ref[i] -= lr * gi / (v[i].squareRoot() + Double(spec.epsilon))
+                    }
+                }
+            }
+            let got = w.value.scalars
+            var worst = 0.0
+            for i in 0..<count { worst = max(worst, abs(Double(got[i]) - ref[i])) }
+            XCTAssertLessThan(worst, 1e-5, "\(json)")
+        }
+    }
 }

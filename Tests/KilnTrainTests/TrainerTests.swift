@@ -261,4 +261,44 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(trainer.warnings.contains { $0.contains("w vanishes from epoch 2") })
         XCTAssertTrue(trainer.warnings.contains { $0.contains("v explodes from epoch 2") })
     }
+
+    /// Buffers are allocated for the first steps of a batch shape and reused after:
+    /// later steps take nothing from the system allocator.
+    func testStepsAfterTheFirstAllocateNoNewBuffers() throws {
+        var generator = SeededGenerator(seed: 9)
+        let rows = 64 * 12
+        let x = (0..<rows).map { _ in JSON((0..<96).map { _ in generator.nextNormal() }) }
+        let y = (0..<rows).map { JSON($0 % 4) }
+        let json: JSON = [
+            "name": "reuse",
+            "model": [
+                "inputs": ["x": [96]],
+                "layers": [["type": "dense", "units": 128, "activation": "relu"],
+                           ["type": "dense", "units": 64, "activation": "tanh"],
+                           ["type": "dense", "units": 4, "activation": "softmax", "name": "p"]],
+            ],
+            "data": ["fields": ["x": .array(x), "y": .array(y)]],
+            "train": ["epochs": 1, "batch_size": 64, "seed": 1, "optimizer": ["type": "adam"],
+                      "losses": [["node": "p", "type": "sparse_categorical_crossentropy", "target": "y"]]],
+        ]
+        let spec = try JobSpec(json: json)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        func allocationsPerStep() throws -> [Int] {
+            let trainer = Trainer(spec: spec, model: CompiledModel(graph: spec.model, seed: 1), data: data)
+            var allocations: [Int] = []
+            trainer.onStep = { _, _, _ in allocations.append(BufferPool.statistics.systemAllocations) }
+            try trainer.fit { _ in }
+            return allocations
+        }
+        let pooled = try allocationsPerStep()
+        XCTAssertEqual(pooled.count, 12)
+        XCTAssertEqual(Set(pooled.dropFirst(2)).count, 1, "allocations after each step: \(pooled)")
+        // Without a pool, every step allocates again.
+        let capacity = BufferPool.capacityBytes
+        BufferPool.drain()
+        BufferPool.capacityBytes = 0
+        defer { BufferPool.capacityBytes = capacity }
+        let unpooled = try allocationsPerStep()
+        XCTAssertEqual(Set(unpooled.dropFirst(2)).count, 10, "allocations after each step: \(unpooled)")
+    }
 }

@@ -36,9 +36,9 @@ public struct Dense: Layer {
     }
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
-        var y = try inputs[0].matmul(w["kernel"]!)
-        if let b = w["bias"] { y = try y.add(b) }
-        return try activation.apply(y)
+        let relu = activation == .relu
+        let y = try inputs[0].dense(kernel: w["kernel"]!, bias: w["bias"], relu: relu)
+        return relu ? y : try activation.apply(y)
     }
 }
 

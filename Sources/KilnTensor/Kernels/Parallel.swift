@@ -4,25 +4,36 @@ import Dispatch
 /// is large enough to pay for it; small work runs inline.
 @inline(__always)
 func parallelChunks(_ count: Int, minimumChunk: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
-    let cores = Parallel.cores
-    if count < 2 * minimumChunk || cores == 1 {
-        body(0..<count)
-        return
-    }
-    let chunks = min(cores, count / minimumChunk)
-    let size = (count + chunks - 1) / chunks
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let start = c * size
-            let end = min(count, start + size)
-            if start < end { body(start..<end) }
-        }
-    }
+    Parallel.forEachChunk(count, minimumChunk: minimumChunk) { _, range in body(range) }
 }
 
 public enum Parallel {
     /// Cores used for element-wise work (the BLAS library manages its own threads).
     public static let cores: Int = max(1, sysconfCores())
+
+    /// How many chunks `forEachChunk` cuts `count` items into.
+    public static func chunkCount(_ count: Int, minimumChunk: Int = 1 << 15) -> Int {
+        count < 2 * minimumChunk || cores == 1 ? 1 : min(cores, count / minimumChunk)
+    }
+
+    /// Calls `body(chunk, range)` for each of `chunkCount(count, minimumChunk:)`
+    /// contiguous ranges covering `0..<count`, concurrently when there is more than one.
+    @inline(__always)
+    public static func forEachChunk(_ count: Int, minimumChunk: Int = 1 << 15, _ body: (Int, Range<Int>) -> Void) {
+        let chunks = chunkCount(count, minimumChunk: minimumChunk)
+        if chunks == 1 {
+            body(0, 0..<count)
+            return
+        }
+        let size = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let start = c * size
+                let end = min(count, start + size)
+                body(c, start..<max(start, end))
+            }
+        }
+    }
 }
 
 #if canImport(Glibc)
