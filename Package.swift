@@ -20,7 +20,9 @@ let package = Package(
         .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
         .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
-        .target(name: "KilnTrain", dependencies: ["KilnTensor", "KilnGraph", "KilnData", "KilnJSON"]),
+        // Vector loops for the optimizer updates (C for vector square roots).
+        .target(name: "CKilnKernels"),
+        .target(name: "KilnTrain", dependencies: ["CKilnKernels", "KilnTensor", "KilnGraph", "KilnData", "KilnJSON"]),
         .target(name: "KilnHTTP", dependencies: ["KilnJSON"]),
         .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),

@@ -2,19 +2,24 @@
 
 extension Variable {
     /// 2-D convolution (cross-correlation, as in Keras) of an NHWC batch with a Keras
-    /// kernel [kh, kw, in, filters]. Add a bias with `add`.
+    /// kernel [kh, kw, in, filters], then optionally a bias [filters] and relu, applied
+    /// in place to the sgemm output as in `dense`.
     /// - Parameters:
     ///   - strides: (rows, columns) steps of the window.
     ///   - padding: `.valid` or `.same` (TensorFlow's rule: output ceil(in / stride)).
     ///   - dilation: spacing of the kernel taps.
-    /// - Throws: `TensorError` when the ranks or channel counts disagree, or a valid
-    ///   window does not fit the image.
+    /// - Throws: `TensorError` when the ranks or channel counts disagree, a valid
+    ///   window does not fit the image, or the bias is not [filters].
     public func conv2d(
-        kernel: Variable, strides: (Int, Int) = (1, 1), padding: Padding = .valid, dilation: (Int, Int) = (1, 1)
+        kernel: Variable, strides: (Int, Int) = (1, 1), padding: Padding = .valid, dilation: (Int, Int) = (1, 1),
+        bias: Variable? = nil, relu: Bool = false
     ) throws(TensorError) -> Variable {
         let plan = try convolutionPlan(op: "conv2d", kernel: kernel, perSample: false,
                                        strides: strides, padding: padding, dilation: dilation)
-        return convolve(kernel: kernel, plan: plan, op: "conv2d")
+        if let b = bias, b.shape != [plan.columns] {
+            throw TensorError.shapes("conv2d", kernel.shape, b.shape, "the bias must be [\(plan.columns)]")
+        }
+        return convolve(kernel: kernel, plan: plan, op: "conv2d", bias: bias, relu: relu)
     }
 
     /// 2-D convolution where every sample has its own kernel: `kernels` is
@@ -125,12 +130,15 @@ extension Variable {
         return ConvolutionPlan(geometry: geometry, columns: taps[3], perSample: perSample)
     }
 
-    private func convolve(kernel: Variable, plan: ConvolutionPlan, op: String) -> Variable {
+    private func convolve(kernel: Variable, plan: ConvolutionPlan, op: String, bias: Variable? = nil, relu: Bool = false) -> Variable {
         let g = plan.geometry, x = value, w = kernel.value
         let outShape = [g.batch, g.outH, g.outW, plan.columns]
         let y = plan.imageToRows(x, w).reshaped(outShape)
-        return Variable(y, op: op, parents: [self, kernel]) { grad in
-            let rows = grad.reshaped([g.batch * g.positions, plan.columns])
+        biasRelu(y, columns: plan.columns, bias: bias?.value, relu: relu)
+        let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
+        return Variable(y, op: op, parents: parents) { grad in
+            let dz = preActivationGradient(grad, output: y, columns: plan.columns, relu: relu, bias: bias)
+            let rows = dz.reshaped([g.batch * g.positions, plan.columns])
             if self.requiresGrad { self.accumulate(plan.rowsToImage(rows, w)) }
             if kernel.requiresGrad { kernel.accumulate(plan.kernelGradient(x, rows, kernelShape: w.shape)) }
         }

@@ -148,37 +148,11 @@ extension Variable {
             BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: k,
                        a: x.storage.pointer, lda: k, b: w.storage.pointer, ldb: n, c: py, ldc: n)
         }
-        let pb = bias?.value.storage.pointer
-        if pb != nil || relu {
-            parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(n, 1))) { range in
-                for r in range {
-                    let row = py + r * n
-                    switch (pb, relu) {
-                    case let (b?, true): for j in 0..<n { let v = row[j] + b[j]; row[j] = v > 0 ? v : 0 }
-                    case let (b?, false): for j in 0..<n { row[j] += b[j] }
-                    default: for j in 0..<n { let v = row[j]; row[j] = v > 0 ? v : 0 }
-                    }
-                }
-            }
-        }
+        biasRelu(y, columns: n, bias: bias?.value, relu: relu)
         let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
         return Variable(y, op: relu ? "dense_relu" : "dense", parents: parents) { g in
-            var dz = g
-            if relu {
-                dz = Tensor(uninitializedShape: g.shape)
-                let pg = g.storage.pointer, pd = dz.storage.pointer
-                parallelChunks(dz.count) { r in for i in r { pd[i] = py[i] > 0 ? pg[i] : 0 } }
-            }
+            let dz = preActivationGradient(g, output: y, columns: n, relu: relu, bias: bias)
             let pz = dz.storage.pointer
-            if let bias, bias.requiresGrad {
-                let db = Tensor(shape: [n], repeating: 0)
-                let pd = db.storage.pointer
-                for r in 0..<rows {
-                    let row = pz + r * n
-                    for j in 0..<n { pd[j] += row[j] }
-                }
-                bias.accumulate(db)
-            }
             if kernel.requiresGrad {
                 // dW (k×n) = xᵀ · dz
                 let dw = Tensor(uninitializedShape: [k, n])
@@ -203,4 +177,53 @@ extension Variable {
             }
         }
     }
+}
+
+// MARK: - Bias and relu epilogues shared by the fused ops (dense, conv2d)
+
+/// y (rows of `columns`) += bias, then relu, in place: one pass over the cores.
+func biasRelu(_ y: Tensor, columns n: Int, bias: Tensor?, relu: Bool) {
+    guard bias != nil || relu, n > 0 else { return }
+    let py = y.storage.pointer, pb = bias?.storage.pointer
+    parallelChunks(y.count / n, minimumChunk: Swift.max(1, (1 << 15) / n)) { range in
+        for r in range {
+            let row = py + r * n
+            switch (pb, relu) {
+            case let (b?, true): for j in 0..<n { let v = row[j] + b[j]; row[j] = v > 0 ? v : 0 }
+            case let (b?, false): for j in 0..<n { row[j] += b[j] }
+            default: for j in 0..<n { let v = row[j]; row[j] = v > 0 ? v : 0 }
+            }
+        }
+    }
+}
+
+/// The gradient before a fused bias + relu epilogue: g masked where the output y is 0
+/// (g itself without relu). Adds the column sums into the bias gradient on the way.
+func preActivationGradient(_ g: Tensor, output y: Tensor, columns n: Int, relu: Bool, bias: Variable?) -> Tensor {
+    var dz = g
+    if relu {
+        dz = Tensor(uninitializedShape: g.shape)
+        let pg = g.storage.pointer, py = y.storage.pointer, pd = dz.storage.pointer
+        parallelChunks(dz.count) { r in reluMask(pg, py, pd, r) }
+    }
+    if let bias, bias.requiresGrad, n > 0 {
+        // Column sums: partial sums per chunk of rows, over the cores, then added.
+        let rows = dz.count / n, pz = dz.storage.pointer
+        let minimum = Swift.max(1, (1 << 15) / n)
+        let chunks = Parallel.chunkCount(rows, minimumChunk: minimum)
+        let partial = Tensor(shape: [chunks, n], repeating: 0)
+        let pp = partial.storage.pointer
+        Parallel.forEachChunk(rows, minimumChunk: minimum) { c, range in
+            let acc = pp + c * n
+            for r in range {
+                let row = pz + r * n
+                for j in 0..<n { acc[j] += row[j] }
+            }
+        }
+        let db = Tensor(shape: [n], repeating: 0)
+        let pd = db.storage.pointer
+        for c in 0..<chunks { for j in 0..<n { pd[j] += pp[c * n + j] } }
+        bias.accumulate(db)
+    }
+    return dz
 }

@@ -2,36 +2,46 @@
 
 extension Variable {
     /// Maximum over each pool window; padded positions never win. The gradient goes to
-    /// the first maximum of each window.
+    /// the first maximum of each window (in row-major order), whose input index the
+    /// forward pass records (branch-free selects: which tap wins follows no pattern).
     /// - Parameters:
     ///   - strides: defaults to the pool size, as in Keras.
-    /// - Throws: `TensorError` when the input is not [N,H,W,C] or a valid window does not fit.
+    /// - Throws: `TensorError` when the input is not [N,H,W,C], a valid window does not
+    ///   fit, or the input has more elements than a 32-bit index can name.
     public func maxPool2d(poolSize: (Int, Int), strides: (Int, Int)? = nil, padding: Padding = .valid) throws(TensorError) -> Variable {
         let g = try poolGeometry(op: "max_pool2d", poolSize: poolSize, strides: strides ?? poolSize, padding: padding)
+        guard value.count <= Int(Int32.max) else {
+            throw TensorError(.invalidArgument, op: "max_pool2d", "the input has \(value.count) elements, more than 2³¹ − 1", shapes: [shape])
+        }
         let x = value, c = g.channels
         let y = Tensor(uninitializedShape: [g.batch, g.outH, g.outW, c])
-        var winners = [Int](repeating: 0, count: y.count)
+        // Winner indices live in a tensor buffer of the same size (4-byte elements), so
+        // they come from the buffer pool like every other per-step array.
+        let winners = Tensor(uninitializedShape: y.shape)
+        let pw = UnsafeMutableRawPointer(winners.storage.pointer).bindMemory(to: Int32.self, capacity: winners.count)
         let px = x.storage.pointer, py = y.storage.pointer
-        winners.withUnsafeMutableBufferPointer { wb in
-            let pw = wb.baseAddress!
-            g.forEachWindow { n, p, ys, ye, xs, xe in
-                let out = py + (n * g.positions + p) * c, arg = pw + (n * g.positions + p) * c
-                for j in 0..<c { out[j] = -.infinity; arg[j] = -1 }
-                for iy in ys..<ye {
-                    for ix in xs..<xe {
-                        let base = ((n * g.height + iy) * g.width + ix) * c, src = px + base
-                        for j in 0..<c where src[j] > out[j] || arg[j] < 0 { out[j] = src[j]; arg[j] = base + j }
-                    }
+        // Windows are never empty: same padding is smaller than the window.
+        g.forEachWindow { n, p, ys, ye, xs, xe in
+            let o = (n * g.positions + p) * c
+            let out = py + o, arg = pw + o
+            let first = ((n * g.height + ys) * g.width + xs) * c
+            for j in 0..<c { out[j] = px[first + j]; arg[j] = Int32(truncatingIfNeeded: first + j) }
+            for iy in ys..<ye {
+                for ix in xs..<xe where iy != ys || ix != xs {
+                    let base = ((n * g.height + iy) * g.width + ix) * c
+                    keepLarger(px + base, index: Int32(truncatingIfNeeded: base), out, arg, c)
                 }
             }
         }
-        let sources = winners
+        let perSample = g.positions * c
         return Variable(y, op: "max_pool2d", parents: [self]) { grad in
             let dx = Tensor(shape: x.shape, repeating: 0)
             let pd = dx.storage.pointer, pg = grad.storage.pointer
-            sources.withUnsafeBufferPointer { wb in
-                // Sequential: overlapping windows may share a winner.
-                for i in 0..<wb.count { pd[wb[i]] += pg[i] }
+            let pw = UnsafeMutableRawPointer(winners.storage.pointer).assumingMemoryBound(to: Int32.self)
+            // In parallel over samples: a sample's winners lie in that sample's image,
+            // so overlapping windows only ever add on one core.
+            parallelChunks(g.batch, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(perSample, 1))) { samples in
+                for i in (samples.lowerBound * perSample)..<(samples.upperBound * perSample) { pd[Int(pw[i])] += pg[i] }
             }
             self.accumulate(dx)
         }
@@ -128,6 +138,27 @@ extension Variable {
             batch: shape[0], height: shape[1], width: shape[2], channels: shape[3], kernelH: poolSize.0, kernelW: poolSize.1,
             strideH: strides.0, strideW: strides.1, dilationH: 1, dilationW: 1,
             padTop: rows.padBefore, padLeft: cols.padBefore, outH: rows.length, outW: cols.length)
+    }
+}
+
+/// out[j], arg[j] = src[j], index + j where src[j] > out[j], eight channels at a time
+/// with selects.
+@inline(__always)
+private func keepLarger(_ src: UnsafePointer<Float>, index: Int32, _ out: UnsafeMutablePointer<Float>, _ arg: UnsafeMutablePointer<Int32>, _ c: Int) {
+    let lanes = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+    var j = 0
+    while j + 8 <= c {
+        let v = UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self)
+        let o = UnsafeRawPointer(out + j).loadUnaligned(as: SIMD8<Float>.self)
+        let a = UnsafeRawPointer(arg + j).loadUnaligned(as: SIMD8<Int32>.self)
+        let better = v .> o
+        UnsafeMutableRawPointer(out + j).storeBytes(of: o.replacing(with: v, where: better), as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(arg + j).storeBytes(of: a.replacing(with: lanes &+ (index &+ Int32(truncatingIfNeeded: j)), where: better), as: SIMD8<Int32>.self)
+        j += 8
+    }
+    while j < c {
+        if src[j] > out[j] { out[j] = src[j]; arg[j] = index &+ Int32(truncatingIfNeeded: j) }
+        j += 1
     }
 }
 

@@ -1,3 +1,4 @@
+import CKilnKernels
 import Foundation
 import KilnGraph
 import KilnTensor
@@ -43,42 +44,29 @@ public final class Optimizer {
             let lr = learningRate
             let gp = g.storage.pointer
             let wp = w.value.withUnsafeMutableBufferPointer { $0.baseAddress! }
-            let rule: Rule
-            var s0: UnsafeMutablePointer<Float>?, s1: UnsafeMutablePointer<Float>?
+            let update: (Range<Int>) -> Double
             switch spec.kind {
-            case .sgd where spec.momentum == 0:
-                rule = { g, w, _, _ in w -= lr * g }
             case .sgd:
-                s0 = slot(name, 0, g.shape)
-                let m = spec.momentum, nesterov = spec.nesterov
-                rule = { g, w, v, _ in
-                    v = m * v - lr * g
-                    w += nesterov ? m * v - lr * g : v
-                }
+                let velocity = spec.momentum == 0 ? nil : slot(name, 0, g.shape)
+                let momentum = spec.momentum, nesterov: Int32 = spec.nesterov ? 1 : 0
+                update = { r in kiln_sgd(wp + r.lowerBound, velocity.map { $0 + r.lowerBound }, gp + r.lowerBound, r.count, scale, lr, momentum, nesterov) }
             case .adam, .adamw:
-                s0 = slot(name, 0, g.shape)
-                s1 = slot(name, 1, g.shape)
+                let m = slot(name, 0, g.shape), v = slot(name, 1, g.shape)
                 let b1 = spec.beta1, b2 = spec.beta2, eps = spec.epsilon
                 let alpha = lr * (1 - Foundation.pow(b2, t)).squareRoot() / (1 - Foundation.pow(b1, t))
                 let decay: Float = spec.kind == .adamw && spec.weightDecay > 0 ? 1 - lr * spec.weightDecay : 1
-                rule = { g, w, m, v in
-                    m += (g - m) * (1 - b1)
-                    v += (g * g - v) * (1 - b2)
-                    w = w * decay - alpha * m / (v.squareRoot() + eps)
+                update = { r in
+                    let o = r.lowerBound
+                    return kiln_adam(wp + o, m + o, v + o, gp + o, r.count, scale, b1, b2, alpha, eps, decay)
                 }
             case .rmsprop:
-                s0 = slot(name, 0, g.shape)
+                let v = slot(name, 0, g.shape)
                 let rho = spec.rho, eps = spec.epsilon
-                rule = { g, w, v, _ in
-                    v = rho * v + (1 - rho) * g * g
-                    w -= lr * g / (v.squareRoot() + eps)
-                }
+                update = { r in kiln_rmsprop(wp + r.lowerBound, v + r.lowerBound, gp + r.lowerBound, r.count, scale, lr, rho, eps) }
             }
             var sums = [Double](repeating: 0, count: Parallel.chunkCount(count, minimumChunk: Optimizer.chunk))
             sums.withUnsafeMutableBufferPointer { sp in
-                Parallel.forEachChunk(count, minimumChunk: Optimizer.chunk) { c, r in
-                    sp[c] = Optimizer.sweep(r, g: gp, scale: scale, w: wp, s0, s1, rule)
-                }
+                Parallel.forEachChunk(count, minimumChunk: Optimizer.chunk) { c, r in sp[c] = update(r) }
             }
             // With clipping, the update saw g scaled; report the norm measured before.
             norms[index] = measured.map(Double.init) ?? sums.reduce(0, +).squareRoot()
@@ -88,60 +76,6 @@ public final class Optimizer {
     }
 
     static let chunk = 1 << 14
-
-    typealias Lanes = SIMD8<Float>
-    /// One update rule on eight weights at once: (gradient, weight, slot 0, slot 1).
-    typealias Rule = (Lanes, inout Lanes, inout Lanes, inout Lanes) -> Void
-
-    /// Applies `rule` to the elements in `range`, eight at a time (the last group
-    /// padded, and only its real lanes written back), with g scaled by `scale`; returns
-    /// the sum of squares of the unscaled g (in Float per lane, in Double every 256
-    /// elements).
-    static func sweep(
-        _ range: Range<Int>, g: UnsafePointer<Float>, scale: Float, w: UnsafeMutablePointer<Float>,
-        _ s0: UnsafeMutablePointer<Float>?, _ s1: UnsafeMutablePointer<Float>?, _ rule: Rule
-    ) -> Double {
-        var total: Double = 0
-        var squares = Lanes()
-        let zero = UnsafeMutablePointer<Float>.allocate(capacity: 8)
-        defer { zero.deallocate() }
-        let p0 = s0 ?? zero, p1 = s1 ?? zero
-        var i = range.lowerBound
-        var groups = 0
-        while i < range.upperBound {
-            let n = Swift.min(8, range.upperBound - i)
-            var gv = Lanes(), wv = Lanes(), v0 = Lanes(), v1 = Lanes()
-            if n == 8 {
-                gv = UnsafeRawPointer(g + i).loadUnaligned(as: Lanes.self)
-                wv = UnsafeRawPointer(w + i).loadUnaligned(as: Lanes.self)
-                if s0 != nil { v0 = UnsafeRawPointer(p0 + i).loadUnaligned(as: Lanes.self) }
-                if s1 != nil { v1 = UnsafeRawPointer(p1 + i).loadUnaligned(as: Lanes.self) }
-            } else {
-                for l in 0..<n {
-                    gv[l] = g[i + l]; wv[l] = w[i + l]
-                    if s0 != nil { v0[l] = p0[i + l] }
-                    if s1 != nil { v1[l] = p1[i + l] }
-                }
-            }
-            squares += gv * gv
-            rule(gv * scale, &wv, &v0, &v1)
-            if n == 8 {
-                UnsafeMutableRawPointer(w + i).storeBytes(of: wv, as: Lanes.self)
-                if s0 != nil { UnsafeMutableRawPointer(p0 + i).storeBytes(of: v0, as: Lanes.self) }
-                if s1 != nil { UnsafeMutableRawPointer(p1 + i).storeBytes(of: v1, as: Lanes.self) }
-            } else {
-                for l in 0..<n {
-                    w[i + l] = wv[l]
-                    if s0 != nil { p0[i + l] = v0[l] }
-                    if s1 != nil { p1[i + l] = v1[l] }
-                }
-            }
-            i += n
-            groups += 1
-            if groups == 32 { total += Double(squares.sum()); squares = Lanes(); groups = 0 }
-        }
-        return total + Double(squares.sum())
-    }
 
     /// The moments and velocities, named `<weight>/<slot>`, and the step count, so a
     /// resumed job continues with the same optimizer state.

@@ -31,6 +31,21 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    func testConv2dWithFusedBiasAndReluEqualsTheOpsInTurnAndHasCheckedGradients() throws {
+        for (i, c) in cases.enumerated() where i % 3 == 0 {
+            let x = randomTensor(c.input, seed: UInt64(i + 1)), k = randomTensor([c.kernel.0, c.kernel.1, c.input[3], 3], seed: UInt64(i + 9))
+            let b = randomTensor([3], seed: UInt64(i + 30))
+            let padding: Padding = c.same ? .same : .valid
+            let fused = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation, bias: Variable(b), relu: true)
+            let plain = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation).add(Variable(b)).relu()
+            XCTAssertEqual(fused.value.scalars, plain.value.scalars, "case \(i)")
+            try checkGradients([x, k, b], label: "conv2d + bias + relu case \(i)") { v in
+                try v[0].conv2d(kernel: v[1], strides: c.strides, padding: padding, dilation: c.dilation, bias: v[2], relu: true)
+            }
+        }
+        XCTAssertThrowsError(try Variable(Tensor.zeros([1, 4, 4, 3])).conv2d(kernel: Variable(Tensor.zeros([3, 3, 3, 4])), bias: Variable(Tensor.zeros([3]))))
+    }
+
     func testConv2dShapeErrors() {
         let x = Variable(Tensor.zeros([1, 4, 4, 3]))
         XCTAssertThrowsError(try x.conv2d(kernel: Variable(Tensor.zeros([3, 3, 2, 4])))) { error in

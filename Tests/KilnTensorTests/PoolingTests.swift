@@ -32,6 +32,20 @@ final class PoolingTests: XCTestCase {
         }
     }
 
+    func testMaxPoolGradientGoesToTheFirstOfTiedMaxima() throws {
+        // After relu many windows are all zeros: one pixel per window gets the gradient,
+        // the first in row-major order. Overlapping windows (stride 1) add up.
+        let x = Variable(Tensor(shape: [1, 3, 3, 2], values: [0, 1, 0, 5, 2, 5,
+                                                             0, 5, 0, 1, 2, 0,
+                                                             0, 0, 0, 0, 0, 0]), requiresGrad: true)
+        let y = try x.maxPool2d(poolSize: (2, 2), strides: (1, 1))
+        XCTAssertEqual(y.value.scalars, [0, 5, 2, 5, 0, 5, 2, 1])
+        y.backward(seed: Tensor(shape: [1, 2, 2, 2], values: [1, 10, 100, 1000, 10000, 100000, 1e6, 1e7]))
+        XCTAssertEqual(x.grad!.scalars, [1, 0, 0, 1010, 100, 0,
+                                         10000, 100000, 0, 1e7, 1e6, 0,
+                                         0, 0, 0, 0, 0, 0])
+    }
+
     func testGlobalAveragePoolAndUpsampling() throws {
         let x = randomTensor([2, 3, 4, 2], seed: 9)
         let gap = try Variable(x).globalAvgPool2d().value

@@ -97,9 +97,10 @@ public struct Conv2D: Layer {
     }
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
-        var y = try inputs[0].conv2d(kernel: w["kernel"]!, strides: options.strides, padding: options.padding, dilation: options.dilation)
-        if let b = w["bias"] { y = try y.add(b) }
-        return try options.activation.apply(y)
+        let relu = options.activation == .relu
+        let y = try inputs[0].conv2d(kernel: w["kernel"]!, strides: options.strides, padding: options.padding, dilation: options.dilation,
+                                     bias: w["bias"], relu: relu)
+        return relu ? y : try options.activation.apply(y)
     }
 }
 

@@ -54,25 +54,35 @@ struct WindowGeometry {
 
     /// Writes the patches of samples `samples` as rows of `cols`
     /// ([samples.count · positions, patch]), zeros where the window leaves the image.
+    /// An undilated kernel row that lies inside the image is one contiguous run of
+    /// kernelW · channels floats, copied at once.
     func im2col(_ image: UnsafePointer<Float>, samples: Range<Int>, into cols: UnsafeMutablePointer<Float>) {
-        let rows = samples.count * positions, patch = self.patch, c = channels
+        let rows = samples.count * positions, patch = self.patch, c = channels, run = kernelW * c
         parallelChunks(rows, minimumChunk: Swift.max(1, (1 << 14) / Swift.max(patch, 1))) { range in
             for row in range {
                 let n = samples.lowerBound + row / positions, p = row % positions
                 let oy = p / outW, ox = p % outW
                 let sample = image + n * imageSize
+                let x0 = ox * strideW - padLeft
+                let contiguous = dilationW == 1 && x0 >= 0 && x0 + kernelW <= width
                 var dst = cols + row * patch
                 for ky in 0..<kernelH {
                     let iy = oy * strideH - padTop + ky * dilationH
-                    for kx in 0..<kernelW {
-                        let ix = ox * strideW - padLeft + kx * dilationW
-                        if iy >= 0 && iy < height && ix >= 0 && ix < width {
-                            dst.update(from: sample + (iy * width + ix) * c, count: c)
-                        } else {
-                            dst.update(repeating: 0, count: c)
+                    if iy < 0 || iy >= height {
+                        dst.update(repeating: 0, count: run)
+                    } else if contiguous {
+                        copy(sample + (iy * width + x0) * c, dst, run)
+                    } else {
+                        for kx in 0..<kernelW {
+                            let ix = x0 + kx * dilationW
+                            if ix >= 0 && ix < width {
+                                copy(sample + (iy * width + ix) * c, dst + kx * c, c)
+                            } else {
+                                (dst + kx * c).update(repeating: 0, count: c)
+                            }
                         }
-                        dst += c
                     }
+                    dst += run
                 }
             }
         }
@@ -81,27 +91,46 @@ struct WindowGeometry {
     /// The adjoint of `im2col`: adds every patch row of `cols` back into the pixels it
     /// was read from. `image` must be zeroed (or hold values to add to).
     func col2im(_ cols: UnsafePointer<Float>, samples: Range<Int>, into image: UnsafeMutablePointer<Float>) {
-        let patch = self.patch, c = channels
+        let patch = self.patch, c = channels, run = kernelW * c
         parallelChunks(samples.count, minimumChunk: Swift.max(1, (1 << 14) / Swift.max(positions * patch, 1))) { range in
             for local in range {
                 let sample = image + (samples.lowerBound + local) * imageSize
                 for p in 0..<positions {
                     let oy = p / outW, ox = p % outW
+                    let x0 = ox * strideW - padLeft
+                    let contiguous = dilationW == 1 && x0 >= 0 && x0 + kernelW <= width
                     var src = cols + (local * positions + p) * patch
                     for ky in 0..<kernelH {
                         let iy = oy * strideH - padTop + ky * dilationH
-                        for kx in 0..<kernelW {
-                            let ix = ox * strideW - padLeft + kx * dilationW
-                            if iy >= 0 && iy < height && ix >= 0 && ix < width {
-                                let d = sample + (iy * width + ix) * c
-                                for j in 0..<c { d[j] += src[j] }
+                        if iy >= 0 && iy < height {
+                            if contiguous {
+                                let d = sample + (iy * width + x0) * c
+                                for j in 0..<run { d[j] += src[j] }
+                            } else {
+                                for kx in 0..<kernelW {
+                                    let ix = x0 + kx * dilationW
+                                    guard ix >= 0 && ix < width else { continue }
+                                    let d = sample + (iy * width + ix) * c, s = src + kx * c
+                                    for j in 0..<c { d[j] += s[j] }
+                                }
                             }
-                            src += c
                         }
+                        src += run
                     }
                 }
             }
         }
+    }
+}
+
+/// Copies `count` floats; short runs (one-channel images) in a plain loop, which beats
+/// a call to memmove.
+@inline(__always)
+private func copy(_ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count < 16 {
+        for j in 0..<count { to[j] = from[j] }
+    } else {
+        to.update(from: from, count: count)
     }
 }
 
