@@ -133,14 +133,22 @@ extension Variable {
     private func convolve(kernel: Variable, plan: ConvolutionPlan, op: String, bias: Variable? = nil, relu: Bool = false) -> Variable {
         let g = plan.geometry, x = value, w = kernel.value
         let outShape = [g.batch, g.outH, g.outW, plan.columns]
-        let y = plan.imageToRows(x, w).reshaped(outShape)
+        let y: Tensor, patches: Tensor?
+        if kernel.requiresGrad {
+            (y, patches) = plan.imageToRowsKeepingPatches(x, w)
+        } else {
+            (y, patches) = (plan.imageToRows(x, w), nil)
+        }
         biasRelu(y, columns: plan.columns, bias: bias?.value, relu: relu)
         let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
-        return Variable(y, op: op, parents: parents) { grad in
+        return Variable(y.reshaped(outShape), op: op, parents: parents) { grad in
             let dz = preActivationGradient(grad, output: y, columns: plan.columns, relu: relu, bias: bias)
             let rows = dz.reshaped([g.batch * g.positions, plan.columns])
             if self.requiresGrad { self.accumulate(plan.rowsToImage(rows, w)) }
-            if kernel.requiresGrad { kernel.accumulate(plan.kernelGradient(x, rows, kernelShape: w.shape)) }
+            if kernel.requiresGrad {
+                kernel.accumulate(patches.map { plan.kernelGradient(patches: $0, rows, kernelShape: w.shape) }
+                                  ?? plan.kernelGradient(x, rows, kernelShape: w.shape))
+            }
         }
     }
 }

@@ -46,6 +46,18 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertThrowsError(try Variable(Tensor.zeros([1, 4, 4, 3])).conv2d(kernel: Variable(Tensor.zeros([3, 3, 3, 4])), bias: Variable(Tensor.zeros([3]))))
     }
 
+    func testConv2dInSampleChunksMatchesOneChunk() throws {
+        // A patch budget of one sample's patches: every product runs per sample, and the
+        // forward patches are not kept for the kernel gradient.
+        let x = randomTensor([3, 5, 5, 2], seed: 40), k = randomTensor([3, 3, 2, 2], seed: 41)
+        let whole = try Variable(x).conv2d(kernel: Variable(k), padding: .same).value
+        let saved = ConvolutionPlan.patchBudget
+        ConvolutionPlan.patchBudget = 25 * 18
+        defer { ConvolutionPlan.patchBudget = saved }
+        XCTAssertEqual(try Variable(x).conv2d(kernel: Variable(k), padding: .same).value.scalars, whole.scalars)
+        try checkGradients([x, k], label: "conv2d in chunks") { v in try v[0].conv2d(kernel: v[1], padding: .same) }
+    }
+
     func testConv2dShapeErrors() {
         let x = Variable(Tensor.zeros([1, 4, 4, 3]))
         XCTAssertThrowsError(try x.conv2d(kernel: Variable(Tensor.zeros([3, 3, 2, 4])))) { error in

@@ -137,29 +137,59 @@ private func copy(_ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float
 /// Convolution as matrix products: the image's patches (im2col) times a kernel viewed
 /// as [patch, columns]. Every convolution op is made of the three products below,
 /// run over chunks of samples so the patch matrix stays small.
-struct ConvolutionPlan {
+public struct ConvolutionPlan {
     let geometry: WindowGeometry
     /// Columns of the kernel matrix (conv2d: filters; conv2d_transpose: input channels).
     let columns: Int
     /// Whether each sample has its own kernel ([batch, patch, columns]).
     let perSample: Bool
 
-    /// Samples per sgemm: one for per-sample kernels, else as many as fit in ~16 MB of patches.
+    /// Floats of patch matrix built at once (32 MB).
+    public static var patchBudget = 1 << 23
+
+    /// Samples per sgemm: one for per-sample kernels, else as many as fit in `patchBudget`.
     var chunk: Int {
         if perSample { return 1 }
-        let rowsBudget = Swift.max(1, (1 << 22) / Swift.max(geometry.patch, 1))
+        let rowsBudget = Swift.max(1, ConvolutionPlan.patchBudget / Swift.max(geometry.patch, 1))
         return Swift.max(1, Swift.min(geometry.batch, rowsBudget / Swift.max(geometry.positions, 1)))
     }
 
+    /// Whether the whole batch's patches fit in one chunk, so the forward pass's patch
+    /// matrix can be kept for the kernel gradient instead of being built again.
+    var patchesFitOneChunk: Bool { !perSample && geometry.batch > 0 && chunk >= geometry.batch }
+
     private func forEachChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
         let g = geometry, size = chunk
-        let cols = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, size * g.positions * g.patch))
-        defer { cols.deallocate() }
+        let cols = Tensor(uninitializedShape: [Swift.max(1, size * g.positions * g.patch)])
         var start = 0
         while start < g.batch {
-            body(start..<Swift.min(g.batch, start + size), cols)
+            body(start..<Swift.min(g.batch, start + size), cols.storage.pointer)
             start += size
         }
+    }
+
+    /// rows = patches(image) · kernel, also returning the patch matrix when it fits one
+    /// chunk (for `kernelGradient(patches:)`).
+    func imageToRowsKeepingPatches(_ image: Tensor, _ kernel: Tensor) -> (rows: Tensor, patches: Tensor?) {
+        guard patchesFitOneChunk else { return (imageToRows(image, kernel), nil) }
+        let g = geometry
+        let rows = Tensor(uninitializedShape: [g.batch * g.positions, columns])
+        let patches = Tensor(uninitializedShape: [g.batch * g.positions, g.patch])
+        g.im2col(image.storage.pointer, samples: 0..<g.batch, into: patches.storage.pointer)
+        BLAS.sgemm(transposeA: false, transposeB: false, m: g.batch * g.positions, n: columns, k: g.patch,
+                   a: patches.storage.pointer, lda: g.patch, b: kernel.storage.pointer, ldb: columns,
+                   c: rows.storage.pointer, ldc: columns)
+        return (rows, patches)
+    }
+
+    /// The kernel gradient from a patch matrix kept by `imageToRowsKeepingPatches`.
+    func kernelGradient(patches: Tensor, _ rows: Tensor, kernelShape: [Int]) -> Tensor {
+        let g = geometry
+        let dk = Tensor(uninitializedShape: kernelShape)
+        BLAS.sgemm(transposeA: true, transposeB: false, m: g.patch, n: columns, k: g.batch * g.positions,
+                   a: patches.storage.pointer, lda: g.patch, b: rows.storage.pointer, ldb: columns,
+                   c: dk.storage.pointer, ldc: columns)
+        return dk
     }
 
     private func kernelMatrix(_ kernel: UnsafePointer<Float>, _ samples: Range<Int>) -> UnsafePointer<Float> {
