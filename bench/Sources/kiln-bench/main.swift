@@ -180,22 +180,32 @@ let convLayers: JSON = [
 ]
 
 /// Trains a warm-up epoch and then `measured` epochs; returns the fastest measured epoch
-/// in seconds and the final loss.
-func trainEpochs(_ layers: JSON, rows: Int, measured: Int) throws -> (seconds: Double, loss: Double) {
+/// in seconds, the final loss, and how many tensor buffers the measured epochs took
+/// from the system allocator (not from the buffer pool).
+func trainEpochs(_ layers: JSON, rows: Int, measured: Int) throws -> (seconds: Double, loss: Double, allocations: Int) {
     let spec = try JobSpec(json: mnistSpec(layers: layers, epochs: 1 + measured))
     var train = try loadMNIST("train")
     if rows < train.rowCount { train = train.take(rows) }
     let data = TrainingData(train: train, validation: nil)
     let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
     var epochs: [EpochMetrics] = []
-    try Trainer(spec: spec, model: model, data: data).fit { epochs.append($0) }
+    var allocated: [Int] = []
+    try Trainer(spec: spec, model: model, data: data).fit {
+        epochs.append($0)
+        allocated.append(BufferPool.statistics.systemAllocations)
+    }
     let timed = epochs.dropFirst()
-    return (timed.map(\.seconds).min()!, timed.last!.values["loss"] ?? .nan)
+    return (timed.map(\.seconds).min()!, timed.last!.values["loss"] ?? .nan, allocated.last! - allocated.first!)
+}
+
+func emitAllocations(_ prefix: String, _ allocations: Int, measured: Int) {
+    emit("\(prefix)_buffer_allocations_per_epoch", Double(allocations) / Double(measured), "buffers",
+         [("note", "tensor buffers ≥ 16 KiB taken from the system allocator in an epoch after the first (the rest come from the buffer pool)")])
 }
 
 func mlp() throws {
     let rows = Int(ProcessInfo.processInfo.environment["KILN_BENCH_MLP_ROWS"] ?? "") ?? 60000
-    let (seconds, loss) = try trainEpochs(mlpLayers, rows: rows, measured: 1)
+    let (seconds, loss, allocations) = try trainEpochs(mlpLayers, rows: rows, measured: 1)
     let scaled = seconds * 60000 / Double(rows)
     emit("mlp_epoch_seconds", scaled, "s", [("rows", JSON(rows)), ("note", "784-512-512-10, batch 128, Adam, after a warm-up epoch"), ("loss", .number(loss))])
     // Matmul work per sample: forward 2·MACs, backward 2·MACs for weights and for
@@ -206,14 +216,16 @@ func mlp() throws {
     let peak = sgemmPeak()
     emit("mlp_gflops_share_of_peak", achieved / peak * 100, "% sgemm peak", [("gflops", .number((achieved * 10).rounded() / 10)), ("peak_gflops", .number((peak * 10).rounded() / 10))])
     emit("mlp_peak_rss", peakRSSMiB(), "MiB")
+    emitAllocations("mlp", allocations, measured: 1)
 }
 
 func conv() throws {
     let rows = Int(ProcessInfo.processInfo.environment["KILN_BENCH_CONV_ROWS"] ?? "") ?? 12800
-    let (seconds, loss) = try trainEpochs(convLayers, rows: rows, measured: 1)
+    let (seconds, loss, allocations) = try trainEpochs(convLayers, rows: rows, measured: 1)
     emit("conv_epoch_seconds", seconds * 60000 / Double(rows), "s",
          [("rows", JSON(rows)), ("note", .string("measured on the first \(rows) training images after a warm-up pass over them, scaled to 60000")), ("loss", .number(loss))])
     emit("conv_peak_rss", peakRSSMiB(), "MiB")
+    emitAllocations("conv", allocations, measured: 1)
 }
 
 // MARK: - Main
