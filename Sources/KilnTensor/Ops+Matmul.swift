@@ -198,28 +198,28 @@ func biasRelu(_ y: Tensor, columns n: Int, bias: Tensor?, relu: Bool) {
 }
 
 /// The gradient before a fused bias + relu epilogue: g masked where the output y is 0
-/// (g itself without relu). Adds the column sums into the bias gradient on the way.
+/// (g itself without relu). Adds the column sums into the bias gradient on the way, in
+/// the same pass over rows: partial sums per chunk of rows on the cores, then added.
 func preActivationGradient(_ g: Tensor, output y: Tensor, columns n: Int, relu: Bool, bias: Variable?) -> Tensor {
-    var dz = g
-    if relu {
-        dz = Tensor(uninitializedShape: g.shape)
-        let pg = g.storage.pointer, py = y.storage.pointer, pd = dz.storage.pointer
-        parallelChunks(dz.count) { r in reluMask(pg, py, pd, r) }
-    }
-    if let bias, bias.requiresGrad, n > 0 {
-        // Column sums: partial sums per chunk of rows, over the cores, then added.
-        let rows = dz.count / n, pz = dz.storage.pointer
-        let minimum = Swift.max(1, (1 << 15) / n)
-        let chunks = Parallel.chunkCount(rows, minimumChunk: minimum)
-        let partial = Tensor(shape: [chunks, n], repeating: 0)
-        let pp = partial.storage.pointer
-        Parallel.forEachChunk(rows, minimumChunk: minimum) { c, range in
-            let acc = pp + c * n
-            for r in range {
-                let row = pz + r * n
-                for j in 0..<n { acc[j] += row[j] }
-            }
+    let sums = bias?.requiresGrad == true && n > 0
+    guard relu || sums else { return g }
+    let dz = relu ? Tensor(uninitializedShape: g.shape) : g
+    let pg = g.storage.pointer, py = y.storage.pointer, pz = dz.storage.pointer
+    let rows = n > 0 ? g.count / n : 0
+    let minimum = Swift.max(1, (1 << 15) / Swift.max(n, 1))
+    let chunks = Parallel.chunkCount(rows, minimumChunk: minimum)
+    let partial = Tensor(shape: [sums ? chunks : 0, n], repeating: 0)
+    let pp = partial.storage.pointer
+    Parallel.forEachChunk(rows, minimumChunk: minimum) { c, range in
+        if relu { reluMask(pg, py, pz, (range.lowerBound * n)..<(range.upperBound * n)) }
+        guard sums else { return }
+        let acc = pp + c * n
+        for r in range {
+            let row = pz + r * n
+            for j in 0..<n { acc[j] += row[j] }
         }
+    }
+    if let bias, sums {
         let db = Tensor(shape: [n], repeating: 0)
         let pd = db.storage.pointer
         for c in 0..<chunks { for j in 0..<n { pd[j] += pp[c * n + j] } }

@@ -35,12 +35,13 @@ extension Variable {
         }
         let perSample = g.positions * c
         return Variable(y, op: "max_pool2d", parents: [self]) { grad in
-            let dx = Tensor(shape: x.shape, repeating: 0)
+            let dx = Tensor(uninitializedShape: x.shape)
             let pd = dx.storage.pointer, pg = grad.storage.pointer
             let pw = UnsafeMutableRawPointer(winners.storage.pointer).assumingMemoryBound(to: Int32.self)
             // In parallel over samples: a sample's winners lie in that sample's image,
-            // so overlapping windows only ever add on one core.
+            // so overlapping windows only ever add on one core, which also zeroes it.
             parallelChunks(g.batch, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(perSample, 1))) { samples in
+                (pd + samples.lowerBound * g.imageSize).update(repeating: 0, count: samples.count * g.imageSize)
                 for i in (samples.lowerBound * perSample)..<(samples.upperBound * perSample) { pd[Int(pw[i])] += pg[i] }
             }
             self.accumulate(dx)

@@ -5,6 +5,10 @@ import Foundation
 extension Variable {
     /// Inverted dropout: in training each element is zeroed with probability `rate` and
     /// the survivors are scaled by 1/(1 − rate); otherwise the identity.
+    ///
+    /// The mask is drawn in blocks of `dropoutBlock` elements, each from its own
+    /// generator seeded by one draw from `generator` and the block's number, so blocks
+    /// are drawn on all cores and the mask depends on the seed only, not on the core count.
     /// - Throws: `TensorError` when rate is outside [0, 1).
     public func dropout(rate: Float, training: Bool, generator: inout SeededGenerator) throws(TensorError) -> Variable {
         guard rate >= 0, rate < 1 else {
@@ -12,13 +16,29 @@ extension Variable {
         }
         guard training, rate > 0 else { return self }
         let keep = 1 / (1 - rate)
-        let mask = Tensor(uninitializedShape: shape), pm = mask.storage.pointer
-        for i in 0..<mask.count { pm[i] = generator.nextUnit() < rate ? 0 : keep }
-        let y = mapBinary(value, mask, shape: shape, *)
+        let base = generator.next()
+        let x = value, count = x.count
+        let mask = Tensor(uninitializedShape: shape), y = Tensor(uninitializedShape: shape)
+        let px = x.storage.pointer, pm = mask.storage.pointer, py = y.storage.pointer
+        let block = Variable.dropoutBlock
+        let blocks = (count + block - 1) / block
+        parallelChunks(blocks, minimumChunk: 2) { range in
+            for b in range {
+                var g = SeededGenerator(seed: base &+ UInt64(b) &* 0x9E37_79B9_7F4A_7C15)
+                for i in (b * block)..<Swift.min(count, (b + 1) * block) {
+                    let m: Float = g.nextUnit() < rate ? 0 : keep
+                    pm[i] = m
+                    py[i] = px[i] * m
+                }
+            }
+        }
         return Variable(y, op: "dropout", parents: [self]) { g in
             self.accumulate(mapBinary(g, mask, shape: mask.shape, *))
         }
     }
+
+    /// Elements per dropout mask block (one generator each).
+    static let dropoutBlock = 1 << 14
 
     /// Adds N(0, stddev²) noise in training (Keras `GaussianNoise`); the identity otherwise.
     /// - Throws: `TensorError` when stddev is negative or not finite.

@@ -71,6 +71,14 @@ final class NormalizationRandomTests: XCTestCase {
         XCTAssertEqual(x.grad!.scalars, y.value.scalars)  // gradient is the same mask
         XCTAssertTrue(try x.dropout(rate: 0.5, training: false, generator: &generator) === x)
         XCTAssertThrowsError(try x.dropout(rate: 1, training: true, generator: &generator))
+        // A mask of several blocks, drawn on the cores: the same seed gives the same
+        // mask, blocks are not copies of each other, and the rate holds.
+        let big = Variable(Tensor(shape: [100_000], repeating: 1))
+        var g1 = SeededGenerator(seed: 5), g2 = SeededGenerator(seed: 5)
+        let a = try big.dropout(rate: 0.25, training: true, generator: &g1).value.scalars
+        XCTAssertEqual(a, try big.dropout(rate: 0.25, training: true, generator: &g2).value.scalars)
+        XCTAssertNotEqual(Array(a[0..<16_384]), Array(a[16_384..<32_768]))
+        XCTAssertEqual(Double(a.filter { $0 != 0 }.count) / 100_000, 0.75, accuracy: 0.01)
         let input = randomTensor([3, 4], seed: 9)
         try checkGradients([input], label: "dropout") { v in
             var g = SeededGenerator(seed: 3)

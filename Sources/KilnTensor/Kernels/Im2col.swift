@@ -89,12 +89,14 @@ struct WindowGeometry {
     }
 
     /// The adjoint of `im2col`: adds every patch row of `cols` back into the pixels it
-    /// was read from. `image` must be zeroed (or hold values to add to).
-    func col2im(_ cols: UnsafePointer<Float>, samples: Range<Int>, into image: UnsafeMutablePointer<Float>) {
+    /// was read from. With `zeroing`, each sample's image is zeroed first (by the core
+    /// that then adds into it); else `image` must hold values to add to.
+    func col2im(_ cols: UnsafePointer<Float>, samples: Range<Int>, into image: UnsafeMutablePointer<Float>, zeroing: Bool = false) {
         let patch = self.patch, c = channels, run = kernelW * c
         parallelChunks(samples.count, minimumChunk: Swift.max(1, (1 << 14) / Swift.max(positions * patch, 1))) { range in
             for local in range {
                 let sample = image + (samples.lowerBound + local) * imageSize
+                if zeroing { sample.update(repeating: 0, count: imageSize) }
                 for p in 0..<positions {
                     let oy = p / outW, ox = p % outW
                     let x0 = ox * strideW - padLeft
@@ -213,13 +215,13 @@ public struct ConvolutionPlan {
     /// image = col2im(rows · kernelᵀ): the adjoint of `imageToRows` in the image.
     func rowsToImage(_ rows: Tensor, _ kernel: Tensor) -> Tensor {
         let g = geometry
-        let image = Tensor(shape: [g.batch, g.height, g.width, g.channels], repeating: 0)
+        let image = Tensor(uninitializedShape: [g.batch, g.height, g.width, g.channels])
         let pi = image.storage.pointer, pk = kernel.storage.pointer, pr = rows.storage.pointer
         forEachChunk { samples, cols in
             BLAS.sgemm(transposeA: false, transposeB: true, m: samples.count * g.positions, n: g.patch, k: columns,
                        a: pr + samples.lowerBound * g.positions * columns, lda: columns,
                        b: kernelMatrix(pk, samples), ldb: columns, c: cols, ldc: g.patch)
-            g.col2im(cols, samples: samples, into: pi)
+            g.col2im(cols, samples: samples, into: pi, zeroing: true)
         }
         return image
     }
