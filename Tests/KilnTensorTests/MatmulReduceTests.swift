@@ -16,6 +16,41 @@ final class MatmulReduceTests: XCTestCase {
         for (u, v) in zip(y.scalars, expected) { XCTAssertEqual(u, v, accuracy: 1e-5) }
     }
 
+    /// Products large enough to be split over the cores by rows, by columns or along
+    /// k, in every transpose combination and with beta 1, against a loop in Double.
+    func testSplitSgemmMatchesNaiveProducts() {
+        for (m, n, k) in [(200, 100, 64), (50, 300, 80), (9, 32, 4000), (7, 5, 9)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a = randomTensor([m * k], seed: 1).scalars, b = randomTensor([k * n], seed: 2).scalars
+                    var c = randomTensor([m * n], seed: 3).scalars
+                    let c0 = c
+                    let lda = ta ? m : k, ldb = tb ? k : n
+                    a.withUnsafeBufferPointer { pa in
+                        b.withUnsafeBufferPointer { pb in
+                            c.withUnsafeMutableBufferPointer { pc in
+                                BLAS.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: pa.baseAddress!, lda: lda,
+                                           b: pb.baseAddress!, ldb: ldb, beta: 1, c: pc.baseAddress!, ldc: n)
+                            }
+                        }
+                    }
+                    var worst = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum = 0.0
+                            for p in 0..<k {
+                                let x = Double(ta ? a[p * lda + i] : a[i * lda + p]), y = Double(tb ? b[j * ldb + p] : b[p * ldb + j])
+                                sum += x * y
+                            }
+                            worst = max(worst, abs(Double(c[i * n + j]) - (0.5 * sum + Double(c0[i * n + j]))))
+                        }
+                    }
+                    XCTAssertLessThan(worst, 1e-3, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb)")
+                }
+            }
+        }
+    }
+
     func testMatmulGradientsAllTransposeCombinations() throws {
         for ta in [false, true] {
             for tb in [false, true] {

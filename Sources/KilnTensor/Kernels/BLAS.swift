@@ -22,6 +22,30 @@ public enum BLAS {
     ) {
         _ = singleThreaded
         let cores = Parallel.cores
+        if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) < 32 * cores && k >= 256 * cores {
+            // A small result over a long inner axis (a kernel gradient summed over every
+            // image position): each core multiplies a slice of k into its own C, then
+            // the partial results are added.
+            let size = (k + cores - 1) / cores
+            let parts = (k + size - 1) / size
+            let partial = Tensor(uninitializedShape: [parts - 1, m * n])
+            let pp = partial.storage.pointer
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let start = p * size, depth = Swift.min(k, start + size) - start
+                let a0 = transposeA ? a + start * lda : a + start
+                let b0 = transposeB ? b + start : b + start * ldb
+                if p == 0 {
+                    call(transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, beta, c, ldc)
+                } else {
+                    call(transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, 0, pp + (p - 1) * m * n, n)
+                }
+            }
+            for p in 1..<parts {
+                let src = pp + (p - 1) * m * n
+                for i in 0..<m { for j in 0..<n { c[i * ldc + j] += src[i * n + j] } }
+            }
+            return
+        }
         if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) >= 32 * cores {
             if m >= n {
                 let size = ((m + cores - 1) / cores + 15) / 16 * 16
