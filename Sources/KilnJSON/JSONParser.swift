@@ -28,6 +28,8 @@ struct JSONParser {
     let bytes: [UInt8]
     var index = 0
     var depth = 0
+    /// Arrays starting before this offset are not packed (see `packNumbers`).
+    var unpackedUntil = 0
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -90,13 +92,22 @@ struct JSONParser {
     }
 
     mutating func parseObject() throws(JSONParseError) -> JSON {
+        .object(try parseMembers { (p: inout JSONParser) throws(JSONParseError) in try p.parseValue() })
+    }
+
+    mutating func parseArray() throws(JSONParseError) -> JSON {
+        .array(try parseElements { (p: inout JSONParser) throws(JSONParseError) in try p.parseValue() })
+    }
+
+    /// The members of the object at `index`, each value parsed by `value`.
+    mutating func parseMembers<Value>(_ value: (inout JSONParser) throws(JSONParseError) -> Value) throws(JSONParseError) -> [(String, Value)] {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var members: [(String, JSON)] = []
+        var members: [(String, Value)] = []
         var seen = Set<String>()
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return members }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -107,29 +118,30 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
             index += 1
             skipWhitespace()
-            members.append((key, try parseValue()))
+            members.append((key, try value(&self)))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in object") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return members }
             throw error("expected ',' or '}' in object")
         }
     }
 
-    mutating func parseArray() throws(JSONParseError) -> JSON {
+    /// The elements of the array at `index`, each parsed by `value`.
+    mutating func parseElements<Value>(_ value: (inout JSONParser) throws(JSONParseError) -> Value) throws(JSONParseError) -> [Value] {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var items: [JSON] = []
+        var items: [Value] = []
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return items }
         while true {
             skipWhitespace()
-            items.append(try parseValue())
+            items.append(try value(&self))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in array") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return items }
             throw error("expected ',' or ']' in array")
         }
     }

@@ -77,4 +77,43 @@ final class JSONTests: XCTestCase {
             XCTAssertThrowsError(try JSON.parse(text), text)
         }
     }
+
+    /// Packed parsing reads the same documents as `parse`, fails on the same ones with the
+    /// same message, and packs exactly the rectangular arrays of numbers.
+    func testPackedParsingMatchesParse() throws {
+        let documents = [
+            "[1, 2, 3]", "[[1, 2], [3, 4]]", "[[[0.5]], [[1e3]]]", "[]", "[[]]", "[[1], [2, 3]]", "[[1], 2]", "[1, [2]]",
+            "[[[1]], [2]]", "[1, \"a\"]", "[true]", "{\"model\": \"m\", \"instances\": [[[0], [1]], [[2], [3]]]}",
+            "{\"inputs\": {\"x\": [ [ 1 , 2 ] , [3,4] ] }, \"outputs\": [\"y\"]}", "[{\"a\": [1]}, [2, 3]]",
+            "  [ -0 , 1.5e-3 ]  ", "[[1, 2], [3, 4], {}]", "[1, null]", "\u{FEFF}[1]",
+        ]
+        for text in documents {
+            XCTAssertEqual(try JSON.parsePacked(Array(text.utf8)).json, try JSON.parse(text), text)
+        }
+        let bad = ["[1e309]", "[1,]", "[[1,2],[3,]]", "[[1],[2]", "[01]", "[1 2]", "[[1], [2]] x", "{\"a\": [1], \"a\": [2]}",
+                   "[-]", "[1.]", "[[1], [1e400]]", String(repeating: "[", count: 300) + "1" + String(repeating: "]", count: 300),
+                   String(repeating: "[", count: 100_000)]
+        for text in bad {
+            XCTAssertThrowsError(try JSON.parsePacked(Array(text.utf8)), text) { packedError in
+                XCTAssertThrowsError(try JSON.parse(text)) { error in
+                    XCTAssertEqual("\(packedError)", "\(error)", text)
+                }
+            }
+        }
+        let ok = String(repeating: "[", count: 256) + "1" + String(repeating: "]", count: 256)
+        guard case let .numbers(deepShape, _) = try JSON.parsePacked(Array(ok.utf8)) else { return XCTFail("not packed") }
+        XCTAssertEqual(deepShape, [Int](repeating: 1, count: 256))
+
+        guard case let .numbers(shape, values) = try JSON.parsePacked(Array("[[[1], [2]], [[3], [4]], [[5], [6]]]".utf8)) else {
+            return XCTFail("not packed")
+        }
+        XCTAssertEqual(shape, [3, 2, 1])
+        XCTAssertEqual(values, [1, 2, 3, 4, 5, 6])
+        guard case let .array(items) = try JSON.parsePacked(Array("[[1, 2], [3]]".utf8)), items.count == 2,
+              case let .numbers(first, _) = items[0], case let .numbers(second, _) = items[1] else {
+            return XCTFail("ragged rows are packed one by one")
+        }
+        XCTAssertEqual(first, [2])
+        XCTAssertEqual(second, [1])
+    }
 }
