@@ -182,7 +182,7 @@ public final class Service: @unchecked Sendable {
     /// client's (415, 400).
     func jsonBody<Value>(_ request: HTTPRequest, parse: ([UInt8]) throws(JSONParseError) -> Value) throws -> Value {
         if let type = request.headers["Content-Type"]?.lowercased() {
-            let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let media = type.split(separator: ";").first.map(Service.trimmedWhitespace) ?? ""
             guard media == "application/json" || media.hasSuffix("+json") else {
                 throw HTTPError(415, code: "unsupported_media_type", message: "expected Content-Type: application/json, got '\(media.prefix(100))'")
             }
@@ -192,6 +192,14 @@ public final class Service: @unchecked Sendable {
         } catch {
             throw HTTPError(400, code: "invalid_json", message: error.description)
         }
+    }
+
+    /// `text` without leading and trailing `.whitespaces` (the ASCII case without Foundation).
+    static func trimmedWhitespace(_ text: Substring) -> String {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespaces) }
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !blank($0) }), let last = text.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(text[first...last])
     }
 
     func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {
