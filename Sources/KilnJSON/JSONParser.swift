@@ -154,6 +154,11 @@ struct JSONParser {
     }
 
     mutating func parseNumber() throws(JSONParseError) -> JSON {
+        .number(try scanNumber())
+    }
+
+    /// The number at `index` (which holds '-' or a digit).
+    mutating func scanNumber() throws(JSONParseError) -> Double {
         let start = index
         let negative = bytes[index] == UInt8(ascii: "-")
         if negative { index += 1 }
@@ -211,13 +216,13 @@ struct JSONParser {
         if exact, mantissa <= 1 << 53, exponent >= -22, exponent <= 22 {
             var value = Double(mantissa)
             if exponent >= 0 { value *= JSONParser.powersOfTen[exponent] } else { value /= JSONParser.powersOfTen[-exponent] }
-            return .number(negative ? -value : value)
+            return negative ? -value : value
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(text), value.isFinite else {
             throw error("number \(text.prefix(40)) is out of range", at: start)
         }
-        return .number(value)
+        return value
     }
 
     mutating func parseHex4() throws(JSONParseError) -> UInt32 {

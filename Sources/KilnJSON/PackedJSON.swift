@@ -87,48 +87,54 @@ extension JSONParser {
     /// more than one failed attempt and parsing stays linear.
     mutating func packNumbers() -> PackedJSON? {
         let start = index
-        var shape: [Int] = []     // length per level, -1 until the first array there closes
-        var counts: [Int] = []    // elements so far in each open array
-        var leafLevel = -1        // the level holding numbers, once one is seen
-        var values: [Double] = []
-        func fail(_ p: inout JSONParser) -> PackedJSON? {
-            p.unpackedUntil = max(p.unpackedUntil, p.index + 1)
-            p.index = start
-            return nil
-        }
-        while true {
-            // A value: open arrays down to the numbers, then one number.
-            while index < bytes.count, bytes[index] == UInt8(ascii: "[") {
-                let level = counts.count
-                guard depth + level + 1 <= JSON.maximumDepth, leafLevel < 0 || level <= leafLevel else { return fail(&self) }
-                counts.append(0)
-                if shape.count == level { shape.append(-1) }
-                index += 1
-                skipWhitespace()
+        let levels = JSON.maximumDepth - depth
+        guard levels > 0 else { return nil }
+        // Per level: its length (-1 until the first array there closes) and the elements
+        // so far in the open array; on the stack, as nesting is bounded.
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * levels) { storage -> PackedJSON? in
+            let shape = UnsafeMutableBufferPointer(rebasing: storage[0..<levels])
+            let counts = UnsafeMutableBufferPointer(rebasing: storage[levels...])
+            var open = 0              // arrays open now
+            var known = 0             // levels whose `shape` entry exists
+            var leafLevel = -1        // the level holding numbers, once one is seen
+            var values: [Double] = []
+            func fail(_ p: inout JSONParser) -> PackedJSON? {
+                p.unpackedUntil = max(p.unpackedUntil, p.index + 1)
+                p.index = start
+                return nil
             }
-            guard index < bytes.count else { return fail(&self) }
-            let c = bytes[index]
-            guard c == UInt8(ascii: "-") || (c &- UInt8(ascii: "0")) < 10 else { return fail(&self) }
-            let level = counts.count - 1
-            if leafLevel < 0 { leafLevel = level } else if leafLevel != level { return fail(&self) }
-            guard let number = try? parseNumber(), case let .number(value) = number else { return fail(&self) }
-            values.append(value)
-            // After a value: commas and closing brackets.
+            let end = bytes.count
             while true {
-                counts[counts.count - 1] += 1
-                skipWhitespace()
-                guard index < bytes.count else { return fail(&self) }
-                if bytes[index] == UInt8(ascii: ",") {
+                // A value: open arrays down to the numbers, then one number.
+                while index < end, bytes[index] == UInt8(ascii: "[") {
+                    guard open < levels, leafLevel < 0 || open <= leafLevel else { return fail(&self) }
+                    counts[open] = 0
+                    if known == open { shape[open] = -1; known += 1 }
+                    open += 1
                     index += 1
                     skipWhitespace()
-                    break
                 }
-                guard bytes[index] == UInt8(ascii: "]") else { return fail(&self) }
-                index += 1
-                let level = counts.count - 1
-                let count = counts.removeLast()
-                if shape[level] < 0 { shape[level] = count } else if shape[level] != count { return fail(&self) }
-                if counts.isEmpty { return .numbers(shape: shape, values: values) }
+                guard index < end else { return fail(&self) }
+                let c = bytes[index]
+                guard c == UInt8(ascii: "-") || (c &- UInt8(ascii: "0")) < 10 else { return fail(&self) }
+                if leafLevel < 0 { leafLevel = open - 1 } else if leafLevel != open - 1 { return fail(&self) }
+                do { values.append(try scanNumber()) } catch { return fail(&self) }
+                // After a value: commas and closing brackets.
+                while true {
+                    counts[open - 1] += 1
+                    skipWhitespace()
+                    guard index < end else { return fail(&self) }
+                    if bytes[index] == UInt8(ascii: ",") {
+                        index += 1
+                        skipWhitespace()
+                        break
+                    }
+                    guard bytes[index] == UInt8(ascii: "]") else { return fail(&self) }
+                    index += 1
+                    open -= 1
+                    if shape[open] < 0 { shape[open] = counts[open] } else if shape[open] != counts[open] { return fail(&self) }
+                    if open == 0 { return .numbers(shape: Array(shape[0..<known]), values: values) }
+                }
             }
         }
     }
