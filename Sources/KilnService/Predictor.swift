@@ -172,8 +172,9 @@ final class Predictor: @unchecked Sendable {
     /// input's shape for a single sample.
     func tensor(_ value: PackedJSON, input: String, graph: ModelGraph, path: String) throws -> Tensor {
         var decoded: (shape: [Int], values: [Float])?
-        if case let .numbers(shape, numbers) = value {
-            // What JSONFields gives for the same nested arrays, unless a value is outside float32.
+        if case let .numbers(shape, numbers) = value, numbers.count <= JSONFields.maxValues {
+            // What JSONFields gives for the same nested arrays, unless a value is outside float32
+            // (then JSONFields below names it).
             var floats = [Float](repeating: 0, count: numbers.count)
             var finite = true
             floats.withUnsafeMutableBufferPointer { out in
