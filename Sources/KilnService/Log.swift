@@ -21,7 +21,11 @@ public enum Log {
         Array(line.utf8).withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
+                #if canImport(Glibc)
                 let n = Glibc.write(2, raw.baseAddress! + offset, raw.count - offset)
+                #else
+                let n = Darwin.write(2, raw.baseAddress! + offset, raw.count - offset)
+                #endif
                 if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
             }
         }

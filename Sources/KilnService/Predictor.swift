@@ -55,8 +55,9 @@ final class Predictor: @unchecked Sendable {
     }
 
     /// `{"model", "inputs", "outputs"}` → `{"outputs"}`, or TensorFlow-Serving
-    /// `{"model", "instances"}` → `{"predictions"}`. The body comes from `JSON.parsePacked`, so inputs given as rectangular arrays of
-    /// numbers become tensors without a tree of JSON values.
+    /// `{"model", "instances"}` → `{"predictions"}`. The body comes from
+    /// `JSON.parsePacked`, so inputs given as rectangular arrays of numbers become
+    /// tensors without a tree of JSON values.
     func predict(_ body: PackedJSON) throws -> JSON {
         guard body.objectMembers != nil else { throw HTTPError(400, code: "invalid_request", message: "expected a JSON object") }
         guard let name = body["model"]?.stringValue else {
