@@ -40,7 +40,7 @@ extension HTTPRequest {
     /// (`http://host:port/p?q`) is reduced to its path; an empty path becomes "/".
     static func splitTarget(_ target: String) -> (path: Substring, query: Substring?) {
         var rest = Substring(target)
-        if let schemeEnd = rest.range(of: "://"), !rest.hasPrefix("/") {
+        if !rest.hasPrefix("/"), let schemeEnd = rest.range(of: "://") {
             let afterAuthority = rest[schemeEnd.upperBound...]
             if let slash = afterAuthority.firstIndex(where: { $0 == "/" || $0 == "?" }) {
                 rest = afterAuthority[slash...]
@@ -76,10 +76,10 @@ extension HTTPRequest {
     /// Decodes `%XX` escapes once. A malformed escape is kept literally; invalid UTF-8
     /// becomes U+FFFD, so callers validating names see something they can reject.
     static func percentDecode<S: StringProtocol>(_ text: S, plusIsSpace: Bool) -> String {
-        let utf8 = Array(text.utf8)
-        guard utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) else {
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) else {
             return String(text)
         }
+        let utf8 = Array(text.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(utf8.count)
         var index = 0

@@ -28,6 +28,8 @@ struct JSONParser {
     let bytes: [UInt8]
     var index = 0
     var depth = 0
+    /// Arrays starting before this offset are not packed (see `packNumbers`).
+    var unpackedUntil = 0
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -90,13 +92,22 @@ struct JSONParser {
     }
 
     mutating func parseObject() throws(JSONParseError) -> JSON {
+        .object(try parseMembers { (p: inout JSONParser) throws(JSONParseError) in try p.parseValue() })
+    }
+
+    mutating func parseArray() throws(JSONParseError) -> JSON {
+        .array(try parseElements { (p: inout JSONParser) throws(JSONParseError) in try p.parseValue() })
+    }
+
+    /// The members of the object at `index`, each value parsed by `value`.
+    mutating func parseMembers<Value>(_ value: (inout JSONParser) throws(JSONParseError) -> Value) throws(JSONParseError) -> [(String, Value)] {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var members: [(String, JSON)] = []
+        var members: [(String, Value)] = []
         var seen = Set<String>()
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return members }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -107,61 +118,111 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
             index += 1
             skipWhitespace()
-            members.append((key, try parseValue()))
+            members.append((key, try value(&self)))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in object") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return members }
             throw error("expected ',' or '}' in object")
         }
     }
 
-    mutating func parseArray() throws(JSONParseError) -> JSON {
+    /// The elements of the array at `index`, each parsed by `value`.
+    mutating func parseElements<Value>(_ value: (inout JSONParser) throws(JSONParseError) -> Value) throws(JSONParseError) -> [Value] {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var items: [JSON] = []
+        var items: [Value] = []
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return items }
         while true {
             skipWhitespace()
-            items.append(try parseValue())
+            items.append(try value(&self))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in array") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return items }
             throw error("expected ',' or ']' in array")
         }
     }
 
+    /// Exact powers of ten up to 10^22 (every one is a Double without rounding).
+    static let powersOfTen: [Double] = (0...22).map { (e: Int) -> Double in
+        var v = 1.0
+        for _ in 0..<e { v *= 10 }
+        return v
+    }
+
     mutating func parseNumber() throws(JSONParseError) -> JSON {
+        .number(try scanNumber())
+    }
+
+    /// The number at `index` (which holds '-' or a digit).
+    mutating func scanNumber() throws(JSONParseError) -> Double {
         let start = index
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        func digits(_ p: inout JSONParser) -> Int {
-            var n = 0
-            while p.index < p.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(p.bytes[p.index]) { p.index += 1; n += 1 }
-            return n
+        let negative = bytes[index] == UInt8(ascii: "-")
+        if negative { index += 1 }
+        // The digits are gathered into an integer mantissa and a decimal exponent as
+        // they are scanned; when both are small the value is exact in one IEEE
+        // operation (Clinger's fast path), otherwise the text goes to strtod.
+        var mantissa: UInt64 = 0
+        var exact = true
+        var exponent = 0
+        @inline(__always) func digit(_ p: JSONParser) -> UInt8? {
+            guard p.index < p.bytes.count else { return nil }
+            let d = p.bytes[p.index] &- UInt8(ascii: "0")
+            return d < 10 ? d : nil
+        }
+        @inline(__always) func accumulate(_ d: UInt8) -> Bool {
+            guard mantissa < 100_000_000_000_000_000 else { return false }
+            mantissa = mantissa &* 10 &+ UInt64(d)
+            return true
         }
         guard index < bytes.count else { throw error("incomplete number", at: start) }
         if bytes[index] == UInt8(ascii: "0") {
             index += 1
-        } else if digits(&self) == 0 {
-            throw error("invalid number", at: start)
+        } else {
+            var n = 0
+            while let d = digit(self) {
+                if !accumulate(d) { exact = false }
+                index += 1; n += 1
+            }
+            guard n > 0 else { throw error("invalid number", at: start) }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
-            guard digits(&self) > 0 else { throw error("expected digits after '.'", at: start) }
+            var n = 0
+            while let d = digit(self) {
+                if accumulate(d) { exponent -= 1 } else { exact = false }
+                index += 1; n += 1
+            }
+            guard n > 0 else { throw error("expected digits after '.'", at: start) }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard digits(&self) > 0 else { throw error("expected digits in exponent", at: start) }
+            var sign = 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                if bytes[index] == UInt8(ascii: "-") { sign = -1 }
+                index += 1
+            }
+            var n = 0, e = 0
+            while let d = digit(self) {
+                if e < 100_000 { e = e * 10 + Int(d) } else { exact = false }
+                index += 1; n += 1
+            }
+            guard n > 0 else { throw error("expected digits in exponent", at: start) }
+            exponent += sign * e
+        }
+        if exact, mantissa <= 1 << 53, exponent >= -22, exponent <= 22 {
+            var value = Double(mantissa)
+            if exponent >= 0 { value *= JSONParser.powersOfTen[exponent] } else { value /= JSONParser.powersOfTen[-exponent] }
+            return negative ? -value : value
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(text), value.isFinite else {
             throw error("number \(text.prefix(40)) is out of range", at: start)
         }
-        return .number(value)
+        return value
     }
 
     mutating func parseHex4() throws(JSONParseError) -> UInt32 {

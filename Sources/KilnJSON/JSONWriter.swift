@@ -56,6 +56,12 @@ extension JSON {
 
     static func writeString(_ s: String, into out: inout String) {
         out += "\""
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            // Nothing to escape.
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

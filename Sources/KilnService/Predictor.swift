@@ -55,8 +55,10 @@ final class Predictor: @unchecked Sendable {
     }
 
     /// `{"model", "inputs", "outputs"}` → `{"outputs"}`, or TensorFlow-Serving
-    /// `{"model", "instances"}` → `{"predictions"}`.
-    func predict(_ body: JSON) throws -> JSON {
+    /// `{"model", "instances"}` → `{"predictions"}`. The body comes from
+    /// `JSON.parsePacked`, so inputs given as rectangular arrays of numbers become
+    /// tensors without a tree of JSON values.
+    func predict(_ body: PackedJSON) throws -> JSON {
         guard body.objectMembers != nil else { throw HTTPError(400, code: "invalid_request", message: "expected a JSON object") }
         guard let name = body["model"]?.stringValue else {
             throw HTTPError(400, code: "missing_field", message: "'model' (a model name or job id) is required", path: "model")
@@ -64,7 +66,7 @@ final class Predictor: @unchecked Sendable {
         let (job, model) = try self.model(name)
         let graph = model.graph
         var requested = graph.outputs
-        if let outs = body["outputs"] {
+        if let outs = body["outputs"]?.json {
             guard let list = outs.arrayValue?.compactMap(\.stringValue), list.count == outs.arrayValue?.count, !list.isEmpty else {
                 throw HTTPError(400, code: "invalid_field", message: "expected a list of node names", path: "outputs")
             }
@@ -112,7 +114,7 @@ final class Predictor: @unchecked Sendable {
         return graph.inputNames.filter { deps.contains($0) } + inner
     }
 
-    func namedFeeds(_ inputs: JSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
+    func namedFeeds(_ inputs: PackedJSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
         guard inputs.objectMembers != nil else {
             throw HTTPError(400, code: "invalid_field", message: "expected an object mapping input names to arrays", path: "inputs")
         }
@@ -128,11 +130,18 @@ final class Predictor: @unchecked Sendable {
         return feeds
     }
 
-    func instanceFeeds(_ instances: JSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
+    func instanceFeeds(_ instances: PackedJSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
+        let names = neededInputs(graph, targets)
+        if names.count == 1, case .numbers = instances {
+            // The rows are the batch of the one input.
+            let feeds = [names[0]: try tensor(instances, input: names[0], graph: graph, path: "instances")]
+            try checkBatch(feeds)
+            return feeds
+        }
+        let instances = instances.json
         guard let rows = instances.arrayValue, !rows.isEmpty else {
             throw HTTPError(400, code: "invalid_field", message: "expected a non-empty list of rows", path: "instances")
         }
-        let names = neededInputs(graph, targets)
         var columns: [String: [JSON]] = [:]
         for (i, row) in rows.enumerated() {
             if names.count == 1, row.objectMembers == nil {
@@ -147,7 +156,7 @@ final class Predictor: @unchecked Sendable {
             }
         }
         var feeds: [String: Tensor] = [:]
-        for name in names { feeds[name] = try tensor(.array(columns[name] ?? []), input: name, graph: graph, path: "instances") }
+        for name in names { feeds[name] = try tensor(PackedJSON(.array(columns[name] ?? [])), input: name, graph: graph, path: "instances") }
         try checkBatch(feeds)
         return feeds
     }
@@ -162,14 +171,30 @@ final class Predictor: @unchecked Sendable {
 
     /// A JSON array as a batch for `input`: [batch] + the input's shape, or exactly the
     /// input's shape for a single sample.
-    func tensor(_ value: JSON, input: String, graph: ModelGraph, path: String) throws -> Tensor {
-        let array: DataArray
-        do {
-            guard let parsed = try JSONFields.parse(.object([(input, value)]), path: path)[input] else { throw HTTPError(400, code: "invalid_input", message: "no values", path: path) }
-            array = parsed
-        } catch let e as DatasetError {
-            throw HTTPError(400, code: "invalid_input", message: "input '\(input)': \(e.message)", path: path)
+    func tensor(_ value: PackedJSON, input: String, graph: ModelGraph, path: String) throws -> Tensor {
+        var decoded: (shape: [Int], values: [Float])?
+        if case let .numbers(shape, numbers) = value, numbers.count <= JSONFields.maxValues {
+            // What JSONFields gives for the same nested arrays, unless a value is outside float32
+            // (then JSONFields below names it).
+            var floats = [Float](repeating: 0, count: numbers.count)
+            var finite = true
+            floats.withUnsafeMutableBufferPointer { out in
+                for i in 0..<numbers.count {
+                    out[i] = Float(numbers[i])
+                    if !out[i].isFinite { finite = false }
+                }
+            }
+            if finite { decoded = (shape, floats) }
         }
+        if decoded == nil {
+            do {
+                guard let parsed = try JSONFields.parse(.object([(input, value.json)]), path: path)[input] else { throw HTTPError(400, code: "invalid_input", message: "no values", path: path) }
+                decoded = (parsed.shape, parsed.values)
+            } catch let e as DatasetError {
+                throw HTTPError(400, code: "invalid_input", message: "input '\(input)': \(e.message)", path: path)
+            }
+        }
+        let array = decoded!
         let dims = graph.node(input)!.shape.dims
         var shape = array.shape
         if shape == dims { shape = [1] + dims }

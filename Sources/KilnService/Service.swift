@@ -139,7 +139,7 @@ public final class Service: @unchecked Sendable {
         router.add("POST", "/v2/models/:name/infer") { [self] request in
             try openInference { try predictor.infer(request.pathParameters["name"] ?? "", try jsonBody(request)) }
         }
-        router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request))) }
+        router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request, parse: JSON.parsePacked))) }
     }
 
     func job(_ request: HTTPRequest) throws -> Job {
@@ -175,17 +175,31 @@ public final class Service: @unchecked Sendable {
     }
 
     func jsonBody(_ request: HTTPRequest) throws -> JSON {
+        try jsonBody(request, parse: JSON.parse)
+    }
+
+    /// Checks the content type and parses the body with `parse`; both failures are the
+    /// client's (415, 400).
+    func jsonBody<Value>(_ request: HTTPRequest, parse: ([UInt8]) throws(JSONParseError) -> Value) throws -> Value {
         if let type = request.headers["Content-Type"]?.lowercased() {
-            let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let media = type.split(separator: ";").first.map(Service.trimmedWhitespace) ?? ""
             guard media == "application/json" || media.hasSuffix("+json") else {
                 throw HTTPError(415, code: "unsupported_media_type", message: "expected Content-Type: application/json, got '\(media.prefix(100))'")
             }
         }
         do {
-            return try JSON.parse(request.body)
+            return try parse(request.body)
         } catch {
             throw HTTPError(400, code: "invalid_json", message: error.description)
         }
+    }
+
+    /// `text` without leading and trailing `.whitespaces` (the ASCII case without Foundation).
+    static func trimmedWhitespace(_ text: Substring) -> String {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespaces) }
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !blank($0) }), let last = text.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(text[first...last])
     }
 
     func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {

@@ -299,4 +299,15 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
         XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 1)
     }
+
+    /// Log times read as ISO8601DateFormatter writes them (UTC, milliseconds).
+    func testLogTimeStampMatchesISO8601() {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for (seconds, milliseconds) in [(0, 0), (1_798_000_000, 7), (1_798_000_059, 42), (1_798_012_345, 999), (951_782_400, 500)] {
+            let time = timespec(tv_sec: seconds, tv_nsec: milliseconds * 1_000_000 + 400_000)
+            let date = Date(timeIntervalSince1970: Double(seconds) + Double(milliseconds) / 1000 + 0.0004)
+            XCTAssertEqual(Log.stamp(time), formatter.string(from: date))
+        }
+    }
 }
