@@ -55,6 +55,13 @@ extension JobSpec {
             if case let .field(f)? = loss.target, schema.fields[f] == nil {
                 throw SpecError(.invalidField, "the loss on '\(loss.node)' targets field '\(f)', which the data lacks; it has \(available.joined(separator: ", "))\(Suggest.hint(f, available))", path: "train.losses[\(i)].target")
             }
+            // A built-in dataset's labels run over a known number of classes: a sparse
+            // cross-entropy whose prediction has fewer would fail at its first batch.
+            if case let .field(f)? = loss.target, let classes = schema.classes[f], loss.kind == .sparseCategoricalCrossentropy
+                || (loss.kind == .categoricalCrossentropy && (schema.fields[f] == [] || schema.fields[f] == [1])),
+               let predicted = model.node(loss.node)?.shape.dims.last, predicted < classes {
+                throw SpecError(.shapeMismatch, "the loss on '\(loss.node)' reads '\(f)' as class indices 0..<\(classes), but '\(loss.node)' predicts \(predicted) classes; give it \(classes) units", path: "train.losses[\(i)]", node: loss.node)
+            }
         }
     }
 }

@@ -103,6 +103,29 @@ public struct TrainingData {
             }
         }
         if let validation, validation.rowCount == 0 { throw DatasetError(field: nil, message: "the validation set is empty") }
+        for (set, name) in [(train, "training"), (validation, "validation")] {
+            if let set { try checkClassIndices(set, name, spec) }
+        }
+    }
+
+    /// Targets of a cross-entropy over class indices must be whole numbers in
+    /// 0..<classes, classes being the prediction's last axis: found before training
+    /// starts (at POST for inline data), not at the first batch that holds a bad one.
+    func checkClassIndices(_ set: Dataset, _ setName: String, _ spec: JobSpec) throws(DatasetError) {
+        for loss in spec.train.losses {
+            guard let kind = loss.kind, kind == .sparseCategoricalCrossentropy || kind == .categoricalCrossentropy,
+                  case .field(let f)? = loss.target, let target = set.fields[f],
+                  let prediction = spec.model.node(loss.node)?.shape.dims, let classes = prediction.last else { continue }
+            let sparse = kind == .sparseCategoricalCrossentropy || Loss.isSparse(prediction: prediction, target: target.rowShape)
+            guard sparse else { continue }
+            for (i, v) in target.values.enumerated() {
+                let c = Int(exactly: v) ?? -1
+                guard c >= 0, c < classes else {
+                    let row = i / Swift.max(target.rowShape.reduce(1, *), 1)
+                    throw DatasetError(field: f, message: "\(setName) row \(row): \(v) is not a class index in 0..<\(classes) (the \(kind.rawValue) loss on '\(loss.node)' predicts \(classes) classes)")
+                }
+            }
+        }
     }
 
     /// Field by field: each field's values are hashed in place (no copy of the

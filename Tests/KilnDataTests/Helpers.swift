@@ -17,14 +17,9 @@ enum Fixtures {
 
     static func bytes<T>(_ values: [T]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 
-    /// The real MNIST files: repoRoot/../shared/data/mnist.
-    static func mnistDirectory(file: String = #filePath) throws -> String {
-        var parts = file.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        parts.removeLast(3) // Tests/KilnDataTests/X.swift
-        let dir = parts.joined(separator: "/") + "/../shared/data/mnist"
-        for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
-            if access(dir + "/" + f, R_OK) != 0 { throw XCTSkip("MNIST files not found in \(dir)") }
-        }
+    /// The real MNIST files (see `MNISTFiles`).
+    static func mnistDirectory() throws -> String {
+        guard let dir = MNISTFiles.directory() else { throw XCTSkip("MNIST files not found in \(MNISTFiles.searched)") }
         return dir
     }
 

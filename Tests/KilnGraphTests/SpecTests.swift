@@ -94,6 +94,21 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(e?.message.contains("did you mean 'probs'") ?? false, e?.message ?? "")
     }
 
+    func testTooFewClassesForABuiltInDatasetsLabelsIsAnError() {
+        // MNIST labels run over 10 classes; a 5-unit softmax cannot take them.
+        let layers: JSON = [["type": "flatten"], ["type": "dense", "units": 5, "activation": "softmax", "name": "probs"]]
+        for kind in ["sparse_categorical_crossentropy", "categorical_crossentropy"] {
+            let losses: JSON = [["node": "probs", "type": .string(kind), "target": "label"]]
+            let bad = mlp.setting("model", to: mlp["model"]!.setting("layers", to: layers))
+                .setting("train", to: mlp["train"]!.setting("losses", to: losses))
+            let e = decodeError(bad)
+            XCTAssertEqual(e?.path, "train.losses[0]", kind)
+            XCTAssertEqual(e?.node, "probs")
+            XCTAssertTrue(e?.message.contains("predicts 5 classes") ?? false, e?.message ?? "")
+        }
+        XCTAssertNoThrow(try JobSpec(json: mlp.setting("train", to: mlp["train"]!.setting("losses", to: [["node": "probs", "type": "sparse_categorical_crossentropy", "target": "label"]]))))
+    }
+
     func testHugeModelIsRefusedBeforeAllocation() {
         let bad = mlp.setting("model", to: mlp["model"]!.setting("layers", to: [
             ["type": "flatten"], ["type": "dense", "units": 1_000_000], ["type": "dense", "units": 1_000_000],

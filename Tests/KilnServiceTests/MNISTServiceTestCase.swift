@@ -8,9 +8,7 @@ import XCTest
 /// A loopback dataset mirror over the real MNIST files and a service on a free port
 /// that downloads from it, fresh for every test.
 class MNISTServiceTestCase: XCTestCase {
-    static let mnistDirectory = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
+    static let mnistDirectory = MNISTFiles.directory() ?? ""
 
     /// The request body limit the service runs with.
     var maxBodyBytes: Int { 4 << 20 }
@@ -22,9 +20,7 @@ class MNISTServiceTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         let mnist = MNISTServiceTestCase.mnistDirectory
-        guard FileManager.default.fileExists(atPath: "\(mnist)/train-images-idx3-ubyte.gz") else {
-            throw XCTSkip("MNIST files not found at \(mnist)")
-        }
+        guard !mnist.isEmpty else { throw XCTSkip("MNIST files not found in \(MNISTFiles.searched)") }
         temp = NSTemporaryDirectory() + "kiln-mnist-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(temp)/mirror/mnist", withIntermediateDirectories: true)
         for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {

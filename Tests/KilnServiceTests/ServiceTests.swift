@@ -172,6 +172,14 @@ final class ServiceTests: XCTestCase {
         let sh = try client.json("POST", "/jobs", shape)
         XCTAssertEqual(sh.status, 400)
         XCTAssertEqual(sh.json?["error"]?["path"]?.stringValue, "model.inputs.x")
+        // Class indices out of range for the prediction are found at POST, not mid-training.
+        var classes = spec(data: ["fields": ["x": [[1, 2], [3, 4], [5, 6]], "y": [0, 2, 1]]])
+        classes = classes.setting("model", to: ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 2, "activation": "softmax", "name": "p"]]])
+        classes = classes.setting("train", to: classes["train"]!.setting("losses", to: [["node": "p", "type": "sparse_categorical_crossentropy", "target": "y"]]).setting("metrics", to: []))
+        let c = try client.json("POST", "/jobs", classes)
+        XCTAssertEqual(c.status, 400, c.json?.serialized() ?? "")
+        XCTAssertEqual(c.json?["error"]?["path"]?.stringValue, "data.fields.y")
+        XCTAssertTrue(c.json?["error"]?["message"]?.stringValue?.contains("row 1: 2.0 is not a class index in 0..<2") ?? false, c.json?.serialized() ?? "")
         XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 1, "only the good job was queued")
     }
 

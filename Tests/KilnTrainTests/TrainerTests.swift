@@ -91,6 +91,23 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testClassIndicesOutOfRangeAreFoundBeforeTraining() throws {
+        // The blobs' labels are 0 and 1 for a 2-class prediction; break one row at a time.
+        for (bad, expected) in [(Float(2), "row 5: 2.0 is not a class index in 0..<2"), (-1, "row 5: -1.0 is not"), (0.5, "row 5: 0.5 is not")] {
+            var json = spec()
+            var ys = json["data"]!["fields"]!["y"]!.arrayValue!
+            ys[5] = .number(Double(bad))
+            json = json.setting("data", to: json["data"]!.setting("fields", to: json["data"]!["fields"]!.setting("y", to: .array(ys))))
+            let parsed = try JobSpec(json: json)
+            XCTAssertThrowsError(try TrainingData.resolve(parsed, catalog: nil)) { error in
+                let e = error as? DatasetError
+                XCTAssertEqual(e?.field, "y")
+                XCTAssertTrue(e?.message.contains(expected) ?? false, e?.message ?? "\(error)")
+                XCTAssertTrue(e?.message.contains("'p' predicts 2 classes") ?? false, e?.message ?? "")
+            }
+        }
+    }
+
     /// W2: find X with X·Xᵀ = C from a weight node alone, with no data.
     func testFreeMatrixRecoversC() throws {
         let c: [[Float]] = [[4, 2, 0.6], [2, 2, 0.5], [0.6, 0.5, 3]]
