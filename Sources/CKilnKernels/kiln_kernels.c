@@ -1,8 +1,8 @@
 #include "kiln_kernels.h"
 #include <string.h>
 
-// No fused multiply-adds: every clone rounds alike, so a seed gives the same weights
-// on every CPU.
+// No fused multiply-adds: every clone rounds alike, so the update does not depend on
+// which clone the CPU picks.
 #pragma clang fp contract(off)
 
 typedef float f8 __attribute__((ext_vector_type(8)));
