@@ -225,5 +225,6 @@ func preActivationGradient(_ g: Tensor, output y: Tensor, columns n: Int, relu: 
         for c in 0..<chunks { for j in 0..<n { pd[j] += pp[c * n + j] } }
         bias.accumulate(db)
     }
+    withExtendedLifetime(partial) {}
     return dz
 }

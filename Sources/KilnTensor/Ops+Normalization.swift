@@ -76,6 +76,7 @@ extension Variable {
             movingVariance.value.withUnsafeMutableBufferPointer { m in
                 for j in 0..<c { m[j] = m[j] * momentum + pv[j] * (1 - momentum) }
             }
+            withExtendedLifetime(variance) {}
         } else {
             let mm = movingMean.value.storage.pointer, mv = movingVariance.value.storage.pointer
             for j in 0..<c { pm[j] = mm[j]; ps[j] = 1 / (mv[j] + epsilon).squareRoot() }
@@ -87,6 +88,7 @@ extension Variable {
                 for j in 0..<c { hr[j] = (xr[j] - pm[j]) * ps[j] }
             }
         }
+        withExtendedLifetime(mean) {}
         let g0 = gamma.value
         let y = layout.scaleShift(xhat, g0, beta.value)
         return Variable(y, op: "batch_norm", parents: [self, gamma, beta]) { g in

@@ -160,6 +160,8 @@ extension Variable {
                                b: wr.storage.pointer, ldb: w, c: pdh, ldc: u)
                 }
             }
+            // Read only through their pointers above: keep them alive until here.
+            withExtendedLifetime((dhNext, dcNext)) {}
             let (dx, dk) = s.inputGradients(dz, x: x, kernel: wk)
             if self.requiresGrad { self.accumulate(dx) }
             if kernel.requiresGrad { kernel.accumulate(dk) }
@@ -241,6 +243,7 @@ extension Variable {
                                b: wr.storage.pointer, ldb: w, beta: 1, c: pdh, ldc: u)
                 }
             }
+            withExtendedLifetime(dhNext) {}
             let (dx, dk) = s.inputGradients(dProjection, x: x, kernel: wk)
             if self.requiresGrad { self.accumulate(dx) }
             if kernel.requiresGrad { kernel.accumulate(dk) }

@@ -42,6 +42,32 @@ final class FusedExpressionTests: XCTestCase {
         }
     }
 
+    /// An output large enough to be split over the cores, with broadcast operands whose
+    /// gradients are summed from per-chunk buffers.
+    func testFusedInChunksMatchesComposedOps() throws {
+        var g = SeededGenerator(seed: 8)
+        let x = Tensor.uniform([48, 1, 400], low: -1, high: 1, generator: &g)
+        let p = Tensor.uniform([10, 400], low: -1, high: 1, generator: &g)
+        let c = Tensor(shape: [], values: [0.7])
+        XCTAssertGreaterThan(Parallel.chunkCount(48 * 10 * 400, minimumChunk: FusedProgram.chunk), Parallel.cores > 1 ? 1 : 0)
+        var parser = ExpressionParser("exp(-square(x - p) / c) * p")
+        let tree = try parser.parse()
+        let fusedInputs = [x, p, c].map { Variable($0, requiresGrad: true) }
+        let fused = try FusedProgram(tree, leaves: ["x", "p", "c"]).run(fusedInputs)
+        let composedInputs = [x, p, c].map { Variable($0, requiresGrad: true) }
+        let composed = try tree.evaluate(["x": composedInputs[0], "p": composedInputs[1], "c": composedInputs[2]])
+        XCTAssertEqual(fused.value.scalars, composed.value.scalars)
+        let seed = Tensor.uniform(fused.shape, low: -1, high: 1, generator: &g)
+        fused.backward(seed: seed)
+        composed.backward(seed: seed)
+        for k in 0..<3 {
+            let a = fusedInputs[k].grad!, b = composedInputs[k].grad!
+            var worst: Float = 0
+            for i in 0..<a.count { worst = max(worst, abs(a[flat: i] - b[flat: i]) / max(1, abs(b[flat: i]))) }
+            XCTAssertLessThan(worst, 1e-4, "d/d\(["x", "p", "c"][k])")
+        }
+    }
+
     func testExpressionLayerUsesTheFusedPass() throws {
         let g = try ModelGraph(json: ["inputs": ["x": [3]], "layers": [["type": "expression", "expr": "x * a + 1", "params": ["a": ["shape": [3], "init": 2.0]], "name": "e"]]])
         let model = CompiledModel(graph: g, seed: 1)

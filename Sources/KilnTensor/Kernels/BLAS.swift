@@ -44,6 +44,7 @@ public enum BLAS {
                 let src = pp + (p - 1) * m * n
                 for i in 0..<m { for j in 0..<n { c[i * ldc + j] += src[i * n + j] } }
             }
+            withExtendedLifetime(partial) {}
             return
         }
         if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) >= 32 * cores {

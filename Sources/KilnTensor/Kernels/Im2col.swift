@@ -168,6 +168,7 @@ public struct ConvolutionPlan {
             body(start..<Swift.min(g.batch, start + size), cols.storage.pointer)
             start += size
         }
+        withExtendedLifetime(cols) {}
     }
 
     /// rows = patches(image) · kernel, also returning the patch matrix when it fits one
