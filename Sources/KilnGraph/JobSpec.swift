@@ -57,9 +57,9 @@ extension JobSpec {
             }
             // A built-in dataset's labels run over a known number of classes: a sparse
             // cross-entropy whose prediction has fewer would fail at its first batch.
-            if case let .field(f)? = loss.target, let classes = schema.classes[f], loss.kind == .sparseCategoricalCrossentropy
-                || (loss.kind == .categoricalCrossentropy && (schema.fields[f] == [] || schema.fields[f] == [1])),
-               let predicted = model.node(loss.node)?.shape.dims.last, predicted < classes {
+            if case let .field(f)? = loss.target, let classes = schema.classes[f], let targetShape = schema.fields[f],
+               let prediction = model.node(loss.node)?.shape.dims, let predicted = prediction.last,
+               loss.readsClassIndices(prediction: prediction, target: targetShape), predicted < classes {
                 throw SpecError(.shapeMismatch, "the loss on '\(loss.node)' reads '\(f)' as class indices 0..<\(classes), but '\(loss.node)' predicts \(predicted) classes; give it \(classes) units", path: "train.losses[\(i)]", node: loss.node)
             }
         }
@@ -216,6 +216,19 @@ public struct TrainSpec: Sendable {
 
 /// One term of the objective: a loss between a node and a target, or a node loss.
 public struct LossSpec: Sendable {
+    /// Whether a target of per-sample shape `target` holds class indices for a
+    /// prediction of per-sample shape `prediction` (rather than one-hot rows).
+    public static func holdsClassIndices(prediction: [Int], target: [Int]) -> Bool {
+        target.isEmpty || (target == [1] && prediction != [1]) || target == Array(prediction.dropLast())
+    }
+
+    /// Whether this loss reads its target as class indices: a sparse cross-entropy, or a
+    /// categorical one given indices.
+    public func readsClassIndices(prediction: [Int], target: [Int]) -> Bool {
+        kind == .sparseCategoricalCrossentropy
+            || (kind == .categoricalCrossentropy && LossSpec.holdsClassIndices(prediction: prediction, target: target))
+    }
+
     public enum Kind: String, CaseIterable, Sendable {
         case categoricalCrossentropy = "categorical_crossentropy"
         case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"

@@ -8,16 +8,11 @@ import KilnTensor
 public enum Loss {
     static let epsilon: Float = 1e-7
 
-    /// Whether a target of per-sample shape `target` holds class indices for a
-    /// prediction of per-sample shape `prediction`.
-    static func isSparse(prediction: [Int], target: [Int]) -> Bool {
-        target.isEmpty || (target == [1] && prediction != [1]) || target == Array(prediction.dropLast())
-    }
-
     public static func compute(_ kind: LossSpec.Kind, prediction p: Variable, target t: Tensor) throws(TensorError) -> Variable {
         switch kind {
         case .categoricalCrossentropy, .sparseCategoricalCrossentropy:
-            let sparse = kind == .sparseCategoricalCrossentropy || isSparse(prediction: Array(p.shape.dropFirst()), target: Array(t.shape.dropFirst()))
+            let sparse = kind == .sparseCategoricalCrossentropy
+                || LossSpec.holdsClassIndices(prediction: Array(p.shape.dropFirst()), target: Array(t.shape.dropFirst()))
             return sparse ? try sparseCrossentropy(p, t) : try categoricalCrossentropy(p, t)
         case .binaryCrossentropy: return try binaryCrossentropy(p, t)
         case .mse: return try p.sub(Variable(t)).square().mean()

@@ -16,7 +16,7 @@ public enum Metric {
         case "accuracy":
             let classes = p.shape.last ?? 1
             let rows = p.count / Swift.max(classes, 1)
-            let sparse = Loss.isSparse(prediction: Array(p.shape.dropFirst()), target: Array(t.shape.dropFirst()))
+            let sparse = LossSpec.holdsClassIndices(prediction: Array(p.shape.dropFirst()), target: Array(t.shape.dropFirst()))
             var correct = 0
             for r in 0..<rows {
                 let predicted = argmax(pp + r * classes, classes)

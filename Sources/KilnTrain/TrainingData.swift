@@ -113,11 +113,9 @@ public struct TrainingData {
     /// starts (at POST for inline data), not at the first batch that holds a bad one.
     func checkClassIndices(_ set: Dataset, _ setName: String, _ spec: JobSpec) throws(DatasetError) {
         for loss in spec.train.losses {
-            guard let kind = loss.kind, kind == .sparseCategoricalCrossentropy || kind == .categoricalCrossentropy,
-                  case .field(let f)? = loss.target, let target = set.fields[f],
-                  let prediction = spec.model.node(loss.node)?.shape.dims, let classes = prediction.last else { continue }
-            let sparse = kind == .sparseCategoricalCrossentropy || Loss.isSparse(prediction: prediction, target: target.rowShape)
-            guard sparse else { continue }
+            guard let kind = loss.kind, case .field(let f)? = loss.target, let target = set.fields[f],
+                  let prediction = spec.model.node(loss.node)?.shape.dims, let classes = prediction.last,
+                  loss.readsClassIndices(prediction: prediction, target: target.rowShape) else { continue }
             for (i, v) in target.values.enumerated() {
                 let c = Int(exactly: v) ?? -1
                 guard c >= 0, c < classes else {
