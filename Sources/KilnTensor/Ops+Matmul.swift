@@ -175,6 +175,7 @@ extension Variable {
                 }
                 self.accumulate(dx)
             }
+            withExtendedLifetime(dz) {}
         }
     }
 }

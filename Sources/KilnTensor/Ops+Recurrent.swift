@@ -214,6 +214,7 @@ extension Variable {
                 }
             }
         }
+        withExtendedLifetime(projection) {}
         let y = returnSequences ? hs : s.lastStep(hs)
         let parents = [self, kernel, recurrentKernel] + (bias.map { [$0] } ?? [])
         return Variable(y, op: "gru", parents: parents) { g in
