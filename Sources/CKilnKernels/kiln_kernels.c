@@ -1,5 +1,4 @@
 #include "kiln_kernels.h"
-#include <string.h>
 
 // No fused multiply-adds: every clone rounds alike, so the update does not depend on
 // which clone the CPU picks.
@@ -7,12 +6,16 @@
 
 typedef float f8 __attribute__((ext_vector_type(8)));
 
+#if defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES  // one build for the target's own vector width (no ifunc, or not x86-64)
+#endif
 
 // Unaligned 8-lane loads and stores (macros: vector arguments would change the
 // calling convention between clones).
-#define load8(p) ({ f8 v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define store8(p, v) do { f8 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+#define load8(p) ({ f8 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
+#define store8(p, v) do { f8 v_ = (v); __builtin_memcpy((p), &v_, sizeof v_); } while (0)
 #define splat(x) ((f8)(x))
 
 // Sums of squares: eight lanes in float, folded into a double every 32 groups.
