@@ -101,3 +101,15 @@ double kiln_rmsprop(float *w, float *v, const float *g, long n, float scale,
     }
     SQUARES_END
 }
+
+CLONES
+double kiln_sum_squares(const float *x, long n) {
+    SQUARES_BEGIN
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 v = load8(x + i);
+        SQUARES_ADD(v)
+    }
+    for (; i < n; i++) total += (double)x[i] * x[i];
+    SQUARES_END
+}

@@ -17,11 +17,15 @@ public final class Optimizer {
         learningRate = spec.learningRate
     }
 
-    /// L2 norm of a gradient.
+    /// L2 norm of a gradient (eight lanes at a time, split over the cores).
     public static func norm(_ g: Tensor) -> Float {
-        var total: Double = 0
-        g.withUnsafeBufferPointer { p in for v in p { total += Double(v) * Double(v) } }
-        return Float(total.squareRoot())
+        let p = g.storage.pointer, count = g.count
+        var sums = [Double](repeating: 0, count: Parallel.chunkCount(count, minimumChunk: chunk))
+        sums.withUnsafeMutableBufferPointer { sp in
+            Parallel.forEachChunk(count, minimumChunk: chunk) { c, r in sp[c] = kiln_sum_squares(p + r.lowerBound, r.count) }
+        }
+        withExtendedLifetime(g) {}
+        return Float(sums.reduce(0, +).squareRoot())
     }
 
     /// Applies one step to every weight that has a gradient, then clears the gradients.

@@ -130,6 +130,7 @@ final class OptimizerTests: XCTestCase {
             ["type": "adamw", "learning_rate": 0.01, "weight_decay": 0.1],
             ["type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": true],
             ["type": "rmsprop", "learning_rate": 0.01],
+            ["type": "adam", "learning_rate": 0.01, "clipnorm": 1.0],  // the gradients' norms are ≈ 26
         ] {
             let spec = try OptimizerSpec(json: json, path: "optimizer")
             let optimizer = Optimizer(spec)
@@ -141,8 +142,9 @@ final class OptimizerTests: XCTestCase {
                 let expectedNorm = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
                 XCTAssertEqual(norms[0], expectedNorm, accuracy: expectedNorm * 1e-5)
                 let lr = Double(spec.learningRate), step = Double(t + 1)
+                let clip = spec.clipnorm.map { Double($0) < expectedNorm ? Double($0) / expectedNorm : 1 } ?? 1
                 for i in 0..<count {
-                    let gi = Double(g[i])
+                    let gi = Double(g[i]) * clip
                     switch spec.kind {
                     case .adam, .adamw:
                         let b1 = Double(spec.beta1), b2 = Double(spec.beta2)

@@ -15,6 +15,8 @@ double kiln_adam(float *w, float *m, float *v, const float *g, long n, float sca
 double kiln_sgd(float *w, float *velocity, const float *g, long n, float scale,
                 float learning_rate, float momentum, int nesterov);
 
+double kiln_sum_squares(const float *x, long n);
+
 double kiln_rmsprop(float *w, float *v, const float *g, long n, float scale,
                     float learning_rate, float rho, float epsilon);
 
