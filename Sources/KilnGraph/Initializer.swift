@@ -6,13 +6,15 @@ import KilnTensor
 public enum Initializer: Sendable, Equatable {
     case glorotUniform, glorotNormal, heNormal, heUniform, lecunNormal, lecunUniform
     case zeros, ones
+    /// Keras `Orthogonal`: rows (or columns, whichever are fewer) orthonormal.
+    case orthogonal
     case constant(Float)
     case uniform(min: Float, max: Float)
     case normal(mean: Float, stddev: Float)
     /// Exact values, row-major.
     case values([Float])
 
-    public static let names = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "zeros", "ones", "uniform", "normal"]
+    public static let names = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "orthogonal", "zeros", "ones", "uniform", "normal"]
 
     /// Parses a name or an object (`{"value": [...]}`, `{"type": "uniform", "min": -1, "max": 1}`).
     public static func read(_ json: JSON, path: String, node: String?) throws(SpecError) -> Initializer {
@@ -24,6 +26,7 @@ public enum Initializer: Sendable, Equatable {
             case "he_uniform": return .heUniform
             case "lecun_normal": return .lecunNormal
             case "lecun_uniform": return .lecunUniform
+            case "orthogonal": return .orthogonal
             case "zeros": return .zeros
             case "ones": return .ones
             case "uniform": return .uniform(min: -0.05, max: 0.05)
@@ -90,7 +93,38 @@ public enum Initializer: Sendable, Equatable {
         case .lecunUniform:
             let limit = (3 / fanIn).squareRoot()
             return .uniform(shape, low: -limit, high: limit, generator: &generator)
+        case .orthogonal:
+            return Initializer.orthogonal(shape, generator: &generator)
         }
+    }
+
+    /// As Keras: a normal matrix of (the larger of rows and columns) × (the smaller),
+    /// rows being every axis but the last, is orthonormalised (the Q of its QR
+    /// decomposition with R's diagonal positive, by modified Gram–Schmidt in Double), and
+    /// transposed when there are fewer rows than columns.
+    static func orthogonal(_ shape: [Int], generator: inout SeededGenerator) -> Tensor {
+        let columns = shape.last ?? 1, rows = Shapes.count(shape) / Swift.max(columns, 1)
+        let (m, n) = (Swift.max(rows, columns), Swift.min(rows, columns))
+        var q = (0..<(m * n)).map { _ in Double(generator.nextNormal()) }  // m×n, column j at q[i * n + j]
+        for j in 0..<n {
+            for k in 0..<j {
+                var dot = 0.0
+                for i in 0..<m { dot += q[i * n + k] * q[i * n + j] }
+                for i in 0..<m { q[i * n + j] -= dot * q[i * n + k] }
+            }
+            var norm = 0.0
+            for i in 0..<m { norm += q[i * n + j] * q[i * n + j] }
+            norm = norm.squareRoot()
+            for i in 0..<m { q[i * n + j] = norm > 0 ? q[i * n + j] / norm : 0 }
+        }
+        var values = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                // rows ≥ columns: the m×n matrix itself; else its transpose (n×m = rows×columns).
+                if rows >= columns { values[i * n + j] = Float(q[i * n + j]) } else { values[j * m + i] = Float(q[i * n + j]) }
+            }
+        }
+        return Tensor(shape: shape, values: values)
     }
 }
 

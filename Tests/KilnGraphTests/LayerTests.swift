@@ -292,6 +292,42 @@ final class LayerTests: XCTestCase {
         XCTAssertThrowsError(try graph(["x": [3]], [["type": "lstm", "units": 2]]))
     }
 
+    /// Keras's recurrent defaults: an orthogonal recurrent kernel (orthonormal rows of
+    /// [units, gates·units]) and, for the LSTM, a forget-gate bias of 1.
+    func testRecurrentKernelsStartOrthogonalAndTheForgetGateOpen() throws {
+        let g = try graph(["seq": [5, 3]], [
+            ["type": "lstm", "units": 4, "return_sequences": true, "input": "seq", "name": "l"],
+            ["type": "gru", "units": 3, "input": "l", "name": "g"],
+            ["type": "lstm", "units": 2, "input": "seq", "unit_forget_bias": false, "name": "plain"],
+        ])
+        let model = CompiledModel(graph: g, seed: 3)
+        for (name, units, gates) in [("l", 4, 4), ("g", 3, 3)] {
+            let u = model.weights["\(name).recurrent_kernel"]!.value
+            XCTAssertEqual(u.shape, [units, gates * units])
+            for a in 0..<units {
+                for b in 0..<units {
+                    var dot: Float = 0
+                    for j in 0..<(gates * units) { dot += u[flat: a * gates * units + j] * u[flat: b * gates * units + j] }
+                    XCTAssertEqual(dot, a == b ? 1 : 0, accuracy: 1e-5, "\(name) rows \(a)·\(b)")
+                }
+            }
+        }
+        XCTAssertEqual(model.weights["l.bias"]!.value.scalars, [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(model.weights["plain.bias"]!.value.scalars, [Float](repeating: 0, count: 8))
+        XCTAssertEqual(model.weights["g.bias"]!.value.scalars, [Float](repeating: 0, count: 18))
+        // A kernel with more rows than columns gets orthonormal columns.
+        var generator = SeededGenerator(seed: 1)
+        let tall = Initializer.orthogonal.make([2, 3, 4], generator: &generator)
+        for a in 0..<4 {
+            for b in 0..<4 {
+                var dot: Float = 0
+                for i in 0..<6 { dot += tall[flat: i * 4 + a] * tall[flat: i * 4 + b] }
+                XCTAssertEqual(dot, a == b ? 1 : 0, accuracy: 1e-5)
+            }
+        }
+        XCTAssertThrowsError(try graph(["seq": [5, 3]], [["type": "gru", "units": 2, "unit_forget_bias": true]]))
+    }
+
     /// A decoder run on its own: an inner node given a value replaces everything before it.
     func testFeedingAnInnerNodeSkipsWhatComesBefore() throws {
         let g = try ModelGraph(json: ["inputs": ["x": [3]], "layers": [

@@ -196,14 +196,18 @@ struct RecurrentOptions: Sendable {
     var returnSequences: Bool
     var weights: WeightOptions
     var recurrentInitializer: Initializer
+    /// LSTM: the forget gate's bias starts at 1 (Keras `unit_forget_bias`, default true).
+    var unitForgetBias: Bool
 
-    init(_ fields: inout FieldReader) throws(SpecError) {
+    init(_ fields: inout FieldReader, forgetGate: Bool) throws(SpecError) {
         guard let u = try fields.positiveInt("units") else { throw SpecError(.missingField, "is required", path: fields.fieldPath("units"), node: fields.node) }
         units = u
         returnSequences = try fields.bool("return_sequences") ?? false
         recurrentInitializer = try fields.raw("recurrent_initializer").map { j throws(SpecError) in
             try Initializer.read(j, path: fields.fieldPath("recurrent_initializer"), node: fields.node)
-        } ?? .glorotUniform
+        } ?? .orthogonal
+        unitForgetBias = false
+        if forgetGate { unitForgetBias = try fields.bool("unit_forget_bias") ?? true }
         weights = try WeightOptions(&fields)
     }
 
@@ -216,14 +220,23 @@ struct RecurrentOptions: Sendable {
     func parameters(_ x: NodeShape, gates: Int, biasShape: [Int]) -> [ParameterSpec] {
         [weights.kernel([x.dims[1], gates * units]),
          ParameterSpec("recurrent_kernel", shape: [units, gates * units], initializer: recurrentInitializer, trainable: weights.trainable),
-         weights.bias(biasShape)]
+         biasParameter(biasShape)]
+    }
+
+    /// The bias; with `unitForgetBias` and no bias initializer given, zeros but for ones
+    /// over the forget gate (the second of the gates i, f, c, o).
+    func biasParameter(_ shape: [Int]) -> ParameterSpec {
+        guard unitForgetBias, weights.biasInitializer == .zeros else { return weights.bias(shape) }
+        var values = [Float](repeating: 0, count: Shapes.count(shape))
+        for j in units..<(2 * units) { values[j] = 1 }
+        return ParameterSpec("bias", shape: shape, initializer: .values(values), trainable: weights.trainable)
     }
 }
 
 public struct LSTM: Layer {
     public static let typeName = "lstm"
     let options: RecurrentOptions
-    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields) }
+    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields, forgetGate: true) }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 4, biasShape: [4 * options.units]) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
@@ -235,7 +248,7 @@ public struct LSTM: Layer {
 public struct GRU: Layer {
     public static let typeName = "gru"
     let options: RecurrentOptions
-    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields) }
+    public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields, forgetGate: false) }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 3, biasShape: [2, 3 * options.units]) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
