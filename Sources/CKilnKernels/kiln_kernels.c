@@ -12,104 +12,77 @@ typedef float f8 __attribute__((ext_vector_type(8)));
 #define CLONES  // one build for the target's own vector width (no ifunc, or not x86-64)
 #endif
 
-// Unaligned 8-lane loads and stores (macros: vector arguments would change the
-// calling convention between clones).
-#define load8(p) ({ f8 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
-#define store8(p, v) do { f8 v_ = (v); __builtin_memcpy((p), &v_, sizeof v_); } while (0)
-#define splat(x) ((f8)(x))
+// Everything below is macros: vector arguments to a helper function would change the
+// calling convention between clones.
 
-// Sums of squares: eight lanes in float, folded into a double every 32 groups.
-#define SQUARES_BEGIN double total = 0; f8 sq = splat(0); int groups = 0;
-#define SQUARES_ADD(gv) sq += (gv) * (gv); \
-    if (++groups == 32) { for (int l = 0; l < 8; l++) total += sq[l]; sq = splat(0); groups = 0; }
-#define SQUARES_END for (int l = 0; l < 8; l++) total += sq[l]; return total;
+// The k (1...8) elements at p + i as eight lanes, zeros past k and for a null p; and
+// the first k lanes written back (nothing for a null p).
+#define LOAD(p, i, k) ({ \
+    f8 v_ = (f8)0; \
+    if (p) { if ((k) == 8) __builtin_memcpy(&v_, (p) + (i), sizeof v_); else for (int l_ = 0; l_ < (k); l_++) v_[l_] = (p)[(i) + l_]; } \
+    v_; })
+#define STORE(p, i, k, v) do { \
+    if (p) { f8 v_ = (v); if ((k) == 8) __builtin_memcpy((p) + (i), &v_, sizeof v_); else for (int l_ = 0; l_ < (k); l_++) (p)[(i) + l_] = v_[l_]; } \
+} while (0)
+
+// Runs RULE over n elements eight at a time, the last group padded with zeros, so each
+// rule is written once. RULE sees and may change the lanes w, a, b (the weight and two
+// slots; a null slot reads as zeros and is not written) and reads g, the gradient
+// already scaled by `scale`. Returns Σ g² of the unscaled gradient: in float per lane,
+// folded into a double every 32 groups.
+#define SWEEP(n, gp, scale, wp, ap, bp, RULE) \
+    double total = 0; \
+    f8 squares = (f8)0; \
+    int groups = 0; \
+    for (long i = 0; i < (n); i += 8) { \
+        int k = (n) - i < 8 ? (int)((n) - i) : 8; \
+        f8 g = LOAD(gp, i, k), w = LOAD(wp, i, k), a = LOAD(ap, i, k), b = LOAD(bp, i, k); \
+        squares += g * g; \
+        if (++groups == 32) { for (int l = 0; l < 8; l++) total += squares[l]; squares = (f8)0; groups = 0; } \
+        g = g * (scale); \
+        RULE; \
+        STORE(wp, i, k, w); STORE(ap, i, k, a); STORE(bp, i, k, b); \
+        (void)a; (void)b; \
+    } \
+    for (int l = 0; l < 8; l++) total += squares[l]; \
+    return total;
 
 CLONES
-double kiln_adam(float *w, float *m, float *v, const float *g, long n, float scale,
+double kiln_adam(float *weights, float *m, float *v, const float *gradient, long n, float scale,
                  float beta1, float beta2, float alpha, float epsilon, float decay) {
-    SQUARES_BEGIN
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 gv = load8(g + i);
-        SQUARES_ADD(gv)
-        f8 gs = gv * scale;
-        f8 mv = load8(m + i), vv = load8(v + i);
-        mv += (gs - mv) * (1 - beta1);
-        vv += (gs * gs - vv) * (1 - beta2);
-        store8(m + i, mv);
-        store8(v + i, vv);
-        store8(w + i, load8(w + i) * decay - alpha * mv / (__builtin_elementwise_sqrt(vv) + epsilon));
-    }
-    for (; i < n; i++) {
-        float gi = g[i];
-        total += (double)gi * gi;
-        gi *= scale;
-        m[i] += (gi - m[i]) * (1 - beta1);
-        v[i] += (gi * gi - v[i]) * (1 - beta2);
-        w[i] = w[i] * decay - alpha * m[i] / (__builtin_sqrtf(v[i]) + epsilon);
-    }
-    SQUARES_END
+    // a: first moment, b: second moment.
+    SWEEP(n, gradient, scale, weights, m, v,
+          a += (g - a) * (1 - beta1);
+          b += (g * g - b) * (1 - beta2);
+          w = w * decay - alpha * a / (__builtin_elementwise_sqrt(b) + epsilon))
 }
 
 CLONES
-double kiln_sgd(float *w, float *velocity, const float *g, long n, float scale,
+double kiln_sgd(float *weights, float *velocity, const float *gradient, long n, float scale,
                 float learning_rate, float momentum, int nesterov) {
-    SQUARES_BEGIN
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 gv = load8(g + i);
-        SQUARES_ADD(gv)
-        f8 gs = gv * scale;
-        if (!velocity) {
-            store8(w + i, load8(w + i) - learning_rate * gs);
-            continue;
-        }
-        f8 vv = momentum * load8(velocity + i) - learning_rate * gs;
-        store8(velocity + i, vv);
-        store8(w + i, load8(w + i) + (nesterov ? momentum * vv - learning_rate * gs : vv));
-    }
-    for (; i < n; i++) {
-        float gi = g[i];
-        total += (double)gi * gi;
-        gi *= scale;
-        if (!velocity) { w[i] -= learning_rate * gi; continue; }
-        velocity[i] = momentum * velocity[i] - learning_rate * gi;
-        w[i] += nesterov ? momentum * velocity[i] - learning_rate * gi : velocity[i];
-    }
-    SQUARES_END
+    // a: velocity (absent without momentum).
+    float *none = 0;
+    SWEEP(n, gradient, scale, weights, velocity, none,
+          if (!velocity) {
+              w -= learning_rate * g;
+          } else {
+              a = momentum * a - learning_rate * g;
+              w += nesterov ? momentum * a - learning_rate * g : a;
+          })
 }
 
 CLONES
-double kiln_rmsprop(float *w, float *v, const float *g, long n, float scale,
+double kiln_rmsprop(float *weights, float *v, const float *gradient, long n, float scale,
                     float learning_rate, float rho, float epsilon) {
-    SQUARES_BEGIN
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 gv = load8(g + i);
-        SQUARES_ADD(gv)
-        f8 gs = gv * scale;
-        f8 vv = rho * load8(v + i) + (1 - rho) * gs * gs;
-        store8(v + i, vv);
-        store8(w + i, load8(w + i) - learning_rate * gs / (__builtin_elementwise_sqrt(vv) + epsilon));
-    }
-    for (; i < n; i++) {
-        float gi = g[i];
-        total += (double)gi * gi;
-        gi *= scale;
-        v[i] = rho * v[i] + (1 - rho) * gi * gi;
-        w[i] -= learning_rate * gi / (__builtin_sqrtf(v[i]) + epsilon);
-    }
-    SQUARES_END
+    // a: mean square.
+    float *none = 0;
+    SWEEP(n, gradient, scale, weights, v, none,
+          a = rho * a + (1 - rho) * g * g;
+          w -= learning_rate * g / (__builtin_elementwise_sqrt(a) + epsilon))
 }
 
 CLONES
 double kiln_sum_squares(const float *x, long n) {
-    SQUARES_BEGIN
-    long i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 v = load8(x + i);
-        SQUARES_ADD(v)
-    }
-    for (; i < n; i++) total += (double)x[i] * x[i];
-    SQUARES_END
+    float *none = 0;
+    SWEEP(n, x, 1.0f, none, none, none, (void)0)
 }
