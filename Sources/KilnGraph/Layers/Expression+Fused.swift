@@ -8,44 +8,17 @@ import KilnTensor
 struct FusedProgram: Sendable {
     /// The one-argument functions, resolved from their names once, when the program is
     /// built (a switch on strings per element cost more than the arithmetic).
-    enum Unary: Sendable {
+    enum Unary: String, Sendable {
         case exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu, elu, softplus, square, floor, neg
 
-        init(_ name: String) {
-            switch name {
-            case "exp": self = .exp
-            case "log": self = .log
-            case "sqrt": self = .sqrt
-            case "abs": self = .abs
-            case "sin": self = .sin
-            case "cos": self = .cos
-            case "tanh": self = .tanh
-            case "sigmoid": self = .sigmoid
-            case "relu": self = .relu
-            case "elu": self = .elu
-            case "softplus": self = .softplus
-            case "square": self = .square
-            case "floor": self = .floor
-            default: self = .neg
-            }
-        }
+        /// Names the parser does not list under a function are unary minus.
+        init(_ name: String) { self = Unary(rawValue: name) ?? .neg }
     }
 
-    enum Binary: Sendable {
-        case add, sub, mul, div, pow, mod, min, max
+    enum Binary: String, Sendable {
+        case add = "+", sub = "-", mul = "*", div = "/", pow = "^", mod, min, max
 
-        init(_ name: String) {
-            switch name {
-            case "+": self = .add
-            case "-": self = .sub
-            case "*": self = .mul
-            case "/": self = .div
-            case "^", "pow": self = .pow
-            case "mod": self = .mod
-            case "min": self = .min
-            default: self = .max
-            }
-        }
+        init(_ name: String) { self = name == "pow" ? .pow : Binary(rawValue: name) ?? .max }
     }
 
     enum Op: Sendable {
