@@ -19,13 +19,10 @@ public final class Optimizer {
 
     /// L2 norm of a gradient (eight lanes at a time, split over the cores).
     public static func norm(_ g: Tensor) -> Float {
-        let p = g.storage.pointer, count = g.count
-        var sums = [Double](repeating: 0, count: Parallel.chunkCount(count, minimumChunk: chunk))
-        sums.withUnsafeMutableBufferPointer { sp in
-            Parallel.forEachChunk(count, minimumChunk: chunk) { c, r in sp[c] = kiln_sum_squares(p + r.lowerBound, r.count) }
-        }
+        let p = g.storage.pointer
+        let total = Parallel.sum(g.count, minimumChunk: chunk) { r in kiln_sum_squares(p + r.lowerBound, r.count) }
         withExtendedLifetime(g) {}
-        return Float(sums.reduce(0, +).squareRoot())
+        return Float(total.squareRoot())
     }
 
     /// Applies one step to every weight that has a gradient, then clears the gradients.
@@ -68,12 +65,9 @@ public final class Optimizer {
                 let rho = spec.rho, eps = spec.epsilon
                 update = { r in kiln_rmsprop(wp + r.lowerBound, v + r.lowerBound, gp + r.lowerBound, r.count, scale, lr, rho, eps) }
             }
-            var sums = [Double](repeating: 0, count: Parallel.chunkCount(count, minimumChunk: Optimizer.chunk))
-            sums.withUnsafeMutableBufferPointer { sp in
-                Parallel.forEachChunk(count, minimumChunk: Optimizer.chunk) { c, r in sp[c] = update(r) }
-            }
+            let squares = Parallel.sum(count, minimumChunk: Optimizer.chunk, update)
             // With clipping, the update saw g scaled; report the norm measured before.
-            norms[index] = measured.map(Double.init) ?? sums.reduce(0, +).squareRoot()
+            norms[index] = measured.map(Double.init) ?? squares.squareRoot()
             withExtendedLifetime(g) {}
         }
         return norms

@@ -11,6 +11,16 @@ public enum Parallel {
     /// Cores used for element-wise work (the BLAS library manages its own threads).
     public static let cores: Int = max(1, sysconfCores())
 
+    /// The sum of `body` over the chunks of `0..<count` (see `forEachChunk`), added in
+    /// chunk order, so the result does not depend on which core finishes first.
+    public static func sum(_ count: Int, minimumChunk: Int = 1 << 15, _ body: (Range<Int>) -> Double) -> Double {
+        var sums = [Double](repeating: 0, count: chunkCount(count, minimumChunk: minimumChunk))
+        sums.withUnsafeMutableBufferPointer { sp in
+            forEachChunk(count, minimumChunk: minimumChunk) { c, range in sp[c] = body(range) }
+        }
+        return sums.reduce(0, +)
+    }
+
     /// How many chunks `forEachChunk` cuts `count` items into.
     public static func chunkCount(_ count: Int, minimumChunk: Int = 1 << 15) -> Int {
         count < 2 * minimumChunk || cores == 1 ? 1 : min(cores, count / minimumChunk)
