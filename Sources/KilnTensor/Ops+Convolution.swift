@@ -104,7 +104,7 @@ extension Variable {
         let input = value, w = kernel.value
         let y = plan.rowsToImage(input.reshaped([x[0] * x[1] * x[2], x[3]]), w)
         return Variable(y, op: "conv2d_transpose", parents: [self, kernel]) { g in
-            if self.requiresGrad { self.accumulate(plan.imageToRows(g, w).reshaped(x)) }
+            if self.requiresGrad { self.accumulate(plan.imageToRows(g, w).rows.reshaped(x)) }
             if kernel.requiresGrad { kernel.accumulate(plan.kernelGradient(g, input.reshaped([x[0] * x[1] * x[2], x[3]]), kernelShape: k)) }
         }
     }
@@ -133,12 +133,7 @@ extension Variable {
     private func convolve(kernel: Variable, plan: ConvolutionPlan, op: String, bias: Variable? = nil, relu: Bool = false) -> Variable {
         let g = plan.geometry, x = value, w = kernel.value
         let outShape = [g.batch, g.outH, g.outW, plan.columns]
-        let y: Tensor, patches: Tensor?
-        if kernel.requiresGrad {
-            (y, patches) = plan.imageToRowsKeepingPatches(x, w)
-        } else {
-            (y, patches) = (plan.imageToRows(x, w), nil)
-        }
+        let (y, patches) = plan.imageToRows(x, w, keepPatches: kernel.requiresGrad)
         biasRelu(y, columns: plan.columns, bias: bias?.value, relu: relu)
         let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
         return Variable(y.reshaped(outShape), op: op, parents: parents) { grad in
@@ -146,8 +141,7 @@ extension Variable {
             let rows = dz.reshaped([g.batch * g.positions, plan.columns])
             if self.requiresGrad { self.accumulate(plan.rowsToImage(rows, w)) }
             if kernel.requiresGrad {
-                kernel.accumulate(patches.map { plan.kernelGradient(patches: $0, rows, kernelShape: w.shape) }
-                                  ?? plan.kernelGradient(x, rows, kernelShape: w.shape))
+                kernel.accumulate(plan.kernelGradient(x, rows, kernelShape: w.shape, patches: patches))
             }
         }
     }

@@ -160,7 +160,9 @@ public struct ConvolutionPlan {
     /// matrix can be kept for the kernel gradient instead of being built again.
     var patchesFitOneChunk: Bool { !perSample && geometry.batch > 0 && chunk >= geometry.batch }
 
-    private func forEachChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+    /// Runs `body` on each chunk of samples with one patch buffer, which it returns.
+    @discardableResult
+    private func forEachChunk(_ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
         let g = geometry, size = chunk
         let cols = Tensor(uninitializedShape: [Swift.max(1, size * g.positions * g.patch)])
         var start = 0
@@ -168,49 +170,27 @@ public struct ConvolutionPlan {
             body(start..<Swift.min(g.batch, start + size), cols.storage.pointer)
             start += size
         }
-        withExtendedLifetime(cols) {}
-    }
-
-    /// rows = patches(image) · kernel, also returning the patch matrix when it fits one
-    /// chunk (for `kernelGradient(patches:)`).
-    func imageToRowsKeepingPatches(_ image: Tensor, _ kernel: Tensor) -> (rows: Tensor, patches: Tensor?) {
-        guard patchesFitOneChunk else { return (imageToRows(image, kernel), nil) }
-        let g = geometry
-        let rows = Tensor(uninitializedShape: [g.batch * g.positions, columns])
-        let patches = Tensor(uninitializedShape: [g.batch * g.positions, g.patch])
-        g.im2col(image.storage.pointer, samples: 0..<g.batch, into: patches.storage.pointer)
-        BLAS.sgemm(transposeA: false, transposeB: false, m: g.batch * g.positions, n: columns, k: g.patch,
-                   a: patches.storage.pointer, lda: g.patch, b: kernel.storage.pointer, ldb: columns,
-                   c: rows.storage.pointer, ldc: columns)
-        return (rows, patches)
-    }
-
-    /// The kernel gradient from a patch matrix kept by `imageToRowsKeepingPatches`.
-    func kernelGradient(patches: Tensor, _ rows: Tensor, kernelShape: [Int]) -> Tensor {
-        let g = geometry
-        let dk = Tensor(uninitializedShape: kernelShape)
-        BLAS.sgemm(transposeA: true, transposeB: false, m: g.patch, n: columns, k: g.batch * g.positions,
-                   a: patches.storage.pointer, lda: g.patch, b: rows.storage.pointer, ldb: columns,
-                   c: dk.storage.pointer, ldc: columns)
-        return dk
+        return cols
     }
 
     private func kernelMatrix(_ kernel: UnsafePointer<Float>, _ samples: Range<Int>) -> UnsafePointer<Float> {
         perSample ? kernel + samples.lowerBound * geometry.patch * columns : kernel
     }
 
-    /// rows [batch · positions, columns] = patches(image) · kernel.
-    func imageToRows(_ image: Tensor, _ kernel: Tensor) -> Tensor {
+    /// rows [batch · positions, columns] = patches(image) · kernel. With `keepPatches`,
+    /// when one chunk holds the whole batch, also its patch matrix, for
+    /// `kernelGradient(_:_:kernelShape:patches:)` to use instead of building it again.
+    func imageToRows(_ image: Tensor, _ kernel: Tensor, keepPatches: Bool = false) -> (rows: Tensor, patches: Tensor?) {
         let g = geometry
         let rows = Tensor(uninitializedShape: [g.batch * g.positions, columns])
         let pi = image.storage.pointer, pk = kernel.storage.pointer, pr = rows.storage.pointer
-        forEachChunk { samples, cols in
+        let cols = forEachChunk { samples, cols in
             g.im2col(pi, samples: samples, into: cols)
             BLAS.sgemm(transposeA: false, transposeB: false, m: samples.count * g.positions, n: columns, k: g.patch,
                        a: cols, lda: g.patch, b: kernelMatrix(pk, samples), ldb: columns,
                        c: pr + samples.lowerBound * g.positions * columns, ldc: columns)
         }
-        return rows
+        return (rows, keepPatches && patchesFitOneChunk ? cols : nil)
     }
 
     /// image = col2im(rows · kernelᵀ): the adjoint of `imageToRows` in the image.
@@ -228,16 +208,24 @@ public struct ConvolutionPlan {
     }
 
     /// kernel gradient [patch, columns] (per sample when `perSample`) = patches(image)ᵀ · rows:
-    /// the adjoint of `imageToRows` in the kernel.
-    func kernelGradient(_ image: Tensor, _ rows: Tensor, kernelShape: [Int]) -> Tensor {
+    /// the adjoint of `imageToRows` in the kernel; from `patches` when `imageToRows` kept them.
+    func kernelGradient(_ image: Tensor, _ rows: Tensor, kernelShape: [Int], patches: Tensor? = nil) -> Tensor {
         let g = geometry
         let dk = Tensor(shape: kernelShape, repeating: 0)
         let pi = image.storage.pointer, pd = dk.storage.pointer, pr = rows.storage.pointer
-        forEachChunk { samples, cols in
-            g.im2col(pi, samples: samples, into: cols)
+        func product(_ samples: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
             BLAS.sgemm(transposeA: true, transposeB: false, m: g.patch, n: columns, k: samples.count * g.positions,
                        a: cols, lda: g.patch, b: pr + samples.lowerBound * g.positions * columns, ldb: columns,
                        beta: perSample ? 0 : 1, c: UnsafeMutablePointer(mutating: kernelMatrix(pd, samples)), ldc: columns)
+        }
+        if let patches {
+            product(0..<g.batch, patches.storage.pointer)
+            withExtendedLifetime(patches) {}
+        } else {
+            forEachChunk { samples, cols in
+                g.im2col(pi, samples: samples, into: cols)
+                product(samples, cols)
+            }
         }
         return dk
     }
