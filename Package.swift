@@ -20,21 +20,23 @@ let package = Package(
         .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
         .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
+        // The job spec (model + data + train sections), decoded once into typed values.
+        .target(name: "KilnSpec", dependencies: ["KilnGraph", "KilnJSON"]),
         // Vector loops for the optimizer updates (C for vector square roots).
         .target(name: "CKilnKernels"),
-        .target(name: "KilnTrain", dependencies: ["CKilnKernels", "KilnTensor", "KilnGraph", "KilnData", "KilnJSON"]),
+        .target(name: "KilnTrain", dependencies: ["CKilnKernels", "KilnTensor", "KilnGraph", "KilnSpec", "KilnData", "KilnJSON"]),
         .target(name: "KilnHTTP", dependencies: ["KilnJSON"]),
-        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
+        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
-        .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
+        .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "CZlib"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
-        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
+        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnSpec", "KilnTensor", "KilnJSON"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
-        .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
+        .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
     ],

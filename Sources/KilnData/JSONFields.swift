@@ -32,59 +32,14 @@ public enum JSONFields {
     }
 
     static func parseField(_ value: JSON, name: String, path: String) throws(DatasetError) -> DataArray {
-        // Shape from the first element at each depth.
-        var shape = [Int]()
-        var probe = value
-        while case let .array(items) = probe {
-            shape.append(items.count)
-            guard let first = items.first else { break }
-            probe = first
+        let array: NumberArray
+        do {
+            array = try NumberArray.decode(value, maxValues: maxValues, requireArray: true)
+        } catch {
+            let message = error.message.hasPrefix("expected an array") ? "must be an array (one entry per row), got \(value.kindName)" : error.message
+            throw DatasetError(field: name, "\(path)\(error.suffix)\(error.suffix.isEmpty ? " " : ": ")\(message)")
         }
-        guard !shape.isEmpty else {
-            throw DatasetError(field: name, "\(path) must be an array (one entry per row), got \(value.kindName)")
-        }
-        var count = 1
-        for d in shape {
-            let (p, o) = count.multipliedReportingOverflow(by: d)
-            guard !o, p <= maxValues else { throw DatasetError(field: name, "\(path) has more than \(maxValues) values") }
-            count = p
-        }
-        var values = [Float]()
-        values.reserveCapacity(count)
-        var allIntegers = true
-
-        // The element path is built only for error messages.
-        var index = [Int]()
-        func here() -> String { path + index.map { "[\($0)]" }.joined() }
-        func walk(_ v: JSON, depth: Int) throws(DatasetError) {
-            if depth == shape.count {
-                guard case let .number(d) = v else {
-                    if case .array = v {
-                        throw DatasetError(field: name, "\(here()): ragged array (expected a number at depth \(depth), got an array; shape so far \(shape))")
-                    }
-                    throw DatasetError(field: name, "\(here()): expected a number, got \(v.kindName)")
-                }
-                let f = Float(d)
-                guard f.isFinite else { throw DatasetError(field: name, "\(here()): \(d) is outside the float32 range") }
-                if allIntegers && !(d.rounded() == d && d >= -2147483648 && d <= 2147483647) { allIntegers = false }
-                values.append(f)
-                return
-            }
-            guard case let .array(items) = v else {
-                throw DatasetError(field: name, "\(here()): ragged array (expected an array of \(shape[depth]) elements, got \(v.kindName))")
-            }
-            guard items.count == shape[depth] else {
-                throw DatasetError(field: name, "\(here()): ragged array (expected \(shape[depth]) elements, got \(items.count))")
-            }
-            index.append(0)
-            for (i, item) in items.enumerated() {
-                index[depth] = i
-                try walk(item, depth: depth + 1)
-            }
-            index.removeLast()
-        }
-        try walk(value, depth: 0)
-        let dtype: DType = (shape.count == 1 && allIntegers && !values.isEmpty) ? .int32 : .float32
-        return DataArray(shape: shape, dtype: dtype, values: values)
+        let dtype: DType = (array.shape.count == 1 && array.allIntegers) ? .int32 : .float32
+        return DataArray(shape: array.shape, dtype: dtype, values: array.values)
     }
 }

@@ -5,7 +5,7 @@ extension ModelGraph {
     /// The model summary of `POST /validate` and job creation: every node with its type,
     /// output shape (null for the batch axis), parameter counts, and what each output
     /// and loss depends on.
-    public func summary(losses: [LossSpec] = []) -> JSON {
+    public func summary(lossNodes: [String] = []) -> JSON {
         let (trainable, frozen) = parameterCount
         let nodeList: [JSON] = nodes.map { n in
             let t = n.parameters.filter(\.trainable).reduce(0) { $0 + Shapes.count($1.shape) }
@@ -26,7 +26,7 @@ extension ModelGraph {
             return .object(members)
         }
         var deps: [(String, JSON)] = outputs.map { ($0, JSON(dependencies(of: [$0]))) }
-        for l in losses { deps.append(("loss:\(l.node)", JSON(dependencies(of: [l.node])))) }
+        for l in lossNodes { deps.append(("loss:\(l)", JSON(dependencies(of: [l])))) }
         return .object([
             ("inputs", .object(inputNames.map { ($0, JSON(node($0)!.shape.dims)) })),
             ("outputs", JSON(outputs)),

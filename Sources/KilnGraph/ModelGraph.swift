@@ -196,7 +196,7 @@ public struct ModelGraph: Sendable {
     }
 
     /// Node and input names become checkpoint keys and appear in URLs and logs.
-    static func checkName(_ name: String, path: String) throws(SpecError) {
+    public static func checkName(_ name: String, path: String) throws(SpecError) {
         let ok = !name.isEmpty && name.count <= 64 && name.unicodeScalars.allSatisfy {
             ($0.properties.isAlphabetic && $0.isASCII) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" || $0 == "."
         }

@@ -27,9 +27,6 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
         self.node = node
     }
 
-    /// HTTP status the service answers with: 422 for a well-formed model over budget.
-    public var status: Int { code == .tooLarge ? 422 : 400 }
-
     public var description: String {
         let where_ = node.map { "node '\($0)' (\(path))" } ?? path
         return "\(where_): \(message)"
@@ -37,14 +34,14 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
 }
 
 /// "did you mean" suggestions by edit distance.
-enum Suggest {
-    static func closest(to word: String, in candidates: [String]) -> String? {
+public enum Suggest {
+    public static func closest(to word: String, in candidates: [String]) -> String? {
         let scored = candidates.map { ($0, distance(word.lowercased(), $0.lowercased())) }
         guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
         return best.1 <= max(2, word.count / 3) ? best.0 : nil
     }
 
-    static func hint(_ word: String, _ candidates: [String]) -> String {
+    public static func hint(_ word: String, _ candidates: [String]) -> String {
         closest(to: word, in: candidates).map { " (did you mean '\($0)'?)" } ?? ""
     }
 

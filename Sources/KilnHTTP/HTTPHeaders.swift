@@ -2,7 +2,7 @@
 ///
 /// Order is kept because it matters on the wire (and in tests); lookups compare names
 /// ASCII-case-insensitively, as RFC 9110 §5.1 requires.
-public struct HTTPHeaders: Sequence, ExpressibleByDictionaryLiteral {
+public struct HTTPHeaders: Sequence, ExpressibleByDictionaryLiteral, Sendable {
     public typealias Element = (name: String, value: String)
 
     private var fields: [Element]

@@ -30,7 +30,12 @@ public struct HTTPResponse {
         HTTPResponse(status: status, headers: ["Content-Type": contentType], body: .bytes(Array(text.utf8)))
     }
 
-    /// The DESIGN.md §3 envelope: `{"error": {"code", "message", "path"}}`, `path` omitted when nil.
+    /// The default error body, `{"error": {"code", "message", "path"}}` (`path` omitted
+    /// when nil). A router can render its errors otherwise (`Router.renderError`).
+    public static func error(_ reply: ErrorReply) -> HTTPResponse {
+        .error(reply.status, code: reply.code, message: reply.message, path: reply.path, headers: reply.headers)
+    }
+
     public static func error(_ status: Int, code: String, message: String, path: String? = nil,
                              headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var members: [(String, JSON)] = [("code", .string(code)), ("message", .string(message))]
@@ -45,9 +50,35 @@ public protocol HTTPStreamWriter: AnyObject {
     func write(_ bytes: [UInt8]) -> Bool
 }
 
-/// An error that knows its HTTP status and renders itself with the error envelope.
-/// Anything else a handler throws becomes a 500 that reveals nothing.
-public struct HTTPError: Error {
+/// How an error is answered: a status, a machine-readable code, a message for people
+/// and, where the problem is in the request's content, the path of the offending field.
+public struct ErrorReply: Sendable {
+    public var status: Int
+    public var code: String
+    public var message: String
+    public var path: String?
+    /// Extra headers for the answer (`Retry-After`, `WWW-Authenticate`, …).
+    public var headers: HTTPHeaders
+
+    public init(status: Int, code: String, message: String, path: String? = nil, headers: HTTPHeaders = HTTPHeaders()) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.path = path
+        self.headers = headers
+    }
+}
+
+/// An error that knows how it is answered. Domain errors conform by extension where
+/// they meet HTTP (KilnService); the router renders any `ResponseError` a handler or
+/// middleware throws.
+public protocol ResponseError: Error {
+    var reply: ErrorReply { get }
+}
+
+/// A `ResponseError` built on the spot, for problems that belong to HTTP itself (an
+/// unknown route, a wrong method, a missing token) or to one handler.
+public struct HTTPError: ResponseError {
     public var status: Int
     public var code: String
     public var message: String
@@ -62,9 +93,9 @@ public struct HTTPError: Error {
         self.headers = headers
     }
 
-    public var response: HTTPResponse {
-        .error(status, code: code, message: message, path: path, headers: headers)
-    }
+    public var reply: ErrorReply { ErrorReply(status: status, code: code, message: message, path: path, headers: headers) }
+
+    public var response: HTTPResponse { .error(reply) }
 }
 
 // MARK: - Reason phrases

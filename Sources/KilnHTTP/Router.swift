@@ -1,11 +1,38 @@
+import Foundation
+
+/// What the router knows about a request once it has matched it: the route's pattern
+/// (`/jobs/:id`, or nil when nothing matched), and what the route declared of itself.
+/// Middleware reads it for auth, metrics labels and logs, so nothing re-derives the
+/// route from the path.
+public struct RouteMatch: Sendable {
+    /// The pattern as registered; nil for a 404, a 405 or an OPTIONS answer.
+    public var pattern: String?
+    public var changesState: Bool
+    /// The pattern, or a fixed label for requests no route took (bounded label space).
+    public var label: String { pattern ?? "unmatched" }
+}
+
+/// Runs around every request: `next` runs the rest of the chain (later middleware and
+/// the handler) and never throws — an error thrown inside is already an answer.
+public protocol Middleware: Sendable {
+    func handle(_ request: HTTPRequest, _ route: RouteMatch, next: (HTTPRequest) -> HTTPResponse) throws -> HTTPResponse
+}
+
 /// Maps method + path pattern to a handler. Routes are declared in one place; the
 /// router answers 404 for an unknown path, 405 with `Allow` for a known path without
-/// the method, serves HEAD from GET, and renders thrown errors.
-public final class Router {
+/// the method, serves HEAD from GET, runs middleware around every request, and renders
+/// thrown errors.
+public final class Router: @unchecked Sendable {
+    public typealias Handler = (HTTPRequest) throws -> HTTPResponse
+    public typealias ErrorRenderer = (ErrorReply) -> HTTPResponse
+
     struct Route {
         var method: String
+        var pattern: String
         var segments: [Segment]
-        var handler: (HTTPRequest) throws -> HTTPResponse
+        var handler: Handler
+        var changesState: Bool
+        var renderError: ErrorRenderer?
         /// Literal segments count more than parameters when two patterns match.
         var specificity: Int { segments.filter { if case .literal = $0 { return true } else { return false } }.count }
     }
@@ -16,10 +43,15 @@ public final class Router {
     }
 
     private var routes: [Route] = []
+    private var middleware: [any Middleware] = []
 
-    /// Called with a non-`HTTPError` a handler threw, before it becomes an opaque 500
-    /// (for logging; the client never sees it).
-    public var onUnexpectedError: ((HTTPRequest, Error) -> Void)?
+    /// How a `ResponseError` becomes an answer, unless its route says otherwise.
+    public var renderError: ErrorRenderer = { .error($0) }
+
+    /// Called with an error that is not a `ResponseError` (a bug, or a failure with no
+    /// meaning for the client), with the request id the client is told; the client
+    /// gets a 500 that reveals nothing else.
+    public var onUnexpectedError: ((HTTPRequest, RouteMatch, String, Error) -> Void)?
 
     public init() {}
 
@@ -28,23 +60,55 @@ public final class Router {
     ///   - method: "GET", "POST", ... (case-sensitive, as on the wire).
     ///   - pattern: like "/jobs/:id/metrics"; a `:name` segment matches one non-empty
     ///     segment and is passed percent-decoded in `pathParameters`.
-    ///   - handler: runs on the connection's worker thread; may throw (`HTTPError`
-    ///     renders itself, anything else becomes a 500 that reveals nothing).
-    public func add(_ method: String, _ pattern: String, _ handler: @escaping (HTTPRequest) throws -> HTTPResponse) {
+    ///   - changesState: whether the call changes stored state (for auth); by default
+    ///     every method but GET, HEAD and OPTIONS does.
+    ///   - renderError: how this route's errors are answered, if not by `renderError`.
+    ///   - handler: runs on a worker thread; may throw (`ResponseError` renders itself,
+    ///     anything else becomes a 500 that reveals nothing).
+    public func add(_ method: String, _ pattern: String, changesState: Bool? = nil,
+                    renderError: ErrorRenderer? = nil, _ handler: @escaping Handler) {
         let segments = Router.split(pattern).map { text -> Segment in
             text.hasPrefix(":") ? .parameter(String(text.dropFirst())) : .literal(text)
         }
-        routes.append(Route(method: method, segments: segments, handler: handler))
+        let writes = changesState ?? !["GET", "HEAD", "OPTIONS"].contains(method)
+        routes.append(Route(method: method, pattern: pattern, segments: segments, handler: handler,
+                            changesState: writes, renderError: renderError))
+    }
+
+    /// Adds middleware; the first added runs outermost.
+    public func use(_ m: any Middleware) {
+        middleware.append(m)
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let (match, route, respond) = resolve(request)
+        let render = route?.renderError ?? renderError
+        var next: (HTTPRequest) -> HTTPResponse = { [self] r in run(respond, r, match, render) }
+        for m in middleware.reversed() {
+            let inner = next
+            next = { [self] r in run({ r in try m.handle(r, match, next: inner) }, r, match, render) }
+        }
+        var response = next(request)
+        if request.method == "HEAD" && route?.method == "GET", case let .bytes(bytes) = response.body {
+            // What GET would send, without the body.
+            response.headers.replace("Content-Length", String(bytes.count))
+            response.body = .bytes([])
+        }
+        return response
+    }
+
+    /// The route a request takes, and what answers it: the route's handler, or the
+    /// 404 / 405 / OPTIONS answer.
+    private func resolve(_ request: HTTPRequest) -> (RouteMatch, Route?, Handler) {
         let segments = Router.requestSegments(request)
         var matches: [(route: Route, parameters: [String: String])] = []
         for route in routes {
             if let parameters = Router.match(route.segments, segments) { matches.append((route, parameters)) }
         }
+        let unmatched = RouteMatch(pattern: nil, changesState: false)
         guard !matches.isEmpty else {
-            return .error(404, code: "not_found", message: "no route for \(request.path)")
+            let path = request.path
+            return (unmatched, nil, { _ in throw HTTPError(404, code: "not_found", message: "no route for \(path.prefix(200))") })
         }
         // Prefer literal segments over parameters; registration order breaks ties.
         let candidates = matches.enumerated().sorted {
@@ -57,32 +121,43 @@ public final class Router {
         let lookup = request.method == "HEAD" && !candidates.contains { $0.route.method == "HEAD" } ? "GET" : request.method
         guard let chosen = candidates.first(where: { $0.route.method == lookup }) else {
             if request.method == "OPTIONS" {
-                return HTTPResponse(status: 204, headers: ["Allow": (methods + ["OPTIONS"]).joined(separator: ", ")])
+                let allow = (methods + ["OPTIONS"]).joined(separator: ", ")
+                return (unmatched, nil, { _ in HTTPResponse(status: 204, headers: ["Allow": allow]) })
             }
-            return .error(405, code: "method_not_allowed",
-                          message: "\(request.method) is not allowed on \(request.path)",
-                          headers: ["Allow": methods.joined(separator: ", ")])
+            let (method, path) = (request.method, request.path)
+            return (unmatched, nil, { _ in
+                throw HTTPError(405, code: "method_not_allowed", message: "\(method.prefix(20)) is not allowed on \(path.prefix(200))",
+                                headers: ["Allow": methods.joined(separator: ", ")])
+            })
         }
-        var routed = request
-        routed.pathParameters = chosen.parameters
-        var response = run(chosen.route.handler, routed)
-        if request.method == "HEAD" && lookup == "GET", case let .bytes(bytes) = response.body {
-            // What GET would send, without the body.
-            response.headers.replace("Content-Length", String(bytes.count))
-            response.body = .bytes([])
-        }
-        return response
+        let handler = chosen.route.handler
+        let parameters = chosen.parameters
+        return (RouteMatch(pattern: chosen.route.pattern, changesState: chosen.route.changesState), chosen.route, { request in
+            var routed = request
+            routed.pathParameters = parameters
+            return try handler(routed)
+        })
     }
 
-    private func run(_ handler: (HTTPRequest) throws -> HTTPResponse, _ request: HTTPRequest) -> HTTPResponse {
+    private func run(_ handler: Handler, _ request: HTTPRequest, _ match: RouteMatch, _ render: ErrorRenderer) -> HTTPResponse {
         do {
             return try handler(request)
-        } catch let error as HTTPError {
-            return error.response
+        } catch let error as any ResponseError {
+            return render(error.reply)
         } catch {
-            onUnexpectedError?(request, error)
-            return .error(500, code: "internal_error", message: "internal server error")
+            let id = Router.requestID()
+            onUnexpectedError?(request, match, id, error)
+            var response = render(ErrorReply(status: 500, code: "internal_error", message: "internal server error (request id \(id))"))
+            response.headers.replace("X-Request-Id", id)
+            return response
         }
+    }
+
+    /// 16 hex digits, for correlating a 500 with its log line.
+    static func requestID() -> String {
+        let n = UInt64.random(in: 0...UInt64.max)
+        let hex = String(n, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 

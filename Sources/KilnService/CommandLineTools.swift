@@ -1,6 +1,7 @@
 import Foundation
 import KilnData
 import KilnGraph
+import KilnSpec
 import KilnJSON
 import KilnTrain
 
@@ -23,7 +24,7 @@ public enum CommandLineTools {
             return 1
         }
         if command == "validate" {
-            print(JSON.object([("valid", true), ("summary", spec.model.summary(losses: spec.train.losses))]).serialized(pretty: true))
+            print(JSON.object([("valid", true), ("summary", spec.summary)]).serialized(pretty: true))
             return 0
         }
         do {

@@ -10,6 +10,11 @@ public struct Config: Sendable {
     public var dataDirectory = "data"
     public var datasetMirror = "https://ossci-datasets.s3.amazonaws.com"
     public var authToken: String?
+    /// What the token guards: `writes` (calls that change state) or `all` (every call
+    /// but `/healthz`).
+    var authScope = AuthMiddleware.Scope.writes
+    /// Shown on the jobs this node runs.
+    public var nodeName = Config.defaultNodeName()
     public var maxConcurrentJobs = 1
     public var maxQueuedJobs = 100
     public var maxBodyBytes = 64 << 20
@@ -43,6 +48,12 @@ public struct Config: Sendable {
             case "max_body_bytes": maxBodyBytes = try int(value, key, path)
             case "max_parameters": maxParameters = try int(value, key, path)
             case "max_predict_batch": maxPredictBatch = try int(value, key, path)
+            case "auth_scope":
+                guard let scope = AuthMiddleware.Scope(rawValue: try string(value, key, path)) else {
+                    throw ConfigError(message: "\(path): auth_scope must be 'writes' or 'all'")
+                }
+                authScope = scope
+            case "node_name": nodeName = try string(value, key, path)
             default: throw ConfigError(message: "\(path): unknown setting '\(key)'")
             }
         }
@@ -57,6 +68,11 @@ public struct Config: Sendable {
         if let v = env["KILN_DATA_DIR"] { dataDirectory = v }
         if let v = env["KILN_DATASET_MIRROR"] { datasetMirror = v }
         if let v = env["KILN_AUTH_TOKEN"], !v.isEmpty { authToken = v }
+        if let v = env["KILN_AUTH_SCOPE"] {
+            guard let scope = AuthMiddleware.Scope(rawValue: v) else { throw ConfigError(message: "KILN_AUTH_SCOPE must be 'writes' or 'all', got '\(v)'") }
+            authScope = scope
+        }
+        if let v = env["KILN_NODE_NAME"], !v.isEmpty { nodeName = v }
     }
 
     public func validate() throws {
@@ -66,6 +82,11 @@ public struct Config: Sendable {
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
             throw ConfigError(message: "dataset_mirror must be an http or https URL, got '\(datasetMirror)'")
         }
+    }
+
+    /// The host name and process id.
+    static func defaultNodeName() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
     private func string(_ v: JSON, _ key: String, _ path: String) throws -> String {

@@ -13,7 +13,7 @@ enum Dashboard {
         let jobs = store.all().reversed()
         var rows = ""
         for job in jobs {
-            let metrics = store.metricsJSON(job.id)
+            let metrics = store.metrics(job.id)
             let epochs = metrics["epochs"]?.arrayValue ?? []
             let last = epochs.last
             let accuracy = last?["val_accuracy"]?.doubleValue ?? last?["accuracy"]?.doubleValue

@@ -20,6 +20,8 @@ public struct Job: Sendable {
     public var dataHash: String?
     public var seed: UInt64
     public var version = Kiln.version
+    /// The node that runs (or ran) the job.
+    public var node: String?
 
     public var isFinished: Bool { status == .succeeded || status == .failed || status == .cancelled }
 
@@ -50,10 +52,11 @@ public struct Job: Sendable {
         if let error { m.append(("error", .string(error))) }
         m += [("spec_hash", .string(specHash)), ("seed", JSON(Int(seed))), ("kiln_version", .string(version))]
         if let dataHash { m.append(("data_hash", .string(dataHash))) }
+        if let node { m.append(("node", .string(node))) }
         return .object(m)
     }
 
-    init(id: String, name: String, epochs: Int, specHash: String, seed: UInt64) {
+    public init(id: String, name: String, epochs: Int, specHash: String, seed: UInt64) {
         self.id = id
         self.name = name
         status = .queued
@@ -63,7 +66,7 @@ public struct Job: Sendable {
         self.seed = seed
     }
 
-    init?(json: JSON) {
+    public init?(json: JSON) {
         guard let id = json["id"]?.stringValue, let name = json["name"]?.stringValue,
               let status = json["status"]?.stringValue.flatMap(Status.init(rawValue:)),
               let created = json["created_at"]?.stringValue.flatMap(Job.dates.date(from:)) else { return nil }
@@ -82,6 +85,7 @@ public struct Job: Sendable {
         dataHash = json["data_hash"]?.stringValue
         seed = UInt64(json["seed"]?.intValue ?? 0)
         version = json["kiln_version"]?.stringValue ?? Kiln.version
+        node = json["node"]?.stringValue
     }
 }
 

@@ -1,6 +1,5 @@
 import Foundation
 import KilnGraph
-import KilnHTTP
 import KilnJSON
 import KilnTensor
 
@@ -28,15 +27,15 @@ extension Predictor {
         let (job, model) = try self.model(name, path: "name")
         let graph = model.graph
         guard let inputs = body["inputs"]?.arrayValue else {
-            throw HTTPError(400, code: "missing_field", message: "'inputs' (a list of tensors) is required", path: "inputs")
+            throw ServiceError(.invalid, code: "missing_field", "'inputs' (a list of tensors) is required", path: "inputs")
         }
         var requested = graph.outputs
         if let outs = body["outputs"]?.arrayValue {
             requested = []
             for (i, o) in outs.enumerated() {
-                guard let n = o["name"]?.stringValue else { throw HTTPError(400, code: "invalid_field", message: "each output needs a name", path: "outputs[\(i)].name") }
+                guard let n = o["name"]?.stringValue else { throw ServiceError(.invalid, code: "invalid_field", "each output needs a name", path: "outputs[\(i)].name") }
                 guard graph.node(n) != nil else {
-                    throw HTTPError(400, code: "unknown_node", message: "model '\(job.name)' has no node '\(n)'", path: "outputs[\(i)].name")
+                    throw ServiceError(.invalid, code: "unknown_node", "model '\(job.name)' has no node '\(n)'", path: "outputs[\(i)].name")
                 }
                 requested.append(n)
             }
@@ -44,47 +43,47 @@ extension Predictor {
         var feeds: [String: Tensor] = [:]
         for (i, input) in inputs.enumerated() {
             let path = "inputs[\(i)]"
-            guard let n = input["name"]?.stringValue else { throw HTTPError(400, code: "missing_field", message: "a tensor needs a name", path: "\(path).name") }
+            guard let n = input["name"]?.stringValue else { throw ServiceError(.invalid, code: "missing_field", "a tensor needs a name", path: "\(path).name") }
             guard let node = graph.node(n), node.layer == nil else {
-                throw HTTPError(400, code: "unknown_input", message: "model '\(job.name)' has no input '\(n)'; its inputs are \(graph.inputNames.joined(separator: ", "))", path: "\(path).name")
+                throw ServiceError(.invalid, code: "unknown_input", "model '\(job.name)' has no input '\(n)'; its inputs are \(graph.inputNames.joined(separator: ", "))", path: "\(path).name")
             }
             guard let datatype = input["datatype"]?.stringValue, Predictor.numericTypes.contains(datatype) else {
-                throw HTTPError(400, code: "invalid_datatype", message: "datatype must be a numeric type such as FP32, got \(input["datatype"]?.serialized().prefix(20) ?? "nothing")", path: "\(path).datatype")
+                throw ServiceError(.invalid, code: "invalid_datatype", "datatype must be a numeric type such as FP32, got \(input["datatype"]?.serialized().prefix(20) ?? "nothing")", path: "\(path).datatype")
             }
             guard let shapeItems = input["shape"]?.arrayValue, let shape = Optional(shapeItems.compactMap(\.intValue)), shape.count == shapeItems.count,
                   shape.allSatisfy({ $0 >= 0 }), !shape.isEmpty else {
-                throw HTTPError(400, code: "invalid_shape", message: "shape must be a list of non-negative integers", path: "\(path).shape")
+                throw ServiceError(.invalid, code: "invalid_shape", "shape must be a list of non-negative integers", path: "\(path).shape")
             }
             let expected = node.shape.dims
             guard Array(shape.dropFirst()) == expected else {
-                throw HTTPError(400, code: "shape_mismatch", message: "input '\(n)' expects shape [-1, \(expected.map(String.init).joined(separator: ", "))], got \(shape)", path: "\(path).shape")
+                throw ServiceError(.invalid, code: "shape_mismatch", "input '\(n)' expects shape [-1, \(expected.map(String.init).joined(separator: ", "))], got \(shape)", path: "\(path).shape")
             }
             guard shape[0] <= maxBatch else {
-                throw HTTPError(400, code: "batch_too_large", message: "batch of \(shape[0]) rows is over the maximum of \(maxBatch)", path: "\(path).shape")
+                throw ServiceError(.invalid, code: "batch_too_large", "batch of \(shape[0]) rows is over the maximum of \(maxBatch)", path: "\(path).shape")
             }
             var values: [Float] = []
             values.reserveCapacity(shape.reduce(1, *))
             func flatten(_ j: JSON, _ depth: Int) throws {
-                guard depth < 64 else { throw HTTPError(400, code: "invalid_data", message: "data nested too deeply", path: "\(path).data") }
+                guard depth < 64 else { throw ServiceError(.invalid, code: "invalid_data", "data nested too deeply", path: "\(path).data") }
                 if let a = j.arrayValue { for x in a { try flatten(x, depth + 1) }; return }
                 if let d = j.doubleValue, abs(d) <= Double(Float.greatestFiniteMagnitude) { values.append(Float(d)); return }
                 if let b = j.boolValue { values.append(b ? 1 : 0); return }
-                throw HTTPError(400, code: "invalid_data", message: "data must hold numbers that fit in FP32, got \(j.serialized().prefix(40))", path: "\(path).data")
+                throw ServiceError(.invalid, code: "invalid_data", "data must hold numbers that fit in FP32, got \(j.serialized().prefix(40))", path: "\(path).data")
             }
-            guard let data = input["data"] else { throw HTTPError(400, code: "missing_field", message: "data is required", path: "\(path).data") }
+            guard let data = input["data"] else { throw ServiceError(.invalid, code: "missing_field", "data is required", path: "\(path).data") }
             try flatten(data, 0)
             guard values.count == shape.reduce(1, *) else {
-                throw HTTPError(400, code: "shape_mismatch", message: "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)", path: "\(path).data")
+                throw ServiceError(.invalid, code: "shape_mismatch", "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)", path: "\(path).data")
             }
             feeds[n] = Tensor(shape: shape, values: values)
         }
         try checkBatch(feeds)
         for n in neededInputs(graph, requested) where feeds[n] == nil {
-            throw HTTPError(400, code: "missing_input", message: "input '\(n)' is required for the requested outputs", path: "inputs")
+            throw ServiceError(.invalid, code: "missing_input", "input '\(n)' is required for the requested outputs", path: "inputs")
         }
         let values: [String: Variable]
         do { values = try model.run(feeds, targets: requested, training: false) } catch {
-            throw HTTPError(400, code: "invalid_input", message: error.description)
+            throw ServiceError(.invalid, code: "invalid_input", error.description)
         }
         var out: [(String, JSON)] = [("model_name", .string(job.name)), ("model_version", .string(job.id))]
         if let id = body["id"]?.stringValue { out.append(("id", .string(id))) }

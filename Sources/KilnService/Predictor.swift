@@ -1,7 +1,7 @@
 import Foundation
 import KilnData
 import KilnGraph
-import KilnHTTP
+import KilnSpec
 import KilnJSON
 import KilnTensor
 import KilnTrain
@@ -10,16 +10,16 @@ import KilnTrain
 /// connection thread, never on the training queue, so predictions do not wait behind
 /// training.
 final class Predictor: @unchecked Sendable {
-    let store: JobStore
+    let jobs: JobStore
+    let artifacts: ArtifactStore
     let limits: ModelLimits
     let maxBatch: Int
-    /// Schemas of uploaded datasets, for specs that read their data.
-    var schema: (String) -> DataSchema? = { _ in nil }
     private let lock = NSLock()
-    private var cache: [String: (model: CompiledModel, loadedAt: Date)] = [:]
+    private var cache: [String: (model: CompiledModel, epoch: Int)] = [:]
 
-    init(store: JobStore, limits: ModelLimits, maxBatch: Int) {
-        self.store = store
+    init(jobs: JobStore, artifacts: ArtifactStore, limits: ModelLimits, maxBatch: Int) {
+        self.jobs = jobs
+        self.artifacts = artifacts
         self.limits = limits
         self.maxBatch = maxBatch
     }
@@ -30,28 +30,37 @@ final class Predictor: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// The job's model with its last checkpoint, loaded once and cached.
+    /// The job's model from its latest artifact (graph and weights), loaded once and
+    /// cached until the job lands a newer checkpoint.
     func model(_ nameOrID: String, path: String = "model") throws -> (Job, CompiledModel) {
-        guard JobStore.isValidID(nameOrID), let job = store.resolveModel(nameOrID) else {
-            throw HTTPError(404, code: "model_not_found", message: "no trained model or job named '\(nameOrID.prefix(64))'", path: path)
+        guard StoredName.isValid(nameOrID), let job = jobs.resolveModel(nameOrID) else {
+            throw ServiceError(.notFound, code: "model_not_found", "no trained model or job named '\(nameOrID.prefix(64))'", path: path)
         }
         lock.lock()
         if let hit = cache[job.id] { lock.unlock(); return (job, hit.model) }
         lock.unlock()
-        guard let bytes = AtomicFile.read(store.checkpointPath(job.id)) else {
-            throw HTTPError(409, code: "model_not_ready", message: "job \(job.id) is \(job.status.rawValue) and has no checkpoint yet", path: path)
+        guard let artifact = try artifacts.latest(job.id) else {
+            throw ServiceError(.conflict, code: "model_not_ready", "job \(job.id) is \(job.status.rawValue) and has no checkpoint yet", path: path)
         }
-        guard let specJSON = store.spec(job.id) else {
-            throw HTTPError(500, code: "internal", message: "the stored spec of job \(job.id) is missing")
-        }
-        let spec = try JobSpec(json: specJSON, limits: limits, schema: specJSON["data"]?["dataset"]?.stringValue.flatMap(schema))
-        let model = CompiledModel(graph: spec.model, seed: 0, inference: true)
-        let (tensors, _) = try Safetensors.decode(bytes)
-        for (name, t) in tensors { _ = model.load(name, t) }
+        let model = try Predictor.load(artifact, limits: limits)
         lock.lock()
-        cache[job.id] = (model, Date())
+        cache[job.id] = (model, artifact.epoch)
         lock.unlock()
         return (job, model)
+    }
+
+    /// A model ready for inference from an artifact alone.
+    static func load(_ artifact: ModelArtifact, limits: ModelLimits) throws -> CompiledModel {
+        let graph: ModelGraph
+        do {
+            graph = try ModelGraph(json: artifact.graph, path: "model", limits: limits)
+        } catch {
+            // The graph was checked when the job was posted: failing now means the artifact is damaged.
+            throw ServiceError(.internalError, code: "artifact_corrupt", "the graph of job \(artifact.jobID) does not load: \(error)")
+        }
+        let model = CompiledModel(graph: graph, seed: 0, inference: true)
+        try Checkpoint.load(artifact.weights, into: model)
+        return model
     }
 
     /// `{"model", "inputs", "outputs"}` → `{"outputs"}`, or TensorFlow-Serving
@@ -59,19 +68,19 @@ final class Predictor: @unchecked Sendable {
     /// `JSON.parsePacked`, so inputs given as rectangular arrays of numbers become
     /// tensors without a tree of JSON values.
     func predict(_ body: PackedJSON) throws -> JSON {
-        guard body.objectMembers != nil else { throw HTTPError(400, code: "invalid_request", message: "expected a JSON object") }
+        guard body.objectMembers != nil else { throw ServiceError(.invalid, code: "invalid_request", "expected a JSON object") }
         guard let name = body["model"]?.stringValue else {
-            throw HTTPError(400, code: "missing_field", message: "'model' (a model name or job id) is required", path: "model")
+            throw ServiceError(.invalid, code: "missing_field", "'model' (a model name or job id) is required", path: "model")
         }
         let (job, model) = try self.model(name)
         let graph = model.graph
         var requested = graph.outputs
         if let outs = body["outputs"]?.json {
             guard let list = outs.arrayValue?.compactMap(\.stringValue), list.count == outs.arrayValue?.count, !list.isEmpty else {
-                throw HTTPError(400, code: "invalid_field", message: "expected a list of node names", path: "outputs")
+                throw ServiceError(.invalid, code: "invalid_field", "expected a list of node names", path: "outputs")
             }
             for (i, o) in list.enumerated() where graph.node(o) == nil {
-                throw HTTPError(400, code: "unknown_node", message: "model '\(job.name)' has no node '\(o)'; its nodes are \(graph.nodes.map(\.name).joined(separator: ", "))", path: "outputs[\(i)]")
+                throw ServiceError(.invalid, code: "unknown_node", "model '\(job.name)' has no node '\(o)'; its nodes are \(graph.nodes.map(\.name).joined(separator: ", "))", path: "outputs[\(i)]")
             }
             requested = list
         }
@@ -84,13 +93,13 @@ final class Predictor: @unchecked Sendable {
             feeds = try namedFeeds(inputs, graph: graph, needed: requested)
             rowsForm = false
         } else {
-            throw HTTPError(400, code: "missing_field", message: "give 'inputs' (an object of input name → array) or 'instances' (a list of rows)", path: "inputs")
+            throw ServiceError(.invalid, code: "missing_field", "give 'inputs' (an object of input name → array) or 'instances' (a list of rows)", path: "inputs")
         }
         let values: [String: Variable]
         do {
             values = try model.run(feeds, targets: requested, training: false)
         } catch {
-            throw HTTPError(400, code: "invalid_input", message: error.description)
+            throw ServiceError(.invalid, code: "invalid_input", error.description)
         }
         for o in requested where !values[o]!.value.isFinite {
             Log.error("prediction_not_finite", [("model", .string(job.id)), ("node", .string(o))])
@@ -116,13 +125,13 @@ final class Predictor: @unchecked Sendable {
 
     func namedFeeds(_ inputs: PackedJSON, graph: ModelGraph, needed targets: [String]) throws -> [String: Tensor] {
         guard inputs.objectMembers != nil else {
-            throw HTTPError(400, code: "invalid_field", message: "expected an object mapping input names to arrays", path: "inputs")
+            throw ServiceError(.invalid, code: "invalid_field", "expected an object mapping input names to arrays", path: "inputs")
         }
         var feeds: [String: Tensor] = [:]
         let given = Set(inputs.objectMembers!.map(\.0).filter { graph.node($0) != nil })
         for name in neededInputs(graph, targets, given: given) {
             guard let value = inputs[name] else {
-                throw HTTPError(400, code: "missing_field", message: "input '\(name)' with per-sample shape \(graph.node(name)!.shape.dims) is required", path: "inputs.\(name)")
+                throw ServiceError(.invalid, code: "missing_field", "input '\(name)' with per-sample shape \(graph.node(name)!.shape.dims) is required", path: "inputs.\(name)")
             }
             feeds[name] = try tensor(value, input: name, graph: graph, path: "inputs.\(name)")
         }
@@ -140,7 +149,7 @@ final class Predictor: @unchecked Sendable {
         }
         let instances = instances.json
         guard let rows = instances.arrayValue, !rows.isEmpty else {
-            throw HTTPError(400, code: "invalid_field", message: "expected a non-empty list of rows", path: "instances")
+            throw ServiceError(.invalid, code: "invalid_field", "expected a non-empty list of rows", path: "instances")
         }
         var columns: [String: [JSON]] = [:]
         for (i, row) in rows.enumerated() {
@@ -150,7 +159,7 @@ final class Predictor: @unchecked Sendable {
             }
             for name in names {
                 guard let v = row[name] else {
-                    throw HTTPError(400, code: "missing_field", message: "row \(i) lacks input '\(name)'", path: "instances[\(i)].\(name)")
+                    throw ServiceError(.invalid, code: "missing_field", "row \(i) lacks input '\(name)'", path: "instances[\(i)].\(name)")
                 }
                 columns[name, default: []].append(v)
             }
@@ -163,43 +172,26 @@ final class Predictor: @unchecked Sendable {
 
     func checkBatch(_ feeds: [String: Tensor]) throws {
         let sizes = Set(feeds.values.map { $0.shape[0] })
-        if sizes.count > 1 { throw HTTPError(400, code: "shape_mismatch", message: "inputs have different batch sizes \(sizes.sorted())", path: "inputs") }
+        if sizes.count > 1 { throw ServiceError(.invalid, code: "shape_mismatch", "inputs have different batch sizes \(sizes.sorted())", path: "inputs") }
         if let b = sizes.first, b > maxBatch {
-            throw HTTPError(400, code: "batch_too_large", message: "batch of \(b) rows is over the maximum of \(maxBatch)", path: "inputs")
+            throw ServiceError(.invalid, code: "batch_too_large", "batch of \(b) rows is over the maximum of \(maxBatch)", path: "inputs")
         }
     }
 
     /// A JSON array as a batch for `input`: [batch] + the input's shape, or exactly the
     /// input's shape for a single sample.
     func tensor(_ value: PackedJSON, input: String, graph: ModelGraph, path: String) throws -> Tensor {
-        var decoded: (shape: [Int], values: [Float])?
-        if case let .numbers(shape, numbers) = value, numbers.count <= JSONFields.maxValues {
-            // What JSONFields gives for the same nested arrays, unless a value is outside float32
-            // (then JSONFields below names it).
-            var floats = [Float](repeating: 0, count: numbers.count)
-            var finite = true
-            floats.withUnsafeMutableBufferPointer { out in
-                for i in 0..<numbers.count {
-                    out[i] = Float(numbers[i])
-                    if !out[i].isFinite { finite = false }
-                }
-            }
-            if finite { decoded = (shape, floats) }
+        let array: NumberArray
+        do {
+            array = try NumberArray.decode(value, maxValues: JSONFields.maxValues, requireArray: true)
+        } catch {
+            throw ServiceError(.invalid, code: "invalid_input", "input '\(input)': \(error.message)", path: path + error.suffix)
         }
-        if decoded == nil {
-            do {
-                guard let parsed = try JSONFields.parse(.object([(input, value.json)]), path: path)[input] else { throw HTTPError(400, code: "invalid_input", message: "no values", path: path) }
-                decoded = (parsed.shape, parsed.values)
-            } catch let e as DatasetError {
-                throw HTTPError(400, code: "invalid_input", message: "input '\(input)': \(e.message)", path: path)
-            }
-        }
-        let array = decoded!
         let dims = graph.node(input)!.shape.dims
         var shape = array.shape
         if shape == dims { shape = [1] + dims }
         guard shape.count == dims.count + 1, Array(shape.dropFirst()) == dims else {
-            throw HTTPError(400, code: "shape_mismatch", message: "input '\(input)' expects shape (batch, \(dims.map(String.init).joined(separator: ", "))), got \(array.shape)", path: path)
+            throw ServiceError(.invalid, code: "shape_mismatch", "input '\(input)' expects shape (batch, \(dims.map(String.init).joined(separator: ", "))), got \(array.shape)", path: path)
         }
         return Tensor(shape: shape, values: array.values)
     }

@@ -2,86 +2,103 @@ import Foundation
 import KilnData
 import KilnGraph
 import KilnJSON
+import KilnSpec
 import KilnTensor
 import KilnTrain
 
-/// Runs queued jobs in order on a Dispatch queue, at most `maxConcurrentJobs` at once.
-/// Each epoch's metrics and checkpoint go to the job store as they finish, so a job
-/// interrupted by a crash resumes from its last checkpoint.
+/// Runs queued jobs on a Dispatch queue, at most `maxConcurrent` at once, taking each
+/// from the job store with `claim` (the oldest queued job first). Each epoch's
+/// checkpoint, then its metrics, go to the stores as it finishes, so a job interrupted
+/// by a crash resumes from its last checkpoint with each epoch recorded once.
 public final class Scheduler: @unchecked Sendable {
-    let store: JobStore
+    let jobs: JobStore
+    let artifacts: ArtifactStore
     let catalog: DatasetCatalog
+    let node: String
     let maxConcurrent: Int
     let maxQueued: Int
     let limits: ModelLimits
     private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
     private let lock = NSLock()
-    private var pending: [String] = []
+    /// Specs decoded when their job was posted, until the job starts: a job started in
+    /// this process is never decoded again.
+    private var decoded: [String: JobSpec] = [:]
     private var running = Set<String>()
     private var cancelled = Set<String>()
     /// Set by `shutdown`: no new job starts, running ones stop at their next step and
     /// stay queued, to resume from their checkpoint at the next start.
     private var stopping = false
-    /// Called when a job finishes (to drop cached models, wake streams).
+    /// Called when a job finishes or lands a checkpoint (to drop cached models).
     var onChange: (String) -> Void = { _ in }
     /// Looks up datasets uploaded with `POST /datasets`.
-    var uploaded: (String) -> DatasetSplits? = { _ in nil }
-    var uploadedSchema: (String) -> DataSchema? = { _ in nil }
+    let datasets: DatasetStore
     /// Told (samples, seconds) after each epoch, for the service's throughput metric.
     var onEpoch: (Int, Double) -> Void = { _, _ in }
 
-    init(store: JobStore, catalog: DatasetCatalog, maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
-        self.store = store
+    init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, catalog: DatasetCatalog, node: String,
+         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
+        self.jobs = jobs
+        self.artifacts = artifacts
+        self.datasets = datasets
         self.catalog = catalog
+        self.node = node
         self.maxConcurrent = maxConcurrent
         self.maxQueued = maxQueued
         self.limits = limits
     }
 
-    public var queueDepth: Int { lock.lock(); defer { lock.unlock() }; return pending.count }
+    public var queueDepth: Int { jobs.queuedCount }
     public var runningCount: Int { lock.lock(); defer { lock.unlock() }; return running.count }
 
-    /// Requeues jobs a previous process left queued or running, oldest first.
+    /// Whether the queue can take another job.
+    var hasRoom: Bool { jobs.queuedCount < maxQueued }
+
+    /// Requeues jobs a previous process left running, then starts what is queued.
     func recover() {
-        for job in store.all() where job.status == .queued || job.status == .running {
-            if job.status == .running {
-                _ = try? store.update(job.id) { $0.status = .queued }
-                Log.info("job_requeued", [("id", .string(job.id)), ("epoch", JSON(job.epoch))])
+        do {
+            for id in try jobs.requeueAbandoned() {
+                Log.info("job_requeued", [("id", .string(id)), ("epoch", JSON(jobs.job(id)?.epoch ?? 0))])
             }
-            lock.lock()
-            pending.append(job.id)
-            lock.unlock()
+        } catch {
+            Log.error("job_requeue_failed", [("error", .string("\(error)"))])
         }
         pump()
     }
 
-    /// Queues a job; false when the queue is full.
-    func enqueue(_ id: String) -> Bool {
+    /// Stores and queues a job with its decoded spec.
+    func submit(_ job: Job, spec: JobSpec) throws {
+        guard hasRoom else {
+            throw ServiceError(.unavailable, code: "queue_full", "the job queue is full; try again later", retryAfter: 30)
+        }
         lock.lock()
-        guard pending.count < maxQueued else { lock.unlock(); return false }
-        pending.append(id)
+        decoded[job.id] = spec
         lock.unlock()
+        do {
+            try jobs.create(job, spec: spec)
+        } catch {
+            lock.lock()
+            decoded[job.id] = nil
+            lock.unlock()
+            throw ServiceError(.insufficientStorage, code: "storage_error", "could not store the job: \(error)")
+        }
         pump()
-        return true
     }
 
-    /// Whether the queue can take another job.
-    var hasRoom: Bool { lock.lock(); defer { lock.unlock() }; return pending.count < maxQueued }
-
-    /// Cancels a queued job at once, a running one at its next step.
-    func cancel(_ id: String) -> Bool {
-        lock.lock()
-        if let i = pending.firstIndex(of: id) {
-            pending.remove(at: i)
+    /// Cancels a queued job at once, a running one at its next step. False when the
+    /// job is neither.
+    func cancel(_ id: String) throws -> Bool {
+        if try jobs.cancelQueued(id) {
+            lock.lock()
+            decoded[id] = nil
             lock.unlock()
-            _ = try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
             onChange(id)
             return true
         }
-        let isRunning = running.contains(id)
-        if isRunning { cancelled.insert(id) }
-        lock.unlock()
-        return isRunning
+        lock.lock()
+        defer { lock.unlock() }
+        guard running.contains(id) else { return false }
+        cancelled.insert(id)
+        return true
     }
 
     /// Stops starting jobs and interrupts running ones; waits up to `timeout` seconds
@@ -95,26 +112,31 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func pump() {
-        lock.lock()
-        guard !stopping else { lock.unlock(); return }
-        var toStart: [String] = []
-        while running.count < maxConcurrent, !pending.isEmpty {
-            let id = pending.removeFirst()
-            running.insert(id)
-            toStart.append(id)
-        }
-        lock.unlock()
-        for id in toStart {
+        while true {
+            lock.lock()
+            guard !stopping, running.count < maxConcurrent else { lock.unlock(); return }
+            let claimed: Job?
+            do {
+                claimed = try jobs.claim(node: node)
+            } catch {
+                lock.unlock()
+                Log.error("job_claim_failed", [("error", .string("\(error)"))])
+                return
+            }
+            guard let job = claimed else { lock.unlock(); return }
+            running.insert(job.id)
+            let spec = decoded.removeValue(forKey: job.id)
+            lock.unlock()
             queue.async { [self] in
-                run(id)
+                run(job.id, spec: spec)
                 lock.lock()
-                running.remove(id)
-                cancelled.remove(id)
+                running.remove(job.id)
+                cancelled.remove(job.id)
                 let idle = running.isEmpty
                 lock.unlock()
                 // The buffers kept for the job's next step are of no use to the next job.
                 if idle { BufferPool.drain() }
-                onChange(id)
+                onChange(job.id)
                 pump()
             }
         }
@@ -130,80 +152,115 @@ public final class Scheduler: @unchecked Sendable {
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
-    private func run(_ id: String) {
+    /// The spec of a job started after a restart: decoded once, here.
+    private func decodeStored(_ id: String) throws -> JobSpec {
+        guard let json = jobs.spec(id) else { throw TrainError.model("the stored spec is missing") }
+        return try JobSpec(json: json, limits: limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(datasets.schema))
+    }
+
+    private func run(_ id: String, spec given: JobSpec?) {
         do {
-            try store.update(id) { $0.status = .running; $0.startedAt = $0.startedAt ?? Date(); $0.error = nil }
-            Log.info("job_started", [("id", .string(id))])
-            guard let specJSON = store.spec(id) else { throw TrainError.model("the stored spec is missing") }
-            let spec = try JobSpec(json: specJSON, limits: limits, schema: specJSON["data"]?["dataset"]?.stringValue.flatMap(uploadedSchema))
-            let data = try TrainingData.resolve(spec, catalog: catalog, uploaded: uploaded)
+            Log.info("job_started", [("id", .string(id)), ("node", .string(node))])
+            let spec = try given ?? decodeStored(id)
+            let data = try TrainingData.resolve(spec, catalog: catalog, uploaded: datasets.load)
             let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
             var startEpoch = 0
             var initWarnings: [String] = []
-            if let from = spec.initFrom, AtomicFile.read(store.checkpointPath(id)) == nil {
-                initWarnings.append(try warmStart(model, from: from))
+            let resumeFrom = try artifacts.latest(id)
+            if resumeFrom == nil {
+                if let from = spec.initFrom { initWarnings.append(try warmStart(model, from: from)) }
+                try artifacts.writeGraph(id, ModelArtifactGraph.json(spec))
             }
-            if let bytes = AtomicFile.read(store.checkpointPath(id)) {
-                let (tensors, metadata) = try Safetensors.decode(bytes)
-                for (name, t) in tensors { _ = model.load(name, t) }
-                startEpoch = Int(metadata["epoch"] ?? "0") ?? 0
+            var pendingMetrics: JSON?
+            if let artifact = resumeFrom {
+                let (_, metadata) = try Checkpoint.load(artifact.weights, into: model)
+                startEpoch = artifact.epoch
+                pendingMetrics = metadata["metrics"].flatMap { try? JSON.parse(Array($0.utf8)) }
                 Log.info("job_resumed", [("id", .string(id)), ("epoch", JSON(startEpoch))])
             }
             let trainer = Trainer(spec: spec, model: model, data: data)
-            // The optimizer state belongs to the checkpoint only if both name the same epoch.
-            if startEpoch > 0, let bytes = AtomicFile.read(store.optimizerPath(id)),
-               let (tensors, metadata) = try? Safetensors.decode(bytes), metadata["epoch"] == String(startEpoch) {
-                trainer.optimizer.restore(tensors, iterations: Int(metadata["iterations"] ?? "0") ?? 0,
-                                          weights: model.weights.mapValues(\.value.shape))
+            if startEpoch > 0, let bytes = artifacts.optimizerState(id) {
+                // The optimizer state belongs to the checkpoint only if both name the same epoch.
+                _ = Checkpoint.restoreOptimizer(bytes, into: trainer.optimizer, epoch: startEpoch, model: model)
             }
-            try store.update(id) { $0.dataHash = data.hash; $0.steps = trainer.stepsPerEpoch; $0.epoch = startEpoch }
-            trainer.shouldStop = { [unowned self] in isCancelled(id) }
-            trainer.onStep = { [store] epoch, step, steps in
-                store.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
+            try jobs.update(id) { $0.dataHash = data.hash; $0.steps = trainer.stepsPerEpoch; $0.epoch = startEpoch }
+            // Metrics past the checkpoint belong to an epoch that will run again; the
+            // checkpoint's own epoch is recorded from the checkpoint if a crash came
+            // between the two writes.
+            try jobs.truncateMetrics(id, toEpochs: startEpoch)
+            let recorded = jobs.metrics(id)["epochs"]?.arrayValue?.count ?? 0
+            if recorded < startEpoch, let pendingMetrics {
+                try jobs.recordEpoch(id, pendingMetrics, warnings: initWarnings)
             }
-            // Metrics past the checkpoint belong to an epoch that will run again.
-            try store.truncateMetrics(id, toEpochs: startEpoch)
+            var lastBeat = Date()
+            var lost = false
+            trainer.shouldStop = { [unowned self] in
+                if isCancelled(id) { return true }
+                // A claim that is no longer ours (cancelled elsewhere, taken over) stops the run.
+                if Date().timeIntervalSince(lastBeat) > 2 {
+                    lastBeat = Date()
+                    if (try? jobs.heartbeat(id, node: node)) == false { lost = true }
+                }
+                return lost
+            }
+            trainer.onStep = { [jobs] epoch, step, steps in
+                jobs.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
+            }
+            let graphHash = SHA256.hex(Array(ModelArtifactGraph.json(spec).serialized(sortedKeys: true).utf8))
             try trainer.fit(startEpoch: startEpoch) { metrics in
-                // Metrics first, then the checkpoint: a crash between the two re-runs the
-                // epoch, and the truncation above keeps each epoch recorded once.
-                try store.appendMetrics(id, metrics.json)
-                let weights = model.weightNames.map { ($0, model.weights[$0]!.value) }
-                try store.writeCheckpoint(id, Safetensors.encode(weights, metadata: ["epoch": String(metrics.epoch), "job": id]))
-                let state = trainer.optimizer.state
-                try AtomicFile.write(Safetensors.encode(state.tensors, metadata: ["epoch": String(metrics.epoch), "iterations": String(state.iterations)]),
-                                     to: store.optimizerPath(id))
+                // The checkpoint first, carrying its epoch's metrics: the metrics never
+                // name an epoch whose weights were not kept.
+                let line = metrics.json
+                let weights = Checkpoint.encode(model, metadata: [
+                    "job": id, "epoch": String(metrics.epoch), "graph_sha256": graphHash, "metrics": line.serialized(),
+                ])
+                try artifacts.writeCheckpoint(id, weights: weights, optimizer: Checkpoint.encodeOptimizer(trainer.optimizer, epoch: metrics.epoch))
+                try jobs.recordEpoch(id, line, warnings: initWarnings + trainer.warnings)
+                onChange(id)
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
-                try store.setWarnings(id, initWarnings + trainer.warnings)
-                try store.update(id) { $0.epoch = metrics.epoch }
             }
-            try store.setWarnings(id, initWarnings + trainer.warnings)
-            try store.update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
+            try jobs.complete(id, warnings: initWarnings + trainer.warnings)
             Log.info("job_succeeded", [("id", .string(id))])
         } catch TrainError.cancelled where isStopping && !wasCancelled(id) {
-            _ = try? store.update(id) { $0.status = .queued }
-            Log.info("job_interrupted", [("id", .string(id)), ("reason", "shutdown")])
+            record(id, "job_interrupted") { try jobs.requeue(id) }
+        } catch TrainError.cancelled where wasCancelled(id) {
+            record(id, "job_cancelled") { try jobs.markCancelled(id) }
         } catch TrainError.cancelled {
-            _ = try? store.update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
-            Log.info("job_cancelled", [("id", .string(id))])
+            Log.info("job_lost", [("id", .string(id)), ("reason", "its claim was taken over or cancelled elsewhere")])
         } catch {
             let message = "\(error)"
-            _ = try? store.update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = message }
             Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
+            record(id, nil) { try jobs.fail(id, error: message) }
+        }
+    }
+
+    /// Writes a status change; a failure to write it is logged, never dropped.
+    private func record(_ id: String, _ event: String?, _ write: () throws -> Void) {
+        do {
+            try write()
+            if let event { Log.info(event, [("id", .string(id))]) }
+        } catch {
+            Log.error("job_status_write_failed", [("id", .string(id)), ("error", .string("\(error)"))])
         }
     }
 
     /// `init_from`: restores weights whose name and shape match another job's
     /// checkpoint, and says which were initialised anew.
     func warmStart(_ model: CompiledModel, from: String) throws -> String {
-        guard JobStore.isValidID(from), let source = store.resolveModel(from), let bytes = AtomicFile.read(store.checkpointPath(source.id)) else {
+        guard StoredName.isValid(from), let source = jobs.resolveModel(from), let artifact = try artifacts.latest(source.id) else {
             throw TrainError.model("init_from: no checkpoint for job or model '\(from.prefix(64))'")
         }
-        let (tensors, _) = try Safetensors.decode(bytes)
-        var restored = Set<String>()
-        for (name, t) in tensors where model.load(name, t) { restored.insert(name) }
+        let (restored, _) = try Checkpoint.load(artifact.weights, into: model)
         let fresh = model.weightNames.filter { !restored.contains($0) }
         return fresh.isEmpty
             ? "init_from \(source.id): every weight was restored"
             : "init_from \(source.id): initialised anew (no matching name and shape): \(fresh.joined(separator: ", "))"
+    }
+}
+
+/// The graph a model artifact holds for a spec.
+enum ModelArtifactGraph {
+    static func json(_ spec: JobSpec) -> JSON {
+        spec.json["model"] ?? .null
     }
 }

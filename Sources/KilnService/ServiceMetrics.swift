@@ -27,24 +27,8 @@ final class ServiceMetrics: @unchecked Sendable {
     private var trainingSeconds = 0.0
     static let buckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-    /// The route pattern for a path, so ids do not explode the label space.
-    static func route(_ path: String) -> String {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        guard let first = parts.first else { return "/" }
-        switch (first, parts.count) {
-        case ("jobs", 2), ("models", 2), ("v2", _):
-            return "/\(first)/:id" + (parts.count > 2 && first != "v2" ? "/" + parts[2...].joined(separator: "/") : "")
-        case ("jobs", 3), ("models", 3):
-            return "/\(first)/:id/\(parts[2])"
-        case (_, 1) where ["healthz", "metrics", "jobs", "models", "predict", "validate", "datasets", "openapi.yaml"].contains(first):
-            return "/\(first)"
-        default:
-            return "other"
-        }
-    }
-
-    func record(method: String, path: String, status: Int, seconds: Double) {
-        let route = ServiceMetrics.route(path)
+    /// `route` is the pattern the router matched (or its fixed label for no match).
+    func record(method: String, route: String, status: Int, seconds: Double) {
         let m = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].contains(method) ? method : "other"
         lock.lock()
         requests[RequestKey(method: m, route: route, status: status), default: 0] += 1

@@ -1,5 +1,6 @@
 import Foundation
 import KilnGraph
+import KilnSpec
 import KilnTensor
 
 /// The losses of DESIGN.md §1, each the mean over the batch of a per-sample loss, as in

@@ -1,4 +1,5 @@
 import KilnGraph
+import KilnSpec
 import KilnTensor
 
 /// Per-batch metric sums, averaged over an epoch by the trainer.

@@ -1,6 +1,7 @@
 import CKilnKernels
 import Foundation
 import KilnGraph
+import KilnSpec
 import KilnTensor
 
 /// Updates weights from their gradients, with the Keras 3 update rules. Slot tensors

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import KilnJSON
 @testable import KilnHTTP
@@ -87,13 +88,63 @@ final class RouterTests: XCTestCase {
     func testOtherErrorsBecomeOpaque500() {
         let router = makeRouter()
         var seen: Error?
-        router.onUnexpectedError = { _, error in seen = error }
+        var seenID = "", seenRoute = ""
+        router.onUnexpectedError = { _, route, id, error in seen = error; seenID = id; seenRoute = route.label }
         let response = router.handle(HTTPRequest(method: "GET", target: "/crash"))
         XCTAssertEqual(response.status, 500)
         XCTAssertEqual(json(response)?["error"]?["code"], "internal_error")
         XCTAssertFalse(body(response).contains("hunter2"))
         XCTAssertFalse(body(response).contains("Secret"))
         XCTAssertNotNil(seen)
+        XCTAssertEqual(seenRoute, "/crash")
+        // The client gets the id the log line carries.
+        XCTAssertEqual(seenID.count, 16)
+        XCTAssertEqual(response.headers["X-Request-Id"], seenID)
+        XCTAssertTrue(body(response).contains(seenID))
+    }
+
+    /// Records what middleware saw: the matched pattern, never the raw path.
+    final class Recorder: Middleware, @unchecked Sendable {
+        var seen: [(String, Int, Bool)] = []
+        func handle(_ request: HTTPRequest, _ route: RouteMatch, next: (HTTPRequest) -> HTTPResponse) throws -> HTTPResponse {
+            let response = next(request)
+            seen.append((route.label, response.status, route.changesState))
+            return response
+        }
+    }
+
+    struct Gate: Middleware {
+        func handle(_ request: HTTPRequest, _ route: RouteMatch, next: (HTTPRequest) -> HTTPResponse) throws -> HTTPResponse {
+            if route.changesState && request.headers["X-Key"] != "k" { throw HTTPError(401, code: "unauthorized", message: "no key") }
+            return next(request)
+        }
+    }
+
+    func testMiddlewareSeesMatchedPatternAndRenderedErrors() {
+        let router = makeRouter()
+        let recorder = Recorder()
+        router.use(recorder)
+        router.use(Gate())
+        _ = router.handle(HTTPRequest(method: "GET", target: "/jobs/abc/metrics"))
+        _ = router.handle(HTTPRequest(method: "GET", target: "/no/such/\(UUID().uuidString)"))
+        _ = router.handle(HTTPRequest(method: "PUT", target: "/jobs"))
+        let denied = router.handle(HTTPRequest(method: "DELETE", target: "/jobs/7"))
+        _ = router.handle(HTTPRequest(method: "GET", target: "/teapot"))
+        XCTAssertEqual(denied.status, 401)
+        XCTAssertEqual(json(denied)?["error"]?["code"], "unauthorized")
+        XCTAssertEqual(recorder.seen.map(\.0), ["/jobs/:id/metrics", "unmatched", "unmatched", "/jobs/:id", "/teapot"])
+        // An error thrown by inner middleware or the handler reaches outer middleware as its answer.
+        XCTAssertEqual(recorder.seen.map(\.1), [200, 404, 405, 401, 418])
+        XCTAssertEqual(recorder.seen.map(\.2), [false, false, false, true, false])
+    }
+
+    func testRouteErrorRendererOverridesTheRouters() {
+        let router = Router()
+        router.renderError = { e in .text(e.status, "plain: \(e.message)") }
+        router.add("GET", "/a") { _ in throw HTTPError(409, code: "c", message: "m") }
+        router.add("GET", "/b", renderError: { e in .json(e.status, ["error": .string(e.message)]) }) { _ in throw HTTPError(409, code: "c", message: "m") }
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "GET", target: "/a"))), "plain: m")
+        XCTAssertEqual(json(router.handle(HTTPRequest(method: "GET", target: "/b"))), ["error": "m"])
     }
 
     func testResponseHelpers() {

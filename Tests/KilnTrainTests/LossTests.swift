@@ -1,4 +1,5 @@
 import KilnGraph
+import KilnSpec
 import KilnTensor
 @testable import KilnTrain
 import XCTest

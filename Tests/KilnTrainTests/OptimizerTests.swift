@@ -1,6 +1,7 @@
 import Foundation
 import KilnData
 import KilnGraph
+import KilnSpec
 import KilnJSON
 import KilnTensor
 @testable import KilnTrain

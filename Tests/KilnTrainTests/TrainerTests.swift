@@ -1,5 +1,6 @@
 import KilnData
 import KilnGraph
+import KilnSpec
 import KilnJSON
 import KilnTensor
 @testable import KilnTrain

@@ -140,7 +140,7 @@ public struct Constant: Layer {
 }
 
 /// The shape and row-major values of nested JSON arrays; ragged arrays are an error.
-func nestedArray(_ json: JSON, path: String, node: String?) throws(SpecError) -> ([Int], [Float]) {
+public func nestedArray(_ json: JSON, path: String, node: String?) throws(SpecError) -> ([Int], [Float]) {
     var shape: [Int] = []
     var probe = json
     while let items = probe.arrayValue {

@@ -8,6 +8,7 @@ import COpenBLAS
 import Foundation
 import KilnData
 import KilnGraph
+import KilnSpec
 import KilnJSON
 import KilnTensor
 import KilnTrain

@@ -1,4 +1,5 @@
 import Foundation
+import KilnGraph
 import KilnJSON
 
 /// A whole job spec (DESIGN.md §1): the model graph, where its data comes from, and how
@@ -15,6 +16,7 @@ public struct JobSpec: Sendable {
     /// - Parameter schema: the data's fields when the caller knows them (uploaded
     ///   datasets); otherwise taken from the `data` section.
     public init(json: JSON, limits: ModelLimits = ModelLimits(), schema: DataSchema? = nil) throws(SpecError) {
+        JobSpec.countDecode()
         var fields = try FieldReader(json, path: "")
         name = try fields.string("name") ?? "model"
         try ModelGraph.checkName(name, path: "name")
@@ -37,6 +39,16 @@ public struct JobSpec: Sendable {
 }
 
 extension JobSpec {
+    /// How many times a spec has been decoded in this process: the service decodes a
+    /// spec once per request and once per job start, and tests hold it to that.
+    public static var decodeCount: Int { decodeLock.lock(); defer { decodeLock.unlock() }; return decodes }
+    private static let decodeLock = NSLock()
+    nonisolated(unsafe) private static var decodes = 0
+    private static func countDecode() { decodeLock.lock(); decodes += 1; decodeLock.unlock() }
+
+    /// The model summary with what each loss depends on.
+    public var summary: JSON { model.summary(lossNodes: train.losses.map(\.node)) }
+
     /// When the data's fields are known before it loads, every model input must be a
     /// field with the input's row shape and every loss target field must exist.
     static func checkData(model: ModelGraph, train: TrainSpec, schema: DataSchema) throws(SpecError) {
@@ -81,12 +93,7 @@ public struct DataSpec: Sendable {
         if let source, let s = DataSchema.builtIn(source.rawValue) { return s }
         if let members = fields?.objectMembers {
             var shapes: [String: [Int]] = [:]
-            for (name, value) in members {
-                var shape: [Int] = []
-                var probe = value
-                while let items = probe.arrayValue, let first = items.first { shape.append(items.count); probe = first }
-                shapes[name] = Array(shape.dropFirst())
-            }
+            for (name, value) in members { shapes[name] = Array(NumberArray.probeShape(value).dropFirst()) }
             return DataSchema(fields: shapes, known: true)
         }
         return DataSchema()

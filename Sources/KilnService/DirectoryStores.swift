@@ -1,0 +1,360 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnTrain
+import KilnJSON
+import KilnSpec
+
+/// The embedded job store: everything a job is, under `<data>/jobs/<id>/`: `spec.json`,
+/// `job.json` (status and progress) and `metrics.json`, each written atomically. Ids
+/// are generated here, so no user string becomes a path. One process owns the
+/// directory, so a claim needs no lease.
+public final class DirectoryJobStore: JobStore, @unchecked Sendable {
+    public let directory: String
+    private let lock = NSLock()
+    private var jobs: [String: Job] = [:]
+    private var metrics: [String: [JSON]] = [:]
+    private var warnings: [String: [String]] = [:]
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: "\(directory)/jobs", withIntermediateDirectories: true)
+        try reload()
+    }
+
+    func jobDirectory(_ id: String) -> String { "\(directory)/jobs/\(id)" }
+    func specPath(_ id: String) -> String { "\(jobDirectory(id))/spec.json" }
+
+    /// Loads every stored job; leftover temp files are removed.
+    func reload() throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/jobs")) ?? []
+        for id in names where StoredName.isValid(id) {
+            AtomicFile.removeLeftovers(in: jobDirectory(id))
+            guard let bytes = AtomicFile.read("\(jobDirectory(id))/job.json"), let json = try? JSON.parse(bytes), let job = Job(json: json) else {
+                continue
+            }
+            jobs[id] = job
+            if let m = AtomicFile.read("\(jobDirectory(id))/metrics.json").flatMap({ try? JSON.parse($0) }) {
+                metrics[id] = m["epochs"]?.arrayValue ?? []
+                warnings[id] = m["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            }
+        }
+    }
+
+    public func newID() -> String { StoredName.newID("job") }
+
+    public func create(_ job: Job, spec: JobSpec) throws {
+        try FileManager.default.createDirectory(atPath: jobDirectory(job.id), withIntermediateDirectories: true)
+        try AtomicFile.write(spec.json.serialized(pretty: true), to: specPath(job.id))
+        try save(job)
+    }
+
+    private func save(_ job: Job) throws {
+        lock.lock()
+        jobs[job.id] = job
+        lock.unlock()
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
+    }
+
+    @discardableResult
+    public func update(_ id: String, _ change: (inout Job) -> Void) throws -> Job? {
+        lock.lock()
+        guard var job = jobs[id] else { lock.unlock(); return nil }
+        change(&job)
+        jobs[id] = job
+        lock.unlock()
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
+        return job
+    }
+
+    public func updateProgress(_ id: String, _ change: (inout Job) -> Void) {
+        lock.lock()
+        if var job = jobs[id] { change(&job); jobs[id] = job }
+        lock.unlock()
+    }
+
+    public func job(_ id: String) -> Job? {
+        lock.lock()
+        defer { lock.unlock() }
+        return jobs[id]
+    }
+
+    public func all() -> [Job] {
+        lock.lock()
+        defer { lock.unlock() }
+        return jobs.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    public func spec(_ id: String) -> JSON? {
+        guard StoredName.isValid(id) else { return nil }
+        return AtomicFile.read(specPath(id)).flatMap { try? JSON.parse($0) }
+    }
+
+    public var queuedCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return jobs.values.filter { $0.status == .queued }.count
+    }
+
+    public func claim(node: String) throws -> Job? {
+        lock.lock()
+        let next = jobs.values.filter { $0.status == .queued }.min { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+        guard var job = next else { lock.unlock(); return nil }
+        job.status = .running
+        job.node = node
+        job.startedAt = job.startedAt ?? Date()
+        job.error = nil
+        jobs[job.id] = job
+        lock.unlock()
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
+        return job
+    }
+
+    public func heartbeat(_ id: String, node: String) throws -> Bool {
+        guard let job = job(id) else { return false }
+        return job.status == .running && job.node == node
+    }
+
+    public func recordEpoch(_ id: String, _ epoch: JSON, warnings list: [String]) throws {
+        lock.lock()
+        var epochs = metrics[id] ?? []
+        let number = epoch["epoch"]?.intValue ?? epochs.count + 1
+        // An epoch is recorded once: a re-run of it replaces what came after the one before.
+        epochs = Array(epochs.prefix(max(number - 1, 0)))
+        epochs.append(epoch)
+        metrics[id] = epochs
+        warnings[id] = list
+        if var job = jobs[id] { job.epoch = number; jobs[id] = job }
+        let doc = metricsJSONLocked(id)
+        let record = jobs[id]
+        lock.unlock()
+        try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+        if let record { try AtomicFile.write(record.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json") }
+    }
+
+    public func metrics(_ id: String) -> JSON {
+        lock.lock()
+        defer { lock.unlock() }
+        return metricsJSONLocked(id)
+    }
+
+    private func metricsJSONLocked(_ id: String) -> JSON {
+        .object([("epochs", .array(metrics[id] ?? [])), ("warnings", JSON(warnings[id] ?? []))])
+    }
+
+    public func truncateMetrics(_ id: String, toEpochs count: Int) throws {
+        lock.lock()
+        let current = metrics[id] ?? []
+        guard current.count > count else { lock.unlock(); return }
+        metrics[id] = Array(current.prefix(count))
+        let doc = metricsJSONLocked(id)
+        lock.unlock()
+        try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+    }
+
+    private func setWarnings(_ id: String, _ list: [String]) throws {
+        lock.lock()
+        warnings[id] = list
+        let doc = metricsJSONLocked(id)
+        lock.unlock()
+        try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+    }
+
+    public func complete(_ id: String, warnings list: [String]) throws {
+        try setWarnings(id, list)
+        try update(id) { $0.status = .succeeded; $0.finishedAt = Date() }
+    }
+
+    public func fail(_ id: String, error: String) throws {
+        try update(id) { $0.status = .failed; $0.finishedAt = Date(); $0.error = error }
+    }
+
+    public func cancelQueued(_ id: String) throws -> Bool {
+        lock.lock()
+        guard var job = jobs[id], job.status == .queued else { lock.unlock(); return false }
+        job.status = .cancelled
+        job.finishedAt = Date()
+        jobs[id] = job
+        lock.unlock()
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
+        return true
+    }
+
+    public func markCancelled(_ id: String) throws {
+        try update(id) { $0.status = .cancelled; $0.finishedAt = Date() }
+    }
+
+    public func requeue(_ id: String) throws {
+        try update(id) { $0.status = .queued }
+    }
+
+    public func requeueAbandoned() throws -> [String] {
+        let abandoned = all().filter { $0.status == .running }.map(\.id)
+        for id in abandoned { try requeue(id) }
+        return abandoned
+    }
+
+    public func resolveModel(_ nameOrID: String) -> Job? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let job = jobs[nameOrID] { return job }
+        return jobs.values.filter { $0.name == nameOrID && $0.status == .succeeded }.max { ($0.finishedAt ?? $0.createdAt) < ($1.finishedAt ?? $1.createdAt) }
+    }
+}
+
+/// The embedded artifact store: beside each job's record, `model.json` (the graph,
+/// written once), `checkpoint.safetensors` (the weights of the last finished epoch,
+/// with the job, epoch and the graph's SHA-256 in its metadata) and
+/// `optimizer.safetensors`, each written atomically.
+public final class DirectoryArtifactStore: ArtifactStore, @unchecked Sendable {
+    public let directory: String
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: "\(directory)/jobs", withIntermediateDirectories: true)
+    }
+
+    func jobDirectory(_ id: String) -> String { "\(directory)/jobs/\(id)" }
+    public func checkpointPath(_ id: String) -> String { "\(jobDirectory(id))/checkpoint.safetensors" }
+    func optimizerPath(_ id: String) -> String { "\(jobDirectory(id))/optimizer.safetensors" }
+    func graphPath(_ id: String) -> String { "\(jobDirectory(id))/model.json" }
+
+    public func writeGraph(_ jobID: String, _ graph: JSON) throws {
+        try FileManager.default.createDirectory(atPath: jobDirectory(jobID), withIntermediateDirectories: true)
+        try AtomicFile.write(graph.serialized(pretty: true), to: graphPath(jobID))
+    }
+
+    public func writeCheckpoint(_ jobID: String, weights: [UInt8], optimizer: [UInt8]) throws {
+        try AtomicFile.write(weights, to: checkpointPath(jobID))
+        try AtomicFile.write(optimizer, to: optimizerPath(jobID))
+    }
+
+    public func hasCheckpoint(_ jobID: String) -> Bool {
+        StoredName.isValid(jobID) && FileManager.default.fileExists(atPath: checkpointPath(jobID))
+    }
+
+    public func latest(_ jobID: String) throws -> ModelArtifact? {
+        guard StoredName.isValid(jobID), let weights = AtomicFile.read(checkpointPath(jobID)) else { return nil }
+        guard let graphBytes = AtomicFile.read(graphPath(jobID)) else {
+            throw ServiceError(.internalError, code: "artifact_incomplete", "job \(jobID) has a checkpoint but no model.json")
+        }
+        let graph: JSON
+        do { graph = try JSON.parse(graphBytes) } catch {
+            throw ServiceError(.internalError, code: "artifact_corrupt", "model.json of job \(jobID) is not JSON: \(error)")
+        }
+        let metadata = try Checkpoint.metadata(weights)
+        return ModelArtifact(jobID: jobID, epoch: Int(metadata["epoch"] ?? "0") ?? 0, graph: graph, weights: weights, metadata: metadata)
+    }
+
+    public func optimizerState(_ jobID: String) -> [UInt8]? {
+        AtomicFile.read(optimizerPath(jobID))
+    }
+
+    /// Jobs checkpointed before artifacts had a graph get one, from the model section of
+    /// their stored spec (decoded once, here, at start).
+    func addMissingGraphs(jobs: JobStore, decode: (JSON) throws -> JSON) {
+        for job in jobs.all() where hasCheckpoint(job.id) && !FileManager.default.fileExists(atPath: graphPath(job.id)) {
+            do {
+                guard let spec = jobs.spec(job.id) else { continue }
+                try writeGraph(job.id, try decode(spec))
+                Log.info("artifact_graph_added", [("id", .string(job.id))])
+            } catch {
+                Log.error("artifact_graph_failed", [("id", .string(job.id)), ("error", .string("\(error)"))])
+            }
+        }
+    }
+}
+
+/// Datasets uploaded with `POST /datasets`, kept under `<data>/uploads/<id>/` as one
+/// `.npy` file per field (and `test.<field>.npy` for a test split) plus `dataset.json`.
+public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
+    let directory: String
+    private let lock = NSLock()
+    private var records: [String: JSON] = [:]
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where StoredName.isValid(id) {
+            AtomicFile.removeLeftovers(in: "\(directory)/\(id)")
+            if let json = AtomicFile.read("\(directory)/\(id)/dataset.json").flatMap({ try? JSON.parse($0) }) { records[id] = json }
+        }
+    }
+
+    public var all: [JSON] {
+        lock.lock()
+        defer { lock.unlock() }
+        return records.values.sorted { ($0["created_at"]?.stringValue ?? "") > ($1["created_at"]?.stringValue ?? "") }
+    }
+
+    public func store(name: String?, train: [String: DataArray], test: [String: DataArray]) throws -> JSON {
+        let id = StoredName.newID("ds")
+        let folder = "\(directory)/\(id)"
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for (k, v) in train { try AtomicFile.write(NPY.encode(v), to: "\(folder)/\(k).npy") }
+            for (k, v) in test { try AtomicFile.write(NPY.encode(v), to: "\(folder)/test.\(k).npy") }
+            let json = DatasetRecord.make(id: id, name: name, train: train, test: test)
+            try AtomicFile.write(json.serialized(pretty: true), to: "\(folder)/dataset.json")
+            lock.lock()
+            records[id] = json
+            lock.unlock()
+            return json
+        } catch {
+            // Nothing half-written stays behind.
+            try? FileManager.default.removeItem(atPath: folder)
+            throw ServiceError(.insufficientStorage, code: "storage_error", "could not store the dataset: \(error)")
+        }
+    }
+
+    func record(_ idOrName: String) -> JSON? {
+        lock.lock()
+        defer { lock.unlock() }
+        return records[idOrName] ?? records.values.filter { $0["name"]?.stringValue == idOrName }
+            .max { ($0["created_at"]?.stringValue ?? "") < ($1["created_at"]?.stringValue ?? "") }
+    }
+
+    public func schema(_ idOrName: String) -> DataSchema? {
+        record(idOrName).flatMap(DatasetRecord.schema)
+    }
+
+    public func load(_ idOrName: String) -> DatasetSplits? {
+        guard let record = record(idOrName), let id = record["id"]?.stringValue else { return nil }
+        func read(_ members: JSON?, prefix: String) -> Dataset? {
+            guard let names = members?.objectMembers?.map(\.0) else { return nil }
+            var fields: [String: DataArray] = [:]
+            for n in names {
+                guard let bytes = AtomicFile.read("\(directory)/\(id)/\(prefix)\(n).npy"), let a = try? NPY.parse(bytes, name: n) else { return nil }
+                fields[n] = a
+            }
+            return try? Dataset(fields: fields)
+        }
+        guard let train = read(record["fields"], prefix: "") else { return nil }
+        return DatasetSplits(train: train, test: read(record["test"], prefix: "test."))
+    }
+}
+
+/// The record of an uploaded dataset (`GET /datasets`), the one place its schema is
+/// read from.
+enum DatasetRecord {
+    static func make(id: String, name: String?, train: [String: DataArray], test: [String: DataArray]) -> JSON {
+        let describe = { (fields: [String: DataArray]) -> JSON in
+            .object(fields.keys.sorted().map { k in
+                (k, .object([("shape", JSON(fields[k]!.shape)), ("dtype", .string(fields[k]!.dtype.rawValue))]))
+            })
+        }
+        var record: [(String, JSON)] = [("id", .string(id)), ("name", name.map(JSON.string) ?? .null),
+                                        ("rows", JSON(train.values.first?.shape.first ?? 0)),
+                                        ("fields", describe(train)), ("created_at", .string(Job.dates.string(from: Date())))]
+        if !test.isEmpty { record.append(("test", describe(test))) }
+        return .object(record)
+    }
+
+    /// Field row shapes (the shape without its first axis).
+    static func schema(_ record: JSON) -> DataSchema? {
+        guard let members = record["fields"]?.objectMembers else { return nil }
+        var fields: [String: [Int]] = [:]
+        for (name, info) in members { fields[name] = Array((info["shape"]?.arrayValue ?? []).compactMap(\.intValue).dropFirst()) }
+        return DataSchema(fields: fields, known: true)
+    }
+}

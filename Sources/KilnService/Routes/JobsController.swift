@@ -1,0 +1,79 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnHTTP
+import KilnJSON
+import KilnSpec
+import KilnTrain
+
+/// `/validate` and `/jobs`: a spec is decoded once per request, and the typed value
+/// goes to the scheduler and the store.
+struct JobsController {
+    let service: Service
+
+    func register(_ router: Router) {
+        router.add("POST", "/validate", changesState: false) { request in try validate(request) }
+        router.add("POST", "/jobs") { request in try create(request) }
+        router.add("GET", "/jobs") { _ in .json(200, ["jobs": .array(service.jobs.all().reversed().map(\.json))]) }
+        router.add("GET", "/jobs/:id") { request in .json(200, try job(request).json) }
+        router.add("GET", "/jobs/:id/spec") { request in
+            let job = try job(request)
+            guard let spec = service.jobs.spec(job.id) else {
+                throw ServiceError(.internalError, code: "spec_missing", "the stored spec of job \(job.id) is missing")
+            }
+            return .json(200, spec)
+        }
+        router.add("DELETE", "/jobs/:id") { request in try cancel(request) }
+        router.add("GET", "/jobs/:id/metrics") { request in
+            let job = try job(request)
+            if let follow = request.query["follow"], follow == "1" || follow == "true" { return service.followMetrics(job.id) }
+            return .json(200, service.jobs.metrics(job.id))
+        }
+    }
+
+    func job(_ request: HTTPRequest) throws -> Job {
+        let id = request.pathParameters["id"] ?? ""
+        guard StoredName.isValid(id), let job = service.jobs.job(id) else {
+            throw ServiceError(.notFound, code: "job_not_found", "no job with id '\(id.prefix(64))'")
+        }
+        return job
+    }
+
+    func validate(_ request: HTTPRequest) throws -> HTTPResponse {
+        let spec = try decodeSpec(request)
+        return .json(200, ["valid": true, "summary": spec.summary])
+    }
+
+    func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {
+        let json = try RequestBody.json(request)
+        return try JobSpec(json: json, limits: service.limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(service.datasets.schema))
+    }
+
+    func create(_ request: HTTPRequest) throws -> HTTPResponse {
+        let spec = try decodeSpec(request)
+        // Inline data travels with the spec: check it now, so bad data is a 400, not a failed job.
+        if spec.data.fields != nil {
+            do {
+                _ = try TrainingData.resolve(spec, catalog: nil)
+            } catch {
+                throw ServiceError(.invalid, code: "invalid_data", error.description, path: error.field.map { "data.fields.\($0)" } ?? "data")
+            }
+        }
+        let canonical = spec.json.serialized(sortedKeys: true)
+        let job = Job(id: service.jobs.newID(), name: spec.name, epochs: spec.train.epochs,
+                      specHash: SHA256.hex(Array(canonical.utf8)), seed: spec.train.seed)
+        try service.scheduler.submit(job, spec: spec)
+        Log.info("job_created", [("id", .string(job.id)), ("name", .string(job.name))])
+        let body = (service.jobs.job(job.id)?.json ?? job.json).setting("summary", to: spec.summary)
+        return .json(201, body, headers: HTTPHeaders([("Location", "/jobs/\(job.id)")]))
+    }
+
+    func cancel(_ request: HTTPRequest) throws -> HTTPResponse {
+        let job = try job(request)
+        guard !job.isFinished else {
+            throw ServiceError(.conflict, code: "job_finished", "job \(job.id) is already \(job.status.rawValue)")
+        }
+        _ = try service.scheduler.cancel(job.id)
+        return .json(202, service.jobs.job(job.id)?.json ?? job.json)
+    }
+}

@@ -1,0 +1,21 @@
+import KilnHTTP
+import KilnJSON
+
+/// What operators and browsers use: health, Prometheus metrics, the dashboard and the
+/// API description.
+struct OpsController {
+    let service: Service
+
+    func register(_ router: Router) {
+        router.add("GET", "/healthz") { _ in .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
+        router.add("GET", "/metrics") { _ in
+            let counts = Dictionary(grouping: service.jobs.all(), by: { $0.status.rawValue }).mapValues(\.count)
+            return .text(200, service.metrics.render(queueDepth: service.scheduler.queueDepth, running: service.scheduler.runningCount, jobsByStatus: counts),
+                         contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.add("GET", "/") { _ in .text(200, Dashboard.render(service.jobs), contentType: "text/html; charset=utf-8") }
+        router.add("GET", "/openapi.yaml") { _ in
+            HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/yaml")]), body: .bytes(Array(OpenAPIDocument.text.utf8)))
+        }
+    }
+}
