@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.
-        .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "CZlib"], path: "Tests/KilnTestSupport"),
+        .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "KilnData", "CZlib"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
         .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnSpec", "KilnTensor", "KilnJSON"]),

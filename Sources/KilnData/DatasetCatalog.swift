@@ -37,13 +37,16 @@ public final class DatasetCatalog: @unchecked Sendable {
 
     public static let builtInNames = ["mnist", "cifar10"]
 
-    public init(cacheDirectory: String, mirror: String, maxDownloadBytes: Int = 512 << 20, timeoutSeconds: Int = 600) {
+    /// - Parameter checksums: digests that replace the built-in ones, by
+    ///   `<dataset>/<file>` (a mirror that serves its own copies, e.g. a subset).
+    public init(cacheDirectory: String, mirror: String, checksums: [String: String] = [:], maxDownloadBytes: Int = 512 << 20, timeoutSeconds: Int = 600) {
         self.cacheDirectory = cacheDirectory.count > 1 && cacheDirectory.hasSuffix("/") ? String(cacheDirectory.dropLast()) : cacheDirectory
         var m = mirror
         while m.hasSuffix("/") { m.removeLast() }
         self.mirror = m
         self.maxDownloadBytes = maxDownloadBytes
         self.timeoutSeconds = timeoutSeconds
+        for (file, digest) in checksums { knownChecksums[file] = .some(digest.lowercased()) }
         for name in DatasetCatalog.builtInNames {
             FileIO.removeLeftoverTempFiles(in: "\(self.cacheDirectory)/\(name)")
         }

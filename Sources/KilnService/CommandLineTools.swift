@@ -28,7 +28,7 @@ public enum CommandLineTools {
             return 0
         }
         do {
-            let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror)
+            let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror, checksums: config.datasetChecksums)
             let data = try TrainingData.resolve(spec, catalog: catalog)
             let model = CompiledModel(graph: spec.model, seed: spec.train.seed)
             let trainer = Trainer(spec: spec, model: model, data: data)

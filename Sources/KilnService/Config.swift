@@ -9,6 +9,9 @@ public struct Config: Sendable {
     public var port = 8080
     public var dataDirectory = "data"
     public var datasetMirror = "https://ossci-datasets.s3.amazonaws.com"
+    /// SHA-256 digests that replace the built-in ones, by `<dataset>/<file>`, for a
+    /// mirror that serves its own copies.
+    public var datasetChecksums: [String: String] = [:]
     public var authToken: String?
     /// What the token guards: `writes` (calls that change state) or `all` (every call
     /// but `/healthz`).
@@ -43,6 +46,14 @@ public struct Config: Sendable {
             case "port": port = try int(value, key, path)
             case "data_dir": dataDirectory = try string(value, key, path)
             case "dataset_mirror": datasetMirror = try string(value, key, path)
+            case "dataset_checksums":
+                guard let members = value.objectMembers else { throw ConfigError(message: "\(path): dataset_checksums must be an object of file → SHA-256") }
+                for (file, digest) in members {
+                    guard let hex = digest.stringValue, hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                        throw ConfigError(message: "\(path): dataset_checksums.\(file) must be a SHA-256 in hex")
+                    }
+                    datasetChecksums[file] = hex
+                }
             case "max_concurrent_jobs": maxConcurrentJobs = try int(value, key, path)
             case "max_queued_jobs": maxQueuedJobs = try int(value, key, path)
             case "max_body_bytes": maxBodyBytes = try int(value, key, path)

@@ -32,7 +32,7 @@ public final class Service: @unchecked Sendable {
         self.jobs = jobs
         self.artifacts = artifacts
         self.datasets = datasets
-        let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror)
+        let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror, checksums: config.datasetChecksums)
         scheduler = Scheduler(jobs: jobs, artifacts: artifacts, datasets: datasets, catalog: catalog, node: config.nodeName,
                               maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits)
         predictor = Predictor(jobs: jobs, artifacts: artifacts, limits: limits, maxBatch: config.maxPredictBatch)

@@ -8,7 +8,7 @@ import XCTest
 /// A loopback dataset mirror over the real MNIST files and a service on a free port
 /// that downloads from it, fresh for every test.
 class MNISTServiceTestCase: XCTestCase {
-    static let mnistDirectory = MNISTFiles.directory() ?? ""
+    static let mnistDirectory = MNISTFiles.directory()
 
     /// The request body limit the service runs with.
     var maxBodyBytes: Int { 4 << 20 }
@@ -20,7 +20,6 @@ class MNISTServiceTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         let mnist = MNISTServiceTestCase.mnistDirectory
-        guard !mnist.isEmpty else { throw XCTSkip("MNIST files not found in \(MNISTFiles.searched)") }
         temp = NSTemporaryDirectory() + "kiln-mnist-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(temp)/mirror/mnist", withIntermediateDirectories: true)
         for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
@@ -31,6 +30,7 @@ class MNISTServiceTestCase: XCTestCase {
         config.port = 0
         config.dataDirectory = "\(temp)/data"
         config.datasetMirror = mirror.baseURL
+        config.datasetChecksums = try MNISTFiles.checksums()
         config.maxBodyBytes = maxBodyBytes
         service = try Service(config: config)
         try service.start()

@@ -254,7 +254,8 @@ final class WorkloadTests: MNISTServiceTestCase {
     /// W8: softmaxₖ(Σⱼ aₖⱼ·f(xⱼ, pₖⱼ) + bₖ) with one prototype row per class.
     func testW8KernelNetwork() throws {
         let r = try run(scaled(try example("w8-kernel-network.json"), epochs: 2, train: 20000, test: 1000))
-        XCTAssertGreaterThanOrEqual(last(r.metrics, "val_accuracy") ?? 0, 0.85)
+        // 20,000 rows of full MNIST; the fixture's 10,000 learn a little less in two epochs.
+        XCTAssertGreaterThanOrEqual(last(r.metrics, "val_accuracy") ?? 0, MNISTFiles.isFull ? 0.85 : 0.80)
         let weights = try checkpoint(r.id)
         XCTAssertEqual(weights["protos_img.value"]?.shape, [10, 28, 28, 1])
         XCTAssertEqual(weights["a.kernel"]?.shape, [10, 784])
