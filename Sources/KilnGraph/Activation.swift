@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 /// The activations a layer's `activation` field can name (Keras names).
@@ -20,6 +21,8 @@ public enum Activation: String, CaseIterable, Sendable {
         case .leakyRelu: return x.leakyRelu()
         }
     }
+
+    var json: JSON { .string(rawValue) }
 
     static func read(_ fields: inout FieldReader, _ key: String = "activation") throws(SpecError) -> Activation {
         let name = try fields.string(key, oneOf: allCases.map(\.rawValue), default: "linear")!

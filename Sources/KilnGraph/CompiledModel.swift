@@ -17,7 +17,7 @@ public final class CompiledModel {
         var generator = SeededGenerator(seed: seed ^ 0x5EED_0F_C0FFEE)
         for node in graph.nodes {
             for p in node.parameters {
-                let name = "\(node.name).\(p.name)"
+                let name = CheckpointKey.make(node: node.name, parameter: p.name)
                 weights[name] = Variable(p.initializer.make(p.shape, generator: &generator), requiresGrad: p.trainable && !inference)
                 weightNames.append(name)
             }
@@ -35,7 +35,7 @@ public final class CompiledModel {
             guard let constant = node.layer as? Constant else { continue }
             do {
                 if let values = try constant.rows(from: field) {
-                    _ = load("\(node.name).value", Tensor(shape: constant.shape, values: values))
+                    _ = load(CheckpointKey.make(node: node.name, parameter: "value"), Tensor(shape: constant.shape, values: values))
                 }
             } catch {
                 throw SpecError(error.code, error.message, path: "\(node.path).\(error.path)", node: node.name)
@@ -82,7 +82,7 @@ public final class CompiledModel {
             }
             let inputs = node.inputs.map { values[$0]! }
             var own: [String: Variable] = [:]
-            for p in node.parameters { own[p.name] = weights["\(name).\(p.name)"] }
+            for p in node.parameters { own[p.name] = weights[CheckpointKey.make(node: name, parameter: p.name)] }
             context.inputShapes = node.inputs.map { graph.node($0)!.shape }
             do {
                 values[name] = try layer.forward(inputs, own, &context)

@@ -58,6 +58,26 @@ public enum Initializer: Sendable, Equatable {
         return result
     }
 
+    /// The spec form `read` turns back into this initializer: a Keras name, a number, or
+    /// an object with its arguments.
+    public var json: JSON {
+        switch self {
+        case .glorotUniform: return "glorot_uniform"
+        case .glorotNormal: return "glorot_normal"
+        case .heNormal: return "he_normal"
+        case .heUniform: return "he_uniform"
+        case .lecunNormal: return "lecun_normal"
+        case .lecunUniform: return "lecun_uniform"
+        case .orthogonal: return "orthogonal"
+        case .zeros: return "zeros"
+        case .ones: return "ones"
+        case let .constant(c): return JSON(c)
+        case let .uniform(lo, hi): return .object([("type", "uniform"), ("min", JSON(lo)), ("max", JSON(hi))])
+        case let .normal(mean, std): return .object([("type", "normal"), ("mean", JSON(mean)), ("stddev", JSON(std))])
+        case let .values(v): return .object([("value", JSON(v))])
+        }
+    }
+
     /// Checks that exact values fill the weight's shape.
     func check(shape: [Int], path: String, node: String?) throws(SpecError) {
         if case let .values(v) = self, v.count != Shapes.count(shape) {
@@ -139,6 +159,9 @@ public struct Regularizer: Sendable, Equatable {
         try fields.finish()
         return r
     }
+
+    /// `{"l1": a, "l2": b}`, as `read` takes it.
+    public var json: JSON { .object([("l1", JSON(l1)), ("l2", JSON(l2))]) }
 
     /// l1·Σ|w| + l2·Σw²
     public func penalty(_ w: Variable) throws(TensorError) -> Variable? {

@@ -17,7 +17,13 @@ public struct NodeShape: Equatable, Sendable, CustomStringConvertible {
     public func runtime(batch: Int) -> [Int] { batched ? [batch] + dims : dims }
 }
 
-/// A weight a layer owns, named `<node>.<name>` in checkpoints.
+/// How checkpoints, summaries and the trainer name a node's weight: `<node>.<parameter>`
+/// (`dense_1.kernel`). The one place that spells the key.
+public enum CheckpointKey {
+    public static func make(node: String, parameter: String) -> String { "\(node).\(parameter)" }
+}
+
+/// A weight a layer owns, named `<node>.<name>` in checkpoints (`CheckpointKey`).
 public struct ParameterSpec: Sendable {
     public var name: String
     public var shape: [Int]
@@ -55,6 +61,10 @@ public protocol Layer: Sendable {
     /// How many inputs the layer takes.
     static var arity: ClosedRange<Int> { get }
     init(_ fields: inout FieldReader) throws(SpecError)
+    /// The layer's fields as a spec states them, defaults filled in (Keras `get_config`):
+    /// `init` reading these gives the same layer. No default implementation, so a layer
+    /// that forgets its config does not compile.
+    var config: [(String, JSON)] { get }
     func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape
     func parameters(_ inputs: [NodeShape]) -> [ParameterSpec]
     func forward(_ inputs: [Variable], _ weights: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable

@@ -17,6 +17,8 @@ public struct ModelGraph: Sendable {
         /// `activity_regularizer` (any layer, as in Keras): a penalty on the node's
         /// output, divided by the batch size, added to the training objective.
         public var activityRegularizer: Regularizer? = nil
+        /// The aliases of `inputs` given as an object (expression), in the order of `inputs`.
+        public var inputAliases: [String]? = nil
     }
 
     public var nodes: [Node]
@@ -108,6 +110,7 @@ public struct ModelGraph: Sendable {
             lf.schema = schema
             lf.allow("type", "name")
             let inputs: [String]
+            var aliasNames: [String]? = nil
             if lf.has("input") && lf.has("inputs") {
                 throw SpecError(.invalidField, "give either 'input' or 'inputs', not both", path: "\(p).inputs", node: name)
             } else if layerType.arity.upperBound == 0 {
@@ -127,6 +130,7 @@ public struct ModelGraph: Sendable {
                     refs.append(r)
                 }
                 inputs = refs
+                aliasNames = aliases.map(\.0)
             } else if let many = try lf.stringList("inputs") {
                 inputs = many
             } else {
@@ -157,6 +161,7 @@ public struct ModelGraph: Sendable {
             let info = NodeInfo(name: name, path: p)
             let shape = try layer.outputShape(inputShapes, info)
             var node = Node(name: name, type: type, path: p, inputs: inputs, layer: layer, shape: shape, parameters: layer.parameters(inputShapes))
+            node.inputAliases = aliasNames
             if let activity {
                 guard shape.batched else {
                     throw SpecError(.invalidField, "an activity regularizer needs a node with a batch axis; \(name) is \(shape)", path: "\(p).activity_regularizer", node: name)
@@ -193,6 +198,35 @@ public struct ModelGraph: Sendable {
         self.inputNames = inputNames
         self.outputs = outputs
         self.index = index
+    }
+
+    // MARK: Encoding
+
+    /// The graph as a `model` object that `init(json:)` rebuilds into this graph without
+    /// any data (Keras `get_config`): inputs, every layer with its type, name, inputs
+    /// (aliases kept), config with defaults filled in and activity regularizer, and
+    /// outputs. A trained model's artifact holds this, next to its checkpoint.
+    public var json: JSON {
+        var layers: [JSON] = []
+        for node in nodes {
+            guard let layer = node.layer else { continue }
+            var members: [(String, JSON)] = [("type", .string(node.type)), ("name", .string(node.name))]
+            if let aliases = node.inputAliases {
+                members.append(("inputs", .object(zip(aliases, node.inputs).map { ($0, .string($1)) })))
+            } else if node.inputs.count == 1 {
+                members.append(("input", .string(node.inputs[0])))
+            } else if !node.inputs.isEmpty {
+                members.append(("inputs", JSON(node.inputs)))
+            }
+            members += layer.config
+            if let r = node.activityRegularizer { members.append(("activity_regularizer", r.json)) }
+            layers.append(.object(members))
+        }
+        return .object([
+            ("inputs", .object(inputNames.map { ($0, JSON(node($0)!.shape.dims)) })),
+            ("layers", .array(layers)),
+            ("outputs", JSON(outputs)),
+        ])
     }
 
     /// Node and input names become checkpoint keys and appear in URLs and logs.
@@ -232,7 +266,7 @@ public struct ModelLimits: Sendable {
             let (s, o) = total.addingReportingOverflow(product(p.shape))
             total = o ? Int.max : s
             if total > maxParameters {
-                throw SpecError(.tooLarge, "the model has more than the budget of \(maxParameters) parameters (\(node.name).\(p.name) has shape \(p.shape))", path: node.path, node: node.name)
+                throw SpecError(.tooLarge, "the model has more than the budget of \(maxParameters) parameters (\(CheckpointKey.make(node: node.name, parameter: p.name)) has shape \(p.shape))", path: node.path, node: node.name)
             }
         }
     }

@@ -261,6 +261,6 @@ public final class Scheduler: @unchecked Sendable {
 /// The graph a model artifact holds for a spec.
 enum ModelArtifactGraph {
     static func json(_ spec: JobSpec) -> JSON {
-        spec.json["model"] ?? .null
+        spec.model.json
     }
 }

@@ -224,7 +224,7 @@ public final class Trainer {
         for node in graph.nodes {
             guard let expression = node.layer as? KilnGraph.Expression else { continue }
             var scope: [String: Variable] = [:]
-            for p in expression.params { scope[p.name] = model.weights["\(node.name).\(p.name)"] }
+            for p in expression.params { scope[p.name] = model.weights[CheckpointKey.make(node: node.name, parameter: p.name)] }
             for (alias, input) in zip(expression.aliases, node.inputs) where graph.node(input)?.shape.batched == false {
                 if let v = try? model.run([:], targets: [input], training: false)[input] { scope[alias] = v }
             }
@@ -332,7 +332,7 @@ public final class Trainer {
                     objective = try objective.map { try $0.add(perSample) } ?? perSample
                 }
                 for p in node.parameters {
-                    if let r = p.regularizer, let penalty = try r.penalty(model.weights["\(node.name).\(p.name)"]!) {
+                    if let r = p.regularizer, let penalty = try r.penalty(model.weights[CheckpointKey.make(node: node.name, parameter: p.name)]!) {
                         objective = try objective.map { try $0.add(penalty) } ?? penalty
                     }
                 }

@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 let convolutionLayers: [any Layer.Type] = [Conv2D.self, Conv2DTranspose.self, ConditionalConv2D.self]
@@ -30,6 +31,12 @@ struct ConvolutionOptions: Sendable {
         if (strides.0 > 1 || strides.1 > 1) && (dilation.0 > 1 || dilation.1 > 1) {
             throw SpecError(.invalidField, "strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)", path: fields.fieldPath("dilation_rate"), node: fields.node)
         }
+    }
+
+    var config: [(String, JSON)] {
+        [("filters", JSON(filters)), ("kernel_size", pairJSON(kernel)), ("strides", pairJSON(strides)),
+         ("padding", .string(padding.rawValue)), ("dilation_rate", pairJSON(dilation)), ("activation", activation.json),
+         ("use_bias", JSON(useBias))]
     }
 
     /// An integer n (meaning (n, n)) or a list of two positive integers.
@@ -87,6 +94,8 @@ public struct Conv2D: Layer {
         weights = try WeightOptions(&fields)
     }
 
+    public var config: [(String, JSON)] { options.config + weights.config }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         try options.convolvedShape(inputs[0], node, Self.typeName)
     }
@@ -126,6 +135,11 @@ public struct Conv2DTranspose: Layer {
             throw SpecError(.invalidField, "output_padding \(op) must be smaller than strides \(options.strides)", path: fields.fieldPath("output_padding"), node: fields.node)
         }
         weights = try WeightOptions(&fields)
+    }
+
+    /// Without `output_padding`, Keras's default output size.
+    public var config: [(String, JSON)] {
+        options.config + (outputPadding.map { [("output_padding", pairJSON($0))] } ?? []) + weights.config
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
@@ -173,6 +187,8 @@ public struct ConditionalConv2D: Layer {
         weights = try WeightOptions(&fields)
     }
 
+    public var config: [(String, JSON)] { options.config + [("classes", JSON(classes))] + weights.config }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let label = inputs[1]
         guard label.batched, label.dims == [classes] else {
@@ -193,3 +209,6 @@ public struct ConditionalConv2D: Layer {
         return try options.activation.apply(y)
     }
 }
+
+/// A pair of sizes as the spec writes it.
+func pairJSON(_ pair: (Int, Int)) -> JSON { JSON([pair.0, pair.1]) }

@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 let coreLayers: [any Layer.Type] = [Dense.self, Flatten.self, ActivationLayer.self, Softmax.self, Reshape.self]
@@ -20,6 +21,10 @@ public struct Dense: Layer {
         activation = try Activation.read(&fields)
         useBias = try fields.bool("use_bias") ?? true
         weights = try WeightOptions(&fields)
+    }
+
+    public var config: [(String, JSON)] {
+        [("units", JSON(units)), ("activation", activation.json), ("use_bias", JSON(useBias))] + weights.config
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
@@ -47,6 +52,7 @@ public struct Dense: Layer {
 public struct Flatten: Layer {
     public static let typeName = "flatten"
     public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public var config: [(String, JSON)] { [] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         NodeShape([Shapes.count(inputs[0].dims)], batched: inputs[0].batched)
@@ -72,6 +78,8 @@ public struct ActivationLayer: Layer {
         activation = try Activation.read(&fields)
     }
 
+    public var config: [(String, JSON)] { [("activation", activation.json)] }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { inputs[0] }
 
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
@@ -88,6 +96,8 @@ public struct Softmax: Layer {
     public init(_ fields: inout FieldReader) throws(SpecError) {
         axis = try fields.int("axis") ?? -1
     }
+
+    public var config: [(String, JSON)] { [("axis", JSON(axis))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let rank = inputs[0].dims.count + (inputs[0].batched ? 1 : 0)
@@ -118,6 +128,8 @@ public struct Reshape: Layer {
         }
         self.shape = shape
     }
+
+    public var config: [(String, JSON)] { [("shape", JSON(shape))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let total = Shapes.count(inputs[0].dims)

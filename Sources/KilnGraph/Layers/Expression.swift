@@ -69,6 +69,17 @@ public struct Expression: Layer {
         program = FusedProgram(tree, leaves: aliases + params.map(\.name))
     }
 
+    /// The formula and the params; the inputs (and their aliases) are the node's.
+    public var config: [(String, JSON)] {
+        var out: [(String, JSON)] = [("expr", .string(source))]
+        if !params.isEmpty {
+            out.append(("params", .object(params.map { p in
+                (p.name, .object([("shape", JSON(p.shape)), ("init", p.initializer.json), ("trainable", JSON(p.trainable))]))
+            })))
+        }
+        return out
+    }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         guard inputs.count == aliases.count else {
             throw node.error("the expression names \(aliases.count) inputs but \(inputs.count) are wired", field: "inputs", code: .invalidField)

@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 // MARK: - add, subtract, multiply, average: element-wise with numpy broadcasting
@@ -55,6 +56,7 @@ public struct MergeLayer<Kind: MergeKind>: Layer {
     public static var arity: ClosedRange<Int> { Kind.op == .subtract ? 2...2 : 2...64 }
     let merge = Merge(op: Kind.op)
     public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public var config: [(String, JSON)] { [] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try merge.outputShape(inputs, node) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try merge.forward(inputs, w, &c) }
 }
@@ -78,6 +80,8 @@ public struct Matmul: Layer {
         transposeA = try fields.bool("transpose_a") ?? false
         transposeB = try fields.bool("transpose_b") ?? false
     }
+
+    public var config: [(String, JSON)] { [("transpose_a", JSON(transposeA)), ("transpose_b", JSON(transposeB))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let a = inputs[0], b = inputs[1]
@@ -120,6 +124,14 @@ public struct Reduce: Sendable {
         self.op = op
         if let list = try? fields.intList("axis", minimum: Int.min) { axes = list } else { axes = try fields.int("axis", minimum: Int.min).map { [$0] } }
         keepDims = try fields.bool("keepdims") ?? false
+    }
+
+    /// Without `axis`, every axis but the batch axis; one axis is written as a number.
+    var config: [(String, JSON)] {
+        var out: [(String, JSON)] = []
+        if let axes { out.append(("axis", axes.count == 1 ? JSON(axes[0]) : JSON(axes))) }
+        out.append(("keepdims", JSON(keepDims)))
+        return out
     }
 
     func resolvedAxes(_ input: NodeShape) -> [Int]? {
@@ -171,6 +183,7 @@ public struct ReduceLayer<Kind: ReduceKind>: Layer {
     public static var typeName: String { Kind.op.rawValue }
     let reduce: Reduce
     public init(_ fields: inout FieldReader) throws(SpecError) { reduce = try Reduce(&fields, op: Kind.op) }
+    public var config: [(String, JSON)] { reduce.config }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try reduce.outputShape(inputs, node) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ c: inout ForwardContext) throws(TensorError) -> Variable { try reduce.forward(inputs, w, &c) }
 }

@@ -25,6 +25,8 @@ public struct Weight: Layer {
         trainable = try fields.bool("trainable") ?? true
     }
 
+    public var config: [(String, JSON)] { [("shape", JSON(shape)), ("initializer", initializer.json), ("trainable", JSON(trainable))] }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { NodeShape(shape, batched: false) }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] {
         [ParameterSpec("kernel", shape: shape, initializer: initializer, trainable: trainable)]
@@ -39,7 +41,9 @@ public struct Weight: Layer {
 /// n for the first n rows), or one row per class,
 /// `{"field": "image", "per_class": "label", "classes": 10}` (the first training row of
 /// each class). Rows from data are taken when training starts and stored in the
-/// checkpoint as `<node>.value`, so predictions use the same rows.
+/// checkpoint as `<node>.value`, so predictions use the same rows. `from_data` may state
+/// the resolved `shape` (rows first); the graph JSON of a model always does, so a trained
+/// model's graph decodes without its data and takes the values from its checkpoint.
 public struct Constant: Layer {
     public static let typeName = "constant"
     public static var arity: ClosedRange<Int> { 0...0 }
@@ -68,6 +72,7 @@ public struct Constant: Layer {
             }
             let perClass = try ff.string("per_class")
             var classes = try ff.positiveInt("classes") ?? 0
+            let stated = try ff.intList("shape")
             try ff.finish()
             guard (rows == nil) != (perClass == nil) else {
                 throw SpecError(.invalidField, "give either 'rows' or 'per_class'", path: path, node: fields.node)
@@ -80,6 +85,16 @@ public struct Constant: Layer {
                 classes = known
             }
             guard let rowShape = schema.fields[field] else {
+                if let stated, !schema.known {
+                    // A trained model's graph: the rows were taken when it trained.
+                    guard let first = stated.first, first == (rows?.count ?? classes) else {
+                        throw SpecError(.invalidField, "shape \(stated) must start with the number of rows, \(rows?.count ?? classes)", path: "\(path).shape", node: fields.node)
+                    }
+                    source = DataSource(field: field, rows: rows, perClass: perClass, classes: classes)
+                    shape = stated
+                    values = []
+                    return
+                }
                 let known = schema.fields.keys.sorted()
                 throw SpecError(.invalidField, schema.known ? "the data has no field '\(field)'; it has \(known.joined(separator: ", "))\(Suggest.hint(field, known))"
                                                           : "the data's fields are not known when the spec is checked; use inline fields, a built-in or an uploaded dataset",
@@ -90,12 +105,25 @@ public struct Constant: Layer {
             }
             source = DataSource(field: field, rows: rows, perClass: perClass, classes: classes)
             shape = [rows?.count ?? classes] + rowShape
+            if let stated, stated != shape {
+                throw SpecError(.shapeMismatch, "the data gives shape \(shape) but \(stated) is stated", path: "\(path).shape", node: fields.node)
+            }
             values = []
             return
         }
         source = nil
         let value = try fields.required("value")
         (shape, values) = try nestedArray(value, path: fields.fieldPath("value"), node: fields.node)
+    }
+
+    /// `value` as nested arrays, or `from_data` with its resolved rows, classes and shape.
+    public var config: [(String, JSON)] {
+        guard let source else { return [("value", nestedJSON(shape, values))] }
+        var from: [(String, JSON)] = [("field", .string(source.field))]
+        if let rows = source.rows { from.append(("rows", rows == Array(0..<rows.count) ? JSON(rows.count) : JSON(rows))) }
+        if let label = source.perClass { from += [("per_class", .string(label)), ("classes", JSON(source.classes))] }
+        from.append(("shape", JSON(shape)))
+        return [("from_data", .object(from))]
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { NodeShape(shape, batched: false) }
@@ -114,6 +142,10 @@ public struct Constant: Layer {
     public func rows(from field: (String) -> (rowShape: [Int], values: [Float])?) throws(SpecError) -> [Float]? {
         guard let source else { return nil }
         guard let data = field(source.field) else { throw SpecError(.invalidField, "the data has no field '\(source.field)'", path: "from_data.field") }
+        let rowShape = Array(shape.dropFirst())
+        guard data.rowShape == rowShape else {
+            throw SpecError(.shapeMismatch, "rows of '\(source.field)' have shape \(data.rowShape), but this constant holds rows of \(rowShape)", path: "from_data.shape")
+        }
         let width = data.rowShape.reduce(1, *)
         let count = data.values.count / max(width, 1)
         var picked: [Int] = []
@@ -164,6 +196,16 @@ public func nestedArray(_ json: JSON, path: String, node: String?) throws(SpecEr
     return (shape, values)
 }
 
+/// Row-major values as nested JSON arrays of `shape` (a number for shape []).
+func nestedJSON(_ shape: [Int], _ values: [Float]) -> JSON {
+    func build(_ depth: Int, _ offset: Int) -> JSON {
+        if depth == shape.count { return JSON(values[offset]) }
+        let stride = shape[(depth + 1)...].reduce(1, *)
+        return .array((0..<shape[depth]).map { build(depth + 1, offset + $0 * stride) })
+    }
+    return build(0, 0)
+}
+
 // MARK: - elementwise_weights
 
 /// A trainable kernel of the input's per-sample shape, multiplied in element-wise.
@@ -174,6 +216,8 @@ public struct ElementwiseWeights: Layer {
     public init(_ fields: inout FieldReader) throws(SpecError) {
         weights = try WeightOptions(&fields, kernel: .ones)
     }
+
+    public var config: [(String, JSON)] { weights.config }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { inputs[0] }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { [weights.kernel(inputs[0].dims)] }
@@ -194,6 +238,8 @@ public struct Bias: Layer {
         axis = try fields.int("axis", minimum: Int.min) ?? -1
         weights = try WeightOptions(&fields)
     }
+
+    public var config: [(String, JSON)] { [("axis", JSON(axis))] + weights.config }
 
     /// The axis among the per-sample dims, or nil if out of range or the batch axis.
     func biasAxis(_ x: NodeShape) -> Int? { KilnGraph.sampleAxis(axis, x) }
@@ -251,6 +297,11 @@ public struct Taylor: Layer {
         }
         activation = try Activation.read(&fields)
         weights = try WeightOptions(&fields, kernel: mode == .dense ? .glorotUniform : .ones)
+    }
+
+    public var config: [(String, JSON)] {
+        [("mode", .string(mode.rawValue)), ("order", JSON(order))] + (units.map { [("units", JSON($0))] } ?? [])
+            + [("activation", activation.json)] + weights.config
     }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {

@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 let poolingNormalizationLayers: [any Layer.Type] = [
@@ -19,6 +20,8 @@ struct PoolOptions: Sendable {
         padding = Padding(rawValue: try fields.string("padding", oneOf: ["valid", "same"], default: "valid")!)!
     }
 
+    var config: [(String, JSON)] { [("pool_size", pairJSON(pool)), ("strides", pairJSON(strides)), ("padding", .string(padding.rawValue))] }
+
     func outputShape(_ x: NodeShape, _ node: NodeInfo, _ type: String) throws(SpecError) -> NodeShape {
         guard x.batched, x.dims.count == 3 else { throw node.error("\(type) expects images (batch, height, width, channels), got \(x)") }
         guard let h = ConvolutionOptions.convolved(x.dims[0], pool.0, strides.0, 1, padding),
@@ -33,6 +36,7 @@ public struct MaxPool2D: Layer {
     public static let typeName = "max_pool2d"
     let options: PoolOptions
     public init(_ fields: inout FieldReader) throws(SpecError) { options = try PoolOptions(&fields) }
+    public var config: [(String, JSON)] { options.config }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         try inputs[0].maxPool2d(poolSize: options.pool, strides: options.strides, padding: options.padding)
@@ -43,6 +47,7 @@ public struct AvgPool2D: Layer {
     public static let typeName = "avg_pool2d"
     let options: PoolOptions
     public init(_ fields: inout FieldReader) throws(SpecError) { options = try PoolOptions(&fields) }
+    public var config: [(String, JSON)] { options.config }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         try inputs[0].avgPool2d(poolSize: options.pool, strides: options.strides, padding: options.padding)
@@ -52,6 +57,7 @@ public struct AvgPool2D: Layer {
 public struct GlobalAvgPool2D: Layer {
     public static let typeName = "global_avg_pool2d"
     public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public var config: [(String, JSON)] { [] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         guard inputs[0].batched, inputs[0].dims.count == 3 else { throw node.error("global_avg_pool2d expects images (batch, height, width, channels), got \(inputs[0])") }
         return NodeShape([inputs[0].dims[2]])
@@ -65,6 +71,7 @@ public struct UpSampling2D: Layer {
     public static let typeName = "upsampling2d"
     let size: (Int, Int)
     public init(_ fields: inout FieldReader) throws(SpecError) { size = try ConvolutionOptions.pair(&fields, "size") ?? (2, 2) }
+    public var config: [(String, JSON)] { [("size", pairJSON(size))] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let x = inputs[0]
         guard x.batched, x.dims.count == 3 else { throw node.error("upsampling2d expects images (batch, height, width, channels), got \(x)") }
@@ -91,6 +98,8 @@ public struct BatchNorm: Layer {
         epsilon = Float(try fields.double("epsilon", range: 0...1) ?? 1e-3)
         trainable = try fields.bool("trainable") ?? true
     }
+
+    public var config: [(String, JSON)] { [("momentum", JSON(momentum)), ("epsilon", JSON(epsilon)), ("trainable", JSON(trainable))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         guard inputs[0].batched, !inputs[0].dims.isEmpty else { throw node.error("batch_norm needs a batched input with a channel axis, got \(inputs[0])") }
@@ -123,6 +132,8 @@ public struct LayerNorm: Layer {
         trainable = try fields.bool("trainable") ?? true
     }
 
+    public var config: [(String, JSON)] { [("epsilon", JSON(epsilon)), ("trainable", JSON(trainable))] }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         guard !inputs[0].dims.isEmpty else { throw node.error("layer_norm needs at least one axis, got \(inputs[0])") }
         return inputs[0]
@@ -150,6 +161,7 @@ public struct Dropout: Layer {
         }
         rate = Float(r)
     }
+    public var config: [(String, JSON)] { [("rate", JSON(rate))] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { inputs[0] }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         try inputs[0].dropout(rate: rate, training: context.training, generator: &context.generator)
@@ -165,6 +177,7 @@ public struct GaussianNoise: Layer {
         }
         stddev = Float(s)
     }
+    public var config: [(String, JSON)] { [("stddev", JSON(stddev))] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { inputs[0] }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
         try inputs[0].gaussianNoise(stddev: stddev, training: context.training, generator: &context.generator)
@@ -177,6 +190,7 @@ public struct SampleNormal: Layer {
     public static let typeName = "sample_normal"
     public static var arity: ClosedRange<Int> { 2...2 }
     public init(_ fields: inout FieldReader) throws(SpecError) {}
+    public var config: [(String, JSON)] { [] }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         guard inputs[0] == inputs[1] else { throw node.error("mu \(inputs[0]) and log_var \(inputs[1]) must have one shape") }
         return inputs[0]
@@ -198,8 +212,11 @@ struct RecurrentOptions: Sendable {
     var recurrentInitializer: Initializer
     /// LSTM: the forget gate's bias starts at 1 (Keras `unit_forget_bias`, default true).
     var unitForgetBias: Bool
+    /// Whether the cell has a forget gate (LSTM), so `unit_forget_bias` applies.
+    var forgetGate: Bool
 
     init(_ fields: inout FieldReader, forgetGate: Bool) throws(SpecError) {
+        self.forgetGate = forgetGate
         guard let u = try fields.positiveInt("units") else { throw SpecError(.missingField, "is required", path: fields.fieldPath("units"), node: fields.node) }
         units = u
         returnSequences = try fields.bool("return_sequences") ?? false
@@ -209,6 +226,12 @@ struct RecurrentOptions: Sendable {
         unitForgetBias = false
         if forgetGate { unitForgetBias = try fields.bool("unit_forget_bias") ?? true }
         weights = try WeightOptions(&fields)
+    }
+
+    /// `unit_forget_bias` only for the LSTM.
+    var config: [(String, JSON)] {
+        [("units", JSON(units)), ("return_sequences", JSON(returnSequences)), ("recurrent_initializer", recurrentInitializer.json)]
+            + (forgetGate ? [("unit_forget_bias", JSON(unitForgetBias))] : []) + weights.config
     }
 
     func outputShape(_ x: NodeShape, _ node: NodeInfo, _ type: String) throws(SpecError) -> NodeShape {
@@ -237,6 +260,7 @@ public struct LSTM: Layer {
     public static let typeName = "lstm"
     let options: RecurrentOptions
     public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields, forgetGate: true) }
+    public var config: [(String, JSON)] { options.config }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 4, biasShape: [4 * options.units]) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {
@@ -249,6 +273,7 @@ public struct GRU: Layer {
     public static let typeName = "gru"
     let options: RecurrentOptions
     public init(_ fields: inout FieldReader) throws(SpecError) { options = try RecurrentOptions(&fields, forgetGate: false) }
+    public var config: [(String, JSON)] { options.config }
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape { try options.outputShape(inputs[0], node, Self.typeName) }
     public func parameters(_ inputs: [NodeShape]) -> [ParameterSpec] { options.parameters(inputs[0], gates: 3, biasShape: [2, 3 * options.units]) }
     public func forward(_ inputs: [Variable], _ w: [String: Variable], _ context: inout ForwardContext) throws(TensorError) -> Variable {

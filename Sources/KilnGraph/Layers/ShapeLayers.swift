@@ -1,3 +1,4 @@
+import KilnJSON
 import KilnTensor
 
 let shapeLayers: [any Layer.Type] = [Permute.self, Transpose.self, Concatenate.self, Slice.self, Embedding.self, OneHot.self]
@@ -25,6 +26,8 @@ public struct Permute: Layer {
         self.dims = dims
     }
 
+    public var config: [(String, JSON)] { [("dims", JSON(dims))] }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let x = inputs[0]
         guard x.batched, dims.sorted() == Array(1...max(x.dims.count, 1)), dims.count == x.dims.count else {
@@ -49,6 +52,9 @@ public struct Transpose: Layer {
     public init(_ fields: inout FieldReader) throws(SpecError) {
         perm = try fields.intList("perm", minimum: 0)
     }
+
+    /// Without `perm`, the last two axes swap.
+    public var config: [(String, JSON)] { perm.map { [("perm", JSON($0))] } ?? [] }
 
     func resolved(_ x: NodeShape) -> [Int] {
         let rank = x.dims.count + (x.batched ? 1 : 0)
@@ -85,6 +91,8 @@ public struct Concatenate: Layer {
     public init(_ fields: inout FieldReader) throws(SpecError) {
         axis = try fields.int("axis", minimum: Int.min) ?? -1
     }
+
+    public var config: [(String, JSON)] { [("axis", JSON(axis))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let first = inputs[0]
@@ -127,6 +135,9 @@ public struct Slice: Layer {
         end = try fields.int("end", minimum: Int.min)
     }
 
+    /// Without `end`, to the end of the axis.
+    public var config: [(String, JSON)] { [("axis", JSON(axis)), ("start", JSON(start))] + (end.map { [("end", JSON($0))] } ?? []) }
+
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         let x = inputs[0]
         guard let a = sampleAxis(axis, x) else {
@@ -162,9 +173,15 @@ public struct Embedding: Layer {
         guard let o = try fields.positiveInt("output_dim") else { throw SpecError(.missingField, "is required", path: fields.fieldPath("output_dim"), node: fields.node) }
         inputDim = i
         outputDim = o
-        fields.allow("embeddings_initializer")
-        weights = try WeightOptions(&fields, kernel: .uniform(min: -0.05, max: 0.05))
+        // Keras's name for the table's initializer; `kernel_initializer` is accepted too.
+        var weights = try WeightOptions(&fields, kernel: .uniform(min: -0.05, max: 0.05))
+        if let j = fields.raw("embeddings_initializer") {
+            weights.kernelInitializer = try Initializer.read(j, path: fields.fieldPath("embeddings_initializer"), node: fields.node)
+        }
+        self.weights = weights
     }
+
+    public var config: [(String, JSON)] { [("input_dim", JSON(inputDim)), ("output_dim", JSON(outputDim))] + weights.config }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         NodeShape(inputs[0].dims + [outputDim], batched: inputs[0].batched)
@@ -187,6 +204,8 @@ public struct OneHot: Layer {
         guard let c = try fields.positiveInt("classes") else { throw SpecError(.missingField, "is required", path: fields.fieldPath("classes"), node: fields.node) }
         classes = c
     }
+
+    public var config: [(String, JSON)] { [("classes", JSON(classes))] }
 
     public func outputShape(_ inputs: [NodeShape], _ node: NodeInfo) throws(SpecError) -> NodeShape {
         // A trailing axis of 1 (labels as [N, 1]) is replaced, as Keras users expect.

@@ -1,3 +1,5 @@
+import KilnJSON
+
 /// The fields every layer with weights takes: `trainable`, initializers and regularizers.
 public struct WeightOptions: Sendable {
     public var trainable: Bool
@@ -16,6 +18,14 @@ public struct WeightOptions: Sendable {
         kernelRegularizer = try fields.raw("kernel_regularizer").map { j throws(SpecError) in
             try Regularizer.read(j, path: fields.fieldPath("kernel_regularizer"), node: fields.node)
         }
+    }
+
+    /// `trainable`, the initializers and the kernel regularizer as the spec states them.
+    var config: [(String, JSON)] {
+        var out: [(String, JSON)] = [("trainable", JSON(trainable)), ("kernel_initializer", kernelInitializer.json),
+                                     ("bias_initializer", biasInitializer.json)]
+        if let kernelRegularizer { out.append(("kernel_regularizer", kernelRegularizer.json)) }
+        return out
     }
 
     func kernel(_ shape: [Int], name: String = "kernel") -> ParameterSpec {
