@@ -12,6 +12,8 @@ import KilnSpec
 public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     public let directory: String
     private let lock = NSLock()
+    /// Held across each write of a job's files, so writes of one store never interleave.
+    private let writing = NSLock()
     private var jobs: [String: Job] = [:]
     private var metrics: [String: [JSON]] = [:]
     private var warnings: [String: [String]] = [:]
@@ -50,20 +52,27 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     }
 
     private func save(_ job: Job) throws {
+        writing.lock()
+        defer { writing.unlock() }
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
         lock.lock()
         jobs[job.id] = job
         lock.unlock()
-        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
     }
 
     @discardableResult
     public func update(_ id: String, _ change: (inout Job) -> Void) throws -> Job? {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
         guard var job = jobs[id] else { lock.unlock(); return nil }
+        lock.unlock()
         change(&job)
+        // Durable first, then visible: a status a client has seen is on disk.
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
+        lock.lock()
         jobs[id] = job
         lock.unlock()
-        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
         return job
     }
 
@@ -97,16 +106,20 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     }
 
     public func claim(node: String) throws -> Job? {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
         let next = jobs.values.filter { $0.status == .queued }.min { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
-        guard var job = next else { lock.unlock(); return nil }
+        lock.unlock()
+        guard var job = next else { return nil }
         job.status = .running
         job.node = node
         job.startedAt = job.startedAt ?? Date()
         job.error = nil
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
+        lock.lock()
         jobs[job.id] = job
         lock.unlock()
-        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(job.id))/job.json")
         return job
     }
 
@@ -116,20 +129,25 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     }
 
     public func recordEpoch(_ id: String, _ epoch: JSON, warnings list: [String]) throws {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
         var epochs = metrics[id] ?? []
         let number = epoch["epoch"]?.intValue ?? epochs.count + 1
         // An epoch is recorded once: a re-run of it replaces what came after the one before.
         epochs = Array(epochs.prefix(max(number - 1, 0)))
         epochs.append(epoch)
-        metrics[id] = epochs
-        warnings[id] = list
-        if var job = jobs[id] { job.epoch = number; jobs[id] = job }
-        let doc = metricsJSONLocked(id)
-        let record = jobs[id]
+        var record = jobs[id]
+        record?.epoch = number
         lock.unlock()
+        let doc = JSON.object([("epochs", .array(epochs)), ("warnings", JSON(list))])
         try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
         if let record { try AtomicFile.write(record.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json") }
+        lock.lock()
+        metrics[id] = epochs
+        warnings[id] = list
+        if let record { jobs[id] = record }
+        lock.unlock()
     }
 
     public func metrics(_ id: String) -> JSON {
@@ -143,21 +161,30 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     }
 
     public func truncateMetrics(_ id: String, toEpochs count: Int) throws {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
         let current = metrics[id] ?? []
-        guard current.count > count else { lock.unlock(); return }
-        metrics[id] = Array(current.prefix(count))
-        let doc = metricsJSONLocked(id)
+        let kept = Array(current.prefix(count))
+        let doc = JSON.object([("epochs", .array(kept)), ("warnings", JSON(warnings[id] ?? []))])
         lock.unlock()
+        guard current.count > count else { return }
         try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+        lock.lock()
+        metrics[id] = kept
+        lock.unlock()
     }
 
     private func setWarnings(_ id: String, _ list: [String]) throws {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
-        warnings[id] = list
-        let doc = metricsJSONLocked(id)
+        let doc = JSON.object([("epochs", .array(metrics[id] ?? [])), ("warnings", JSON(list))])
         lock.unlock()
         try AtomicFile.write(doc.serialized(pretty: true), to: "\(jobDirectory(id))/metrics.json")
+        lock.lock()
+        warnings[id] = list
+        lock.unlock()
     }
 
     public func complete(_ id: String, warnings list: [String]) throws {
@@ -170,13 +197,17 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
     }
 
     public func cancelQueued(_ id: String) throws -> Bool {
+        writing.lock()
+        defer { writing.unlock() }
         lock.lock()
         guard var job = jobs[id], job.status == .queued else { lock.unlock(); return false }
+        lock.unlock()
         job.status = .cancelled
         job.finishedAt = Date()
+        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
+        lock.lock()
         jobs[id] = job
         lock.unlock()
-        try AtomicFile.write(job.json.serialized(pretty: true), to: "\(jobDirectory(id))/job.json")
         return true
     }
 
