@@ -15,7 +15,8 @@ public enum CommandLineTools {
         }
         let spec: JobSpec
         do {
-            spec = try JobSpec(json: try JSON.parse([UInt8](bytes)), limits: ModelLimits(maxParameters: config.maxParameters))
+            spec = try JobSpec(json: try JSON.parse([UInt8](bytes)), limits: ModelLimits(maxParameters: config.maxParameters),
+                               purpose: command == "validate" ? .validation : .training)
         } catch let e as SpecError {
             print(JSON.object([("error", .object([("code", .string(e.code.rawValue)), ("message", .string(e.description)), ("path", .string(e.path))]))]).serialized(pretty: true))
             return 1
@@ -24,7 +25,7 @@ public enum CommandLineTools {
             return 1
         }
         if command == "validate" {
-            print(JSON.object([("valid", true), ("summary", spec.summary)]).serialized(pretty: true))
+            print(spec.validation.serialized(pretty: true))
             return 0
         }
         do {

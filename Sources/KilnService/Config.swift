@@ -16,6 +16,10 @@ public struct Config: Sendable {
     /// What the token guards: `writes` (calls that change state) or `all` (every call
     /// but `/healthz`).
     var authScope = AuthMiddleware.Scope.writes
+    /// Finished jobs older than this many days are removed (none when nil).
+    public var keepJobsDays: Double?
+    /// Only the newest this many finished jobs of each name are kept (all when nil).
+    public var keepLastPerName: Int?
     /// Shown on the jobs this node runs.
     public var nodeName = Config.defaultNodeName()
     public var maxConcurrentJobs = 1
@@ -65,6 +69,12 @@ public struct Config: Sendable {
                 }
                 authScope = scope
             case "node_name": nodeName = try string(value, key, path)
+            case "keep_jobs_days":
+                guard let days = value.doubleValue, days > 0 else { throw ConfigError(message: "\(path): keep_jobs_days must be a positive number") }
+                keepJobsDays = days
+            case "keep_last_per_name":
+                guard let n = value.intValue, n >= 1 else { throw ConfigError(message: "\(path): keep_last_per_name must be at least 1") }
+                keepLastPerName = n
             default: throw ConfigError(message: "\(path): unknown setting '\(key)'")
             }
         }

@@ -225,6 +225,18 @@ public final class DirectoryJobStore: JobStore, @unchecked Sendable {
         return abandoned
     }
 
+    public func remove(_ id: String) throws {
+        guard StoredName.isValid(id) else { return }
+        writing.lock()
+        defer { writing.unlock() }
+        try removeTree(jobDirectory(id))
+        lock.lock()
+        jobs[id] = nil
+        metrics[id] = nil
+        warnings[id] = nil
+        lock.unlock()
+    }
+
     public func resolveModel(_ nameOrID: String) -> Job? {
         lock.lock()
         defer { lock.unlock() }
@@ -281,6 +293,13 @@ public final class DirectoryArtifactStore: ArtifactStore, @unchecked Sendable {
         AtomicFile.read(optimizerPath(jobID))
     }
 
+    public func remove(_ jobID: String) throws {
+        guard StoredName.isValid(jobID) else { return }
+        for path in [checkpointPath(jobID), optimizerPath(jobID), graphPath(jobID)] where FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.removeItem(atPath: path)
+        }
+    }
+
     /// Jobs checkpointed before artifacts had a graph get one, from the model section of
     /// their stored spec (decoded once, here, at start).
     func addMissingGraphs(jobs: JobStore, decode: (JSON) throws -> JSON) {
@@ -308,7 +327,12 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for id in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where StoredName.isValid(id) {
             AtomicFile.removeLeftovers(in: "\(directory)/\(id)")
-            if let json = AtomicFile.read("\(directory)/\(id)/dataset.json").flatMap({ try? JSON.parse($0) }) { records[id] = json }
+            if let json = AtomicFile.read("\(directory)/\(id)/dataset.json").flatMap({ try? JSON.parse($0) }) {
+                records[id] = json
+            } else {
+                // Without its record the folder is an upload or a removal a crash cut short.
+                try? removeTree("\(directory)/\(id)")
+            }
         }
     }
 
@@ -338,7 +362,18 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         }
     }
 
-    func record(_ idOrName: String) -> JSON? {
+    public func remove(id: String) throws {
+        guard StoredName.isValid(id) else { return }
+        // The record goes first, so a crash midway leaves a folder that is not listed.
+        let folder = "\(directory)/\(id)"
+        if FileManager.default.fileExists(atPath: "\(folder)/dataset.json") { try FileManager.default.removeItem(atPath: "\(folder)/dataset.json") }
+        lock.lock()
+        records[id] = nil
+        lock.unlock()
+        try removeTree(folder)
+    }
+
+    public func record(_ idOrName: String) -> JSON? {
         lock.lock()
         defer { lock.unlock() }
         return records[idOrName] ?? records.values.filter { $0["name"]?.stringValue == idOrName }
@@ -363,6 +398,11 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         guard let train = read(record["fields"], prefix: "") else { return nil }
         return DatasetSplits(train: train, test: read(record["test"], prefix: "test."))
     }
+}
+
+/// Removes a directory tree if it exists.
+func removeTree(_ path: String) throws {
+    if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
 }
 
 /// The record of an uploaded dataset (`GET /datasets`), the one place its schema is

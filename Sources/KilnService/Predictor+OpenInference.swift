@@ -26,9 +26,7 @@ extension Predictor {
     func infer(_ name: String, _ body: JSON) throws -> JSON {
         let (job, model) = try self.model(name, path: "name")
         let graph = model.graph
-        guard let inputs = body["inputs"]?.arrayValue else {
-            throw ServiceError(.invalid, code: "missing_field", "'inputs' (a list of tensors) is required", path: "inputs")
-        }
+        guard body.objectMembers != nil else { throw ServiceError(.invalid, code: "invalid_request", "expected a JSON object") }
         var requested = graph.outputs
         if let outs = body["outputs"]?.arrayValue {
             requested = []
@@ -39,6 +37,15 @@ extension Predictor {
                 }
                 requested.append(n)
             }
+        }
+        // A model without inputs (made of weights and constants) needs none in the request.
+        let inputs: [JSON]
+        if let given = body["inputs"]?.arrayValue {
+            inputs = given
+        } else if body["inputs"] == nil && neededInputs(graph, requested).isEmpty {
+            inputs = []
+        } else {
+            throw ServiceError(.invalid, code: "missing_field", "'inputs' (a list of tensors) is required", path: "inputs")
         }
         var feeds: [String: Tensor] = [:]
         for (i, input) in inputs.enumerated() {

@@ -92,6 +92,10 @@ final class Predictor: @unchecked Sendable {
         } else if let inputs = body["inputs"] {
             feeds = try namedFeeds(inputs, graph: graph, needed: requested)
             rowsForm = false
+        } else if neededInputs(graph, requested).isEmpty {
+            // A model without inputs (made of weights and constants) needs none in the request.
+            feeds = [:]
+            rowsForm = false
         } else {
             throw ServiceError(.invalid, code: "missing_field", "give 'inputs' (an object of input name → array) or 'instances' (a list of rows)", path: "inputs")
         }

@@ -21,6 +21,7 @@ public final class Service: @unchecked Sendable {
     let limits: ModelLimits
     public let router = Router()
     private var server: HTTPServer?
+    private var retentionTimer: DispatchSourceTimer?
 
     public init(config: Config) throws {
         try config.validate()
@@ -54,6 +55,14 @@ public final class Service: @unchecked Sendable {
         try server.start()
         self.server = server
         scheduler.recover()
+        if config.keepJobsDays != nil || config.keepLastPerName != nil {
+            applyRetention()
+            let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+            timer.schedule(deadline: .now() + 3600, repeating: 3600)
+            timer.setEventHandler { [weak self] in self?.applyRetention() }
+            timer.resume()
+            retentionTimer = timer
+        }
         Log.info("listening", [("host", .string(config.host)), ("port", JSON(server.port)), ("data_dir", .string(config.dataDirectory))])
     }
 
@@ -62,6 +71,7 @@ public final class Service: @unchecked Sendable {
     /// Stops accepting connections and interrupts training; interrupted jobs stay
     /// queued and resume from their last checkpoint at the next start.
     public func stop() {
+        retentionTimer?.cancel()
         server?.stop()
         scheduler.shutdown()
     }

@@ -49,6 +49,8 @@ public protocol JobStore: AnyObject, Sendable {
     func requeueAbandoned() throws -> [String]
 
     func metrics(_ id: String) -> JSON
+    /// Removes a finished job's record, spec and metrics.
+    func remove(_ id: String) throws
 }
 
 /// A trained model as prediction needs it: the graph (layer configs, input and output
@@ -75,6 +77,8 @@ public protocol ArtifactStore: AnyObject, Sendable {
     func latest(_ jobID: String) throws -> ModelArtifact?
     func hasCheckpoint(_ jobID: String) -> Bool
     func optimizerState(_ jobID: String) -> [UInt8]?
+    /// Removes a job's artifacts.
+    func remove(_ jobID: String) throws
 }
 
 /// Datasets uploaded with `POST /datasets`.
@@ -86,6 +90,10 @@ public protocol DatasetStore: AnyObject, Sendable {
     func load(_ idOrName: String) -> DatasetSplits?
     /// Field row shapes, for checking specs before training.
     func schema(_ idOrName: String) -> DataSchema?
+    /// The record of the dataset with this id, or the newest one with this name.
+    func record(_ idOrName: String) -> JSON?
+    /// Removes the dataset with this id (its files and record).
+    func remove(id: String) throws
 }
 
 /// A problem of the stores or the service that the client should hear about, with

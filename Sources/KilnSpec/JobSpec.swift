@@ -12,10 +12,18 @@ public struct JobSpec: Sendable {
     public var initFrom: String?
     /// The spec as sent, for storage and hashing.
     public var json: JSON
+    /// What training would still need, when decoded for `.validation` (a model alone
+    /// validates): each a problem `POST /jobs` would refuse.
+    public var notes: [SpecError] = []
 
-    /// - Parameter schema: the data's fields when the caller knows them (uploaded
-    ///   datasets); otherwise taken from the `data` section.
-    public init(json: JSON, limits: ModelLimits = ModelLimits(), schema: DataSchema? = nil) throws(SpecError) {
+    /// What the spec is decoded for: a job needs everything; validation needs only the model.
+    public enum Purpose: Sendable { case training, validation }
+
+    /// - Parameters:
+    ///   - schema: the data's fields when the caller knows them (uploaded datasets);
+    ///     otherwise taken from the `data` section.
+    ///   - purpose: with `.validation`, what only training needs becomes `notes`.
+    public init(json: JSON, limits: ModelLimits = ModelLimits(), schema: DataSchema? = nil, purpose: Purpose = .training) throws(SpecError) {
         JobSpec.countDecode()
         var fields = try FieldReader(json, path: "")
         name = try fields.string("name") ?? "model"
@@ -32,9 +40,15 @@ public struct JobSpec: Sendable {
             throw SpecError(.unusedInput, "input '\(input)' is not used by any output or loss; remove it or connect it", path: "model.inputs.\(input)", node: input)
         }
         try JobSpec.checkData(model: model, train: train, schema: schema ?? data.schema)
-        if data.source == .none && !model.inputNames.isEmpty && data.fields == nil && data.dataset == nil {
-            throw SpecError(.invalidField, "the model has inputs (\(model.inputNames.joined(separator: ", "))) but data.source is none", path: "data.source")
+        var needs: [SpecError] = []
+        if data.source == DataSpec.Source.none && !model.inputNames.isEmpty && data.fields == nil && data.dataset == nil {
+            let path = json["data"] == nil ? "data" : "data.source"
+            needs.append(SpecError(json["data"] == nil ? .missingField : .invalidField,
+                                   "the model has inputs (\(model.inputNames.joined(separator: ", "))), so training needs data: a built-in \"source\", an uploaded \"dataset\" or inline \"fields\"", path: path))
         }
+        if let missing = train.missingLoss(model) { needs.append(missing) }
+        if purpose == .training, let first = needs.first { throw first }
+        notes = needs
     }
 }
 
@@ -48,6 +62,15 @@ extension JobSpec {
 
     /// The model summary with what each loss depends on.
     public var summary: JSON { model.summary(lossNodes: train.losses.map(\.node)) }
+
+    /// `POST /validate`'s answer: the summary, and the notes when there are any.
+    public var validation: JSON {
+        var members: [(String, JSON)] = [("valid", true), ("summary", summary)]
+        if !notes.isEmpty {
+            members.append(("notes", .array(notes.map { .object([("path", .string($0.path)), ("code", .string($0.code.rawValue)), ("message", .string($0.message))]) })))
+        }
+        return .object(members)
+    }
 
     /// When the data's fields are known before it loads, every model input must be a
     /// field with the input's row shape and every loss target field must exist.
@@ -214,10 +237,16 @@ public struct TrainSpec: Sendable {
             optimizer.schedule = .cosine(epochs: Double(self.epochs), alpha: alpha)
         }
         try f.finish()
+        lossesPath = f.fieldPath("losses")
+    }
+
+    let lossesPath: String
+
+    /// A model with trainable weights trains only against a loss.
+    func missingLoss(_ model: ModelGraph) -> SpecError? {
         let hasTrainableWeights = model.nodes.contains { $0.parameters.contains(where: \.trainable) }
-        if losses.isEmpty && hasTrainableWeights {
-            throw SpecError(.missingField, "the model has trainable weights but no loss; add e.g. {\"node\": \"\(model.outputs[0])\", \"type\": \"categorical_crossentropy\", \"target\": \"label\"}", path: f.fieldPath("losses"))
-        }
+        guard losses.isEmpty && hasTrainableWeights else { return nil }
+        return SpecError(.missingField, "the model has trainable weights but no loss; add e.g. {\"node\": \"\(model.outputs[0])\", \"type\": \"categorical_crossentropy\", \"target\": \"label\"}", path: lossesPath)
     }
 }
 

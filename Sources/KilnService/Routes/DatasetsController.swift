@@ -13,6 +13,10 @@ struct DatasetsController {
             return .json(201, try service.datasets.store(name: upload.name, train: upload.train, test: upload.test))
         }
         router.add("GET", "/datasets") { _ in .json(200, ["datasets": .array(service.datasets.all)]) }
+        router.add("DELETE", "/datasets/:name") { request in
+            let record = try service.removeDataset(request.pathParameters["name"] ?? "")
+            return .json(200, ["id": record["id"] ?? .null, "deleted": true])
+        }
     }
 }
 

@@ -39,14 +39,14 @@ struct JobsController {
         return job
     }
 
+    /// A model alone validates: what training would still need comes back as `notes`.
     func validate(_ request: HTTPRequest) throws -> HTTPResponse {
-        let spec = try decodeSpec(request)
-        return .json(200, ["valid": true, "summary": spec.summary])
+        .json(200, try decodeSpec(request, for: .validation).validation)
     }
 
-    func decodeSpec(_ request: HTTPRequest) throws -> JobSpec {
+    func decodeSpec(_ request: HTTPRequest, for purpose: JobSpec.Purpose = .training) throws -> JobSpec {
         let json = try RequestBody.json(request)
-        return try JobSpec(json: json, limits: service.limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(service.datasets.schema))
+        return try JobSpec(json: json, limits: service.limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(service.datasets.schema), purpose: purpose)
     }
 
     func create(_ request: HTTPRequest) throws -> HTTPResponse {
@@ -68,12 +68,15 @@ struct JobsController {
         return .json(201, body, headers: HTTPHeaders([("Location", "/jobs/\(job.id)")]))
     }
 
+    /// A queued or running job is cancelled (202); a finished one is removed with its
+    /// artifacts (200).
     func cancel(_ request: HTTPRequest) throws -> HTTPResponse {
         let job = try job(request)
-        guard !job.isFinished else {
-            throw ServiceError(.conflict, code: "job_finished", "job \(job.id) is already \(job.status.rawValue)")
+        guard job.isFinished else {
+            _ = try service.scheduler.cancel(job.id)
+            return .json(202, service.jobs.job(job.id)?.json ?? job.json)
         }
-        _ = try service.scheduler.cancel(job.id)
-        return .json(202, service.jobs.job(job.id)?.json ?? job.json)
+        try service.removeJob(job)
+        return .json(200, ["id": .string(job.id), "deleted": true])
     }
 }
