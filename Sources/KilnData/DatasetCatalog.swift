@@ -129,7 +129,7 @@ public final class DatasetCatalog: @unchecked Sendable {
         let bytes = try Downloader(maxBytes: maxDownloadBytes, timeoutSeconds: timeoutSeconds).fetch(url)
         let digest = SHA256.hex(bytes)
         if let known, known != digest {
-            throw DatasetError(field: file, "SHA-256 mismatch (expected \(known), got \(digest)); downloaded from \(url)")
+            throw DatasetError(field: file, "SHA-256 mismatch (expected \(known), got \(digest)); downloaded from \(Redact.url(url))")
         }
         let value = try parse(bytes)
         try FileIO.makeDirectories(directory)
@@ -143,7 +143,7 @@ public final class DatasetCatalog: @unchecked Sendable {
     private func fileURL(dataset: String, file: String) throws(DatasetError) -> String {
         let lower = mirror.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
-            throw DatasetError(field: file, "the dataset mirror '\(mirror)' is not an http or https URL")
+            throw DatasetError(field: file, "the dataset mirror '\(Redact.url(mirror))' is not an http or https URL")
         }
         return "\(mirror)/\(dataset)/\(file)"
     }

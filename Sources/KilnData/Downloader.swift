@@ -27,14 +27,14 @@ public final class Downloader: Sendable {
     /// followed), an HTTP status other than 2xx, a body over `maxBytes`, or a timeout.
     public func fetch(_ url: String) throws(DatasetError) -> [UInt8] {
         let file = url.split(separator: "/").last.map(String.init)
-        func fail(_ why: String) -> DatasetError { DatasetError(field: file, "download of \(url) failed: \(why)") }
+        func fail(_ why: String) -> DatasetError { DatasetError(field: file, "download of \(Redact.url(url)) failed: \(Redact.text(why))") }
 
         let lower = url.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
-            throw DatasetError(field: file, "refusing to download \(url): only http and https URLs are allowed")
+            throw DatasetError(field: file, "refusing to download \(Redact.url(url)): only http and https URLs are allowed")
         }
         guard !url.utf8.contains(where: { $0 < 0x21 || $0 == 0x7f }) else {
-            throw DatasetError(field: file, "refusing to download \(url): the URL contains spaces or control characters")
+            throw DatasetError(field: file, "refusing to download \(Redact.url(url)): the URL contains spaces or control characters")
         }
         guard Downloader.globalInit, let curl = curl_easy_init() else { throw fail("could not initialise libcurl") }
         defer { curl_easy_cleanup(curl) }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnJSON
 
 /// Service settings: `config/kiln.json` (or `--config`), then the environment
@@ -101,7 +102,7 @@ public struct Config: Sendable {
         guard maxConcurrentJobs >= 1 else { throw ConfigError(message: "max_concurrent_jobs must be at least 1") }
         let lower = datasetMirror.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
-            throw ConfigError(message: "dataset_mirror must be an http or https URL, got '\(datasetMirror)'")
+            throw ConfigError(message: "dataset_mirror must be an http or https URL, got '\(Redact.url(datasetMirror))'")
         }
     }
 

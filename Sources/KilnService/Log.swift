@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnJSON
 
 /// Structured log lines on stderr: one JSON object per line.
@@ -13,6 +14,11 @@ public enum Log {
     public static func error(_ event: String, _ fields: [(String, JSON)] = []) { write("error", event, fields) }
 
     static func write(_ level: String, _ event: String, _ fields: [(String, JSON)]) {
+        // No credential in a URL reaches the log.
+        let fields = fields.map { key, value -> (String, JSON) in
+            if case let .string(text) = value, text.contains("://") { return (key, .string(Redact.text(text))) }
+            return (key, value)
+        }
         lock.lock()
         defer { lock.unlock() }
         var now = timespec()

@@ -111,6 +111,9 @@ public final class Scheduler: @unchecked Sendable {
         while runningCount > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
     }
 
+    /// Starts queued jobs while there is room (after a job was put back in the queue).
+    func wake() { pump() }
+
     private func pump() {
         while true {
             lock.lock()
@@ -228,7 +231,7 @@ public final class Scheduler: @unchecked Sendable {
         } catch TrainError.cancelled {
             Log.info("job_lost", [("id", .string(id)), ("reason", "its claim was taken over or cancelled elsewhere")])
         } catch {
-            let message = "\(error)"
+            let message = Redact.text("\(error)")
             Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
             record(id, nil) { try jobs.fail(id, error: message) }
         }

@@ -31,3 +31,14 @@ final class SHA256Tests: XCTestCase {
         XCTAssertEqual(bytes.withUnsafeBytes { SHA256.digest($0) }.count, 32)
     }
 }
+
+final class RedactTests: XCTestCase {
+    func testUserinfoAndSecretQueryValuesAreRedacted() {
+        XCTAssertEqual(Redact.url("https://u:p@mirror.example/mnist/a.gz"), "https://REDACTED@mirror.example/mnist/a.gz")
+        XCTAssertEqual(Redact.url("http://h/x?api_key=1&n=2&Signature=3#f"), "http://h/x?api_key=REDACTED&n=2&Signature=REDACTED#f")
+        XCTAssertEqual(Redact.url("http://h/x?a=1"), "http://h/x?a=1")
+        XCTAssertEqual(Redact.text("download of http://a:b@h:1/p?token=t failed; retry 'https://c@d/e'"),
+                       "download of http://REDACTED@h:1/p?token=REDACTED failed; retry 'https://REDACTED@d/e'")
+        XCTAssertEqual(Redact.text("no url here"), "no url here")
+    }
+}

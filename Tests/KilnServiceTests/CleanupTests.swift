@@ -125,3 +125,53 @@ final class CleanupTests: ServiceTestCase {
         XCTAssertEqual(try onDisk().jobs, [ids[2], other])
     }
 }
+
+/// A job that failed for a reason that has gone resumes from its checkpoint; no
+/// credential in a URL reaches a job's record, the API or the log.
+final class ResumeAndRedactionTests: ServiceTestCase {
+    func testFailedJobResumesOnRequest() throws {
+        try start()
+        let id = try XCTUnwrap(client.json("POST", "/jobs", spec(epochs: 2, name: "late", data: ["dataset": "later"])).json?["id"]?.stringValue)
+        let failed = try wait(id)
+        XCTAssertEqual(failed["status"], "failed")
+        XCTAssertTrue(failed["error"]?.stringValue?.contains("later") ?? false, failed.serialized())
+        XCTAssertEqual(try client.json("POST", "/jobs/\(id)/resume").status, 202)
+        XCTAssertEqual(try wait(id)["status"], "failed", "still no dataset")
+        let coordinates = ServiceTestCase.grid(16, side: 4)
+        let upload: JSON = ["name": "later", "fields": ["x": .array(coordinates.map { JSON([$0.0, $0.1]) }), "y": .array(coordinates.map { JSON([$0.0]) })]]
+        XCTAssertEqual(try client.json("POST", "/datasets", upload).status, 201)
+        XCTAssertEqual(try client.json("POST", "/jobs/\(id)/resume").status, 202)
+        let done = try wait(id)
+        XCTAssertEqual(done["status"], "succeeded", done.serialized())
+        XCTAssertNil(done["error"])
+        XCTAssertEqual(try client.json("GET", "/jobs/\(id)/metrics").json?["epochs"]?.arrayValue?.count, 2)
+        XCTAssertEqual(try client.json("POST", "/jobs/\(id)/resume").status, 409)
+    }
+
+    func testCredentialsInTheMirrorURLNeverShow() throws {
+        temp = NSTemporaryDirectory() + "kiln-service-\(UUID().uuidString)"
+        var config = Config()
+        config.port = 0
+        config.dataDirectory = temp
+        config.datasetMirror = "http://kiln:hunter2@127.0.0.1:1/base?token=abc123&x=1"
+        service = try Service(config: config)
+        try service.start()
+        client = HTTPTestClient(port: service.port)
+        var mnist = spec(epochs: 1, name: "mnist-fails")
+        mnist = mnist.setting("model", to: ["inputs": ["image": [28, 28, 1]], "layers": [["type": "flatten"], ["type": "dense", "units": 10, "activation": "softmax", "name": "y"]]])
+        mnist = mnist.setting("data", to: ["source": "mnist"])
+        mnist = mnist.setting("train", to: ["losses": [["node": "y", "type": "categorical_crossentropy", "target": "label"]]])
+        let created = try client.json("POST", "/jobs", mnist)
+        XCTAssertEqual(created.status, 201, String(decoding: created.body, as: UTF8.self))
+        let id = try XCTUnwrap(created.json?["id"]?.stringValue)
+        let job = try wait(id)
+        XCTAssertEqual(job["status"], "failed")
+        let error = try XCTUnwrap(job["error"]?.stringValue)
+        XCTAssertTrue(error.contains("REDACTED@127.0.0.1:1"), error)
+        for body in [job.serialized(), String(decoding: try client.request("GET", "/jobs").body, as: UTF8.self),
+                     String(decoding: try Data(contentsOf: URL(fileURLWithPath: "\(temp)/jobs/\(id)/job.json")), as: UTF8.self)] {
+            XCTAssertFalse(body.contains("hunter2"), body)
+            XCTAssertFalse(body.contains("abc123"), body)
+        }
+    }
+}

@@ -24,6 +24,7 @@ struct JobsController {
             return .json(200, spec)
         }
         router.add("DELETE", "/jobs/:id") { request in try cancel(request) }
+        router.add("POST", "/jobs/:id/resume") { request in try resume(request) }
         router.add("GET", "/jobs/:id/metrics") { request in
             let job = try job(request)
             if let follow = request.query["follow"], follow == "1" || follow == "true" { return service.followMetrics(job.id) }
@@ -66,6 +67,22 @@ struct JobsController {
         Log.info("job_created", [("id", .string(job.id)), ("name", .string(job.name))])
         let body = (service.jobs.job(job.id)?.json ?? job.json).setting("summary", to: spec.summary)
         return .json(201, body, headers: HTTPHeaders([("Location", "/jobs/\(job.id)")]))
+    }
+
+    /// A failed or cancelled job goes back to the queue and continues from its last
+    /// checkpoint (after the disk filled up, or a dataset was missing).
+    func resume(_ request: HTTPRequest) throws -> HTTPResponse {
+        let job = try job(request)
+        guard job.status == .failed || job.status == .cancelled else {
+            throw ServiceError(.conflict, code: "job_not_resumable", "job \(job.id) is \(job.status.rawValue); only a failed or cancelled job can be resumed")
+        }
+        guard service.scheduler.hasRoom else {
+            throw ServiceError(.unavailable, code: "queue_full", "the job queue is full; try again later", retryAfter: 30)
+        }
+        try service.jobs.update(job.id) { $0.status = .queued; $0.error = nil; $0.finishedAt = nil }
+        Log.info("job_resumed_by_request", [("id", .string(job.id)), ("epoch", JSON(job.epoch))])
+        service.scheduler.wake()
+        return .json(202, service.jobs.job(job.id)?.json ?? job.json)
     }
 
     /// A queued or running job is cancelled (202); a finished one is removed with its
