@@ -4,74 +4,156 @@ import Glibc
 import Darwin
 #endif
 
-/// Serves one connection: read with deadlines, feed the parser, answer each request in
-/// order, stop after an error or a closing request.
+/// One client connection, driven by the event loop (and touched only on its thread):
+/// read what is available, feed the parser, hand each request to the worker pool in
+/// order, queue the response and write it as the client takes it.
+///
+/// Backpressure: while a request is being handled, a response is unsent or a stream
+/// runs, the connection is not read from, so a client cannot queue unbounded work or
+/// make the server buffer unbounded output; one that stops reading is dropped at the
+/// write deadline.
 final class HTTPConnection {
     let fd: Int32
-    unowned let server: HTTPServer
-    private var configuration: HTTPServerConfiguration { server.configuration }
+    let address: UInt32
+    unowned let loop: HTTPEventLoop
+    /// False for a refused connection that only lingers to deliver its 503.
+    let counted: Bool
 
-    init(fd: Int32, server: HTTPServer) {
+    private var parser: HTTPRequestParser
+    private var events: [HTTPParserEvent] = []
+    private var eventIndex = 0
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var busy = false
+    private var servedAny = false
+    private var stream: StreamState?
+    private var closeAfterWrite = false
+    /// The client half-closed: answer what was received, then close.
+    private var peerDone = false
+    private var lingerDeadline: Double?
+    private var lingerDiscarded = 0
+    private(set) var isClosed = false
+    var interest = PollInterest()
+
+    private enum Phase { case idle, head, body }
+    private var phase = Phase.idle
+    private var phaseStarted: Double
+    private var lastActivity: Double
+    private var lastWriteProgress: Double
+
+    var inIdleList = false
+    var idlePrevious: HTTPConnection?
+    var idleNext: HTTPConnection?
+
+    private var configuration: HTTPServerConfiguration { loop.configuration }
+
+    init(fd: Int32, address: UInt32, loop: HTTPEventLoop, counted: Bool = true) {
         self.fd = fd
-        self.server = server
+        self.address = address
+        self.loop = loop
+        self.counted = counted
+        parser = HTTPRequestParser(maxBodyBytes: loop.configuration.maxBodyBytes)
+        let now = Socket.now()
+        phaseStarted = now
+        lastActivity = now
+        lastWriteProgress = now
     }
 
-    func run() {
-        var parser = HTTPRequestParser(maxBodyBytes: configuration.maxBodyBytes)
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var lastActivity = Socket.now()
-        var requestStarted: Double?
+    /// A keep-alive connection waiting for its client's next request.
+    private var isWaitingForClient: Bool {
+        !busy && stream == nil && eventIndex >= events.count && outputOffset >= output.count
+            && !closeAfterWrite && !peerDone && !parser.isClosed && lingerDeadline == nil
+    }
 
-        while true {
-            let deadline = requestStarted.map { $0 + configuration.readTimeout } ?? lastActivity + configuration.idleTimeout
-            let wasIdle = parser.isIdle
-            guard let count = buffer.withUnsafeMutableBytes({ Socket.read(fd, into: $0, until: deadline) }) else {
-                if !wasIdle { sendError(408, code: "request_timeout", message: "the request was not received in time") }
-                return
-            }
-            guard count > 0, !server.isStopping else { return }
+    // MARK: - Reading
+
+    func readable() {
+        if lingerDeadline != nil {
+            drainWhileLingering()
+            return
+        }
+        guard isWaitingForClient else { return }
+        let result = loop.readBuffer.withUnsafeMutableBytes { Socket.receive(fd, into: $0) }
+        switch result {
+        case .wouldBlock:
+            return
+        case .closed:
+            close()
+        case let .bytes(count):
             let now = Socket.now()
             lastActivity = now
-            if wasIdle { requestStarted = now }
+            let parsed = loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            let newPhase: Phase = parser.isIdle ? .idle : parser.isReadingBody ? .body : .head
+            let completedOne = parsed.contains { if case .request = $0 { return true } else { return false } }
+            if newPhase != phase || completedOne { phaseStarted = now }
+            phase = newPhase
+            events = parsed
+            eventIndex = 0
+            advance()
+        }
+    }
 
-            let events = buffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-            var completed = false
-            for (index, event) in events.enumerated() {
-                switch event {
-                case .continueExpected:
-                    // If the body already arrived with the head, the interim answer is moot.
-                    let bodyArrived = index + 1 < events.count
-                    if !bodyArrived && !write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) { return }
-                case let .request(request):
-                    completed = true
-                    guard respond(to: request) else {
-                        Socket.drainBeforeClose(fd, seconds: 0.2)
-                        return
-                    }
-                case let .failure(error):
-                    sendError(error.response)
-                    return
-                }
+    /// The peer half-closed while we were not reading (or it reset).
+    func peerClosed() {
+        if stream != nil || lingerDeadline != nil || (!busy && outputOffset >= output.count && eventIndex >= events.count) {
+            close()
+            return
+        }
+        peerDone = true
+        updateInterest()
+    }
+
+    /// Processes parsed events in order until one needs the worker pool.
+    private func advance() {
+        while !busy && stream == nil && !closeAfterWrite && !isClosed && eventIndex < events.count {
+            let event = events[eventIndex]
+            eventIndex += 1
+            switch event {
+            case .continueExpected:
+                // If the body already arrived with the head, the interim answer is moot.
+                if eventIndex >= events.count { enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
+            case let .request(request):
+                dispatch(request)
+            case let .failure(error):
+                loop.count { $0.parseErrors += 1 }
+                respondAndClose(error.response)
             }
-            if parser.isIdle {
-                requestStarted = nil
-                lastActivity = Socket.now()
-            } else if completed {
-                requestStarted = Socket.now()
+        }
+        if eventIndex >= events.count {
+            events = []
+            eventIndex = 0
+        }
+        flush()
+    }
+
+    private func dispatch(_ request: HTTPRequest) {
+        busy = true
+        servedAny = true
+        becameBusy()
+        let started = Socket.now()
+        let handler = loop.server.handler
+        let server = loop.server
+        let loop = self.loop
+        loop.pool.submit { [self] in
+            let response = handler(request)
+            if case .bytes = response.body {
+                server.onRequestCompleted?(request, response.status, Socket.now() - started)
             }
+            loop.execute { self.respond(to: request, with: response, started: started) }
         }
     }
 
     // MARK: - Responding
 
-    /// Runs the handler and writes its response; false when the connection must close.
-    private func respond(to request: HTTPRequest) -> Bool {
-        let started = Socket.now()
-        let response = server.handler(request)
-        var keepAlive = request.keepAlive && !server.isStopping
+    private func respond(to request: HTTPRequest, with response: HTTPResponse, started: Double) {
+        guard !isClosed else {
+            if case let .stream(body) = response.body, let onClose = body.onClose { loop.pool.submit(onClose) }
+            return
+        }
+        busy = false
+        let keepAlive = request.keepAlive && !peerDone
             && !response.headers.tokens(for: "Connection").contains("close")
         let isHead = request.method == "HEAD"
-        var written: Bool
         switch response.body {
         case let .bytes(bytes):
             var length = bytes.count
@@ -82,57 +164,305 @@ final class HTTPConnection {
             var out = HTTPResponse.head(status: response.status, headers: response.headers,
                                         contentLength: length, chunked: false, close: !keepAlive)
             if sendsBody { out += bytes }
-            written = write(out)
-        case let .stream(produce):
+            enqueue(out)
+            if !keepAlive { closeAfterWrite = true }
+        case let .stream(body):
             // HTTP/1.0 has no chunked coding: the body runs until close.
             let chunked = request.versionMinor >= 1
-            if !chunked { keepAlive = false }
-            written = write(HTTPResponse.head(status: response.status, headers: response.headers,
-                                              contentLength: nil, chunked: chunked, close: !keepAlive))
-            if written && !isHead && !HTTPResponse.forbidsBody(response.status) {
-                let writer = StreamWriter(connection: self, chunked: chunked)
-                produce(writer)
-                written = !writer.failed && (!chunked || write(Array("0\r\n\r\n".utf8)))
+            let streamKeepAlive = keepAlive && chunked
+            enqueue(HTTPResponse.head(status: response.status, headers: response.headers,
+                                      contentLength: nil, chunked: chunked, close: !streamKeepAlive))
+            let state = StreamState(body: body, request: request, status: response.status, started: started,
+                                    chunked: chunked, keepAlive: streamKeepAlive)
+            if isHead || HTTPResponse.forbidsBody(response.status) {
+                if !streamKeepAlive { closeAfterWrite = true }
+                finishCallbacks(state)
+            } else {
+                openStream(state)
             }
         }
-        server.onRequestCompleted?(request, response.status, Socket.now() - started)
-        return written && keepAlive
+        advance()
     }
 
-    private func sendError(_ status: Int, code: String, message: String) {
-        sendError(.error(status, code: code, message: message))
+    /// An error answer that closes the connection once written.
+    private func respondAndClose(_ response: HTTPResponse) {
+        enqueue(HTTPConnection.closingBytes(response))
+        closeAfterWrite = true
+        events = []
+        eventIndex = 0
     }
 
-    /// Writes an error response that closes the connection, then closes gracefully.
-    private func sendError(_ response: HTTPResponse) {
-        guard case let .bytes(body) = response.body else { return }
-        if write(HTTPResponse.head(status: response.status, headers: response.headers, contentLength: body.count,
-                                   chunked: false, close: true) + body) {
-            Socket.drainBeforeClose(fd, seconds: 0.5)
+    static func closingBytes(_ response: HTTPResponse) -> [UInt8] {
+        guard case let .bytes(body) = response.body else { return [] }
+        return HTTPResponse.head(status: response.status, headers: response.headers, contentLength: body.count,
+                                 chunked: false, close: true) + body
+    }
+
+    private func enqueue(_ bytes: [UInt8]) {
+        if outputOffset >= output.count {
+            output = bytes
+            outputOffset = 0
+            lastWriteProgress = Socket.now()
+        } else {
+            output += bytes
         }
     }
 
-    func write(_ bytes: [UInt8]) -> Bool {
-        Socket.writeAll(fd, bytes, until: Socket.now() + configuration.writeTimeout)
+    // MARK: - Writing
+
+    /// Writes what the socket takes now; then closes, lingers or waits for more.
+    func flush() {
+        guard !isClosed, lingerDeadline == nil else { return }
+        while outputOffset < output.count {
+            let result = output.withUnsafeBytes { raw in
+                Socket.send(fd, UnsafeRawBufferPointer(rebasing: raw[outputOffset...]))
+            }
+            switch result {
+            case let .bytes(count):
+                outputOffset += count
+                lastWriteProgress = Socket.now()
+            case .wouldBlock:
+                updateInterest()
+                return
+            case .closed:
+                close()
+                return
+            }
+        }
+        output = []
+        outputOffset = 0
+        lastActivity = Socket.now()
+        if closeAfterWrite && !busy && stream == nil {
+            beginLinger(seconds: 0.5)
+            return
+        }
+        if peerDone && !busy && stream == nil && eventIndex >= events.count {
+            close()
+            return
+        }
+        if isWaitingForClient {
+            phaseStarted = lastActivity
+            // Requests already received (pipelined) may wait in the parser's input.
+            if phase == .idle { becameIdle() }
+        }
+        updateInterest()
+    }
+
+    private func updateInterest() {
+        guard !isClosed else { return }
+        var wanted = PollInterest()
+        if lingerDeadline != nil {
+            wanted.read = true
+        } else {
+            wanted.write = outputOffset < output.count
+            wanted.read = isWaitingForClient
+            wanted.peerClose = !wanted.read && !peerDone
+        }
+        if wanted != interest {
+            interest = wanted
+            loop.poller.modify(fd, wanted)
+        }
+    }
+
+    // MARK: - Idle tracking
+
+    func becameIdle() {
+        if isWaitingForClient && parser.isIdle { loop.addIdle(self) }
+    }
+
+    private func becameBusy() {
+        loop.removeIdle(self)
+    }
+
+    // MARK: - Closing
+
+    /// Half-closes, then reads and discards what the client still sends for a moment,
+    /// so the final response is not destroyed by a reset (nginx's lingering close).
+    func beginLinger(seconds: Double) {
+        loop.removeIdle(self)
+        shutdown(fd, Int32(SHUT_WR))
+        lingerDeadline = Socket.now() + seconds
+        updateInterest()
+    }
+
+    private func drainWhileLingering() {
+        while true {
+            let result = loop.readBuffer.withUnsafeMutableBytes { Socket.receive(fd, into: $0) }
+            switch result {
+            case .wouldBlock:
+                return
+            case .closed:
+                close()
+                return
+            case let .bytes(count):
+                lingerDiscarded += count
+                if lingerDiscarded > 1 << 20 { close(); return }
+            }
+        }
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        loop.removeIdle(self)
+        loop.poller.remove(fd)
+        #if canImport(Glibc)
+        _ = Glibc.close(fd)
+        #else
+        _ = Darwin.close(fd)
+        #endif
+        if let stream {
+            self.stream = nil
+            endStream(stream)
+        }
+        output = []
+        events = []
+        loop.closed(self)
+    }
+
+    // MARK: - Deadlines
+
+    func checkDeadlines(_ now: Double) {
+        if let lingerDeadline {
+            if now >= lingerDeadline { close() }
+            return
+        }
+        if outputOffset < output.count {
+            if now - lastWriteProgress > configuration.writeTimeout {
+                loop.count { $0.writeTimeouts += 1 }
+                close()
+            }
+            return
+        }
+        if busy { return }
+        if let stream {
+            if now - stream.lastSent >= configuration.streamHeartbeat, let heartbeat = stream.body.heartbeat {
+                deliver(heartbeat, end: false, to: stream)
+            }
+            return
+        }
+        guard isWaitingForClient else { return }
+        switch phase {
+        case .idle:
+            // A connection that never sent a request gets the header deadline, so
+            // silent sockets do not sit for the whole keep-alive time.
+            let limit = servedAny ? configuration.idleTimeout : min(configuration.idleTimeout, configuration.headerTimeout)
+            if now - lastActivity > limit {
+                loop.count { $0.idleTimeouts += 1 }
+                close()
+            }
+        case .head:
+            if now - phaseStarted > configuration.headerTimeout {
+                loop.count { $0.headerTimeouts += 1 }
+                timedOut()
+            }
+        case .body:
+            if now - phaseStarted > configuration.bodyTimeout {
+                loop.count { $0.bodyTimeouts += 1 }
+                timedOut()
+            }
+        }
+    }
+
+    private func timedOut() {
+        loop.removeIdle(self)
+        respondAndClose(.error(408, code: "request_timeout", message: "the request was not received in time"))
+        flush()
     }
 }
 
-/// Frames each write as one chunk (or raw bytes for HTTP/1.0).
-final class StreamWriter: HTTPStreamWriter {
-    private let connection: HTTPConnection
-    private let chunked: Bool
-    private(set) var failed = false
+// MARK: - Streams
 
-    init(connection: HTTPConnection, chunked: Bool) {
-        self.connection = connection
-        self.chunked = chunked
+extension HTTPConnection {
+    final class StreamState {
+        let body: HTTPStreamBody
+        let request: HTTPRequest
+        let status: Int
+        let started: Double
+        let chunked: Bool
+        let keepAlive: Bool
+        var handle: HTTPStream!
+        var refreshing = false
+        var lastSent: Double
+
+        init(body: HTTPStreamBody, request: HTTPRequest, status: Int, started: Double, chunked: Bool, keepAlive: Bool) {
+            self.body = body
+            self.request = request
+            self.status = status
+            self.started = started
+            self.chunked = chunked
+            self.keepAlive = keepAlive
+            lastSent = Socket.now()
+        }
     }
 
-    func write(_ bytes: [UInt8]) -> Bool {
-        if failed { return false }
-        if bytes.isEmpty { return true }   // an empty chunk would end the body
-        let frame = chunked ? Array((String(bytes.count, radix: 16) + "\r\n").utf8) + bytes + [13, 10] : bytes
-        if !connection.write(frame) { failed = true }
-        return !failed
+    private func openStream(_ state: StreamState) {
+        let loop = self.loop
+        state.handle = HTTPStream { [weak self, weak state] bytes, end in
+            loop.execute {
+                guard let self, let state else { return }
+                self.deliver(bytes, end: end, to: state)
+            }
+        }
+        stream = state
+        loop.streamOpened(self)
+        state.refreshing = true
+        loop.pool.submit { [handle = state.handle!] in
+            state.body.open(handle)
+            loop.execute { state.refreshing = false }
+        }
+    }
+
+    /// Called on each tick of the loop's shared stream clock.
+    func refreshStream() {
+        guard let state = stream, let refresh = state.body.refresh, !state.refreshing,
+              outputOffset >= output.count, state.handle.isOpen else { return }
+        state.refreshing = true
+        let loop = self.loop
+        loop.pool.submit { [handle = state.handle!] in
+            refresh(handle)
+            loop.execute { state.refreshing = false }
+        }
+    }
+
+    private func deliver(_ bytes: [UInt8], end: Bool, to state: StreamState) {
+        guard !isClosed, stream === state else { return }
+        if !bytes.isEmpty {
+            if state.chunked {
+                enqueue(Array((String(bytes.count, radix: 16) + "\r\n").utf8) + bytes + [13, 10])
+            } else {
+                enqueue(bytes)
+            }
+            state.lastSent = Socket.now()
+        }
+        if output.count - outputOffset > HTTPStream.maxQueuedBytes {
+            loop.count { $0.writeTimeouts += 1 }
+            close()
+            return
+        }
+        if end {
+            if state.chunked { enqueue(Array("0\r\n\r\n".utf8)) }
+            stream = nil
+            endStream(state)
+            if !state.keepAlive { closeAfterWrite = true }
+            advance()
+        } else {
+            flush()
+        }
+    }
+
+    /// The stream ended (finished, or the client went away): free it and tell its producer.
+    private func endStream(_ state: StreamState) {
+        loop.streamClosed(self)
+        state.handle?.markClosed()
+        finishCallbacks(state)
+    }
+
+    private func finishCallbacks(_ state: StreamState) {
+        let server = loop.server
+        loop.pool.submit {
+            state.body.onClose?()
+            server.onRequestCompleted?(state.request, state.status, Socket.now() - state.started)
+        }
     }
 }

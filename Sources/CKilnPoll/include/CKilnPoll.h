@@ -1,0 +1,15 @@
+// Linux event-loop system calls the Glibc module does not export (epoll, eventfd,
+// accept4). Empty elsewhere: kqueue comes with Darwin.
+#ifndef CKILNPOLL_H
+#define CKILNPOLL_H
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC: the accepted socket is ready for the loop.
+int kiln_accept_nonblocking(int listener, struct sockaddr *address, socklen_t *length);
+#endif
+
+#endif
