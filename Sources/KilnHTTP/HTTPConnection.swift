@@ -82,6 +82,7 @@ final class HTTPConnection {
         case let .bytes(count):
             let now = Socket.now()
             lastActivity = now
+            loop.removeIdle(self)
             let parsed = loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             let newPhase: Phase = parser.isIdle ? .idle : parser.isReadingBody ? .body : .head
             let completedOne = parsed.contains { if case .request = $0 { return true } else { return false } }
@@ -221,6 +222,7 @@ final class HTTPConnection {
             case let .bytes(count):
                 outputOffset += count
                 lastWriteProgress = Socket.now()
+                lastActivity = lastWriteProgress
             case .wouldBlock:
                 updateInterest()
                 return
@@ -231,7 +233,6 @@ final class HTTPConnection {
         }
         output = []
         outputOffset = 0
-        lastActivity = Socket.now()
         if closeAfterWrite && !busy && stream == nil {
             beginLinger(seconds: 0.5)
             return
@@ -240,9 +241,10 @@ final class HTTPConnection {
             close()
             return
         }
-        if isWaitingForClient {
+        if isWaitingForClient && !interest.read {
+            // Back to reading after a response: a partly received next request gets
+            // its deadline from now, not from when it arrived behind the busy one.
             phaseStarted = lastActivity
-            // Requests already received (pipelined) may wait in the parser's input.
             if phase == .idle { becameIdle() }
         }
         updateInterest()
