@@ -126,7 +126,9 @@ print(json.dumps({"test": "predict", "binary": sys.argv[1], "connections": int(s
         run_wrk old 16; run_wrk old 1000
         stop_server; start_server "$kiln"
     fi
-    run_wrk new 16; run_wrk new 1000
+    $clients cpu "$serve_pid" 8 > "$work/cpu.json" & cpu_pid=$!
+    run_wrk new 16; wait "$cpu_pid"; cat "$work/cpu.json"
+    run_wrk new 1000
     if [ -n "$old" ]; then
         stop_server; start_server "$old"
         run_wrk old 16

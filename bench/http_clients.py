@@ -8,6 +8,7 @@ Every loop is bounded in count and time and talks only to 127.0.0.1.
   http_clients.py probe PORT SECONDS INTERVAL     /healthz from a fresh client every INTERVAL s
   http_clients.py streams PORT JOB COUNT PID      open COUNT ?follow=1 streams, abandon them,
                                                   time until the server has closed them all
+  http_clients.py cpu PID SECONDS                 cores used per thread name over SECONDS
 Each prints one JSON object.
 """
 import json
@@ -203,12 +204,45 @@ def streams(port, job, count, pid):
     }
 
 
+def thread_cpu(pid):
+    """CPU seconds per thread name of a process, from /proc/PID/task/*/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return totals
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        name = name.rstrip("0123456789-") or name
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def cpu(pid, seconds):
+    """Share of one core each thread group of the server used over `seconds`."""
+    before = thread_cpu(pid)
+    time.sleep(seconds)
+    after = thread_cpu(pid)
+    shares = {name: round((after[name] - before.get(name, 0.0)) / seconds, 3)
+              for name in after if after[name] - before.get(name, 0.0) > 0}
+    return {"test": "thread_cpu", "seconds": seconds, "cores_used_by_thread": shares}
+
+
 def main():
     command = sys.argv[1]
     if command == "idle":
         result = idle(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif command == "probe":
         result = probe(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    elif command == "cpu":
+        result = cpu(int(sys.argv[2]), float(sys.argv[3]))
     elif command == "streams":
         result = streams(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

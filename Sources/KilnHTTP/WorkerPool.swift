@@ -16,7 +16,7 @@ final class WorkerPool: @unchecked Sendable {
         for index in 0..<threadCount {
             let thread = Thread { [self] in work() }
             thread.name = "\(name)-\(index)"
-            thread.stackSize = 1 << 20
+            thread.stackSize = 8 << 20   // handlers parse and compile user input
             running += 1
             thread.start()
         }
