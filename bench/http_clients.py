@@ -220,7 +220,7 @@ def thread_cpu(pid):
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
         fields = text[text.rindex(")") + 2:].split()
-        name = name.rstrip("0123456789-") or name
+        name = name.rstrip("0123456789").rstrip("-") or name
         totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return totals
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 
 /// One client connection, driven by the event loop (and touched only on its thread):
 /// read what is available, feed the parser, hand each request to the worker pool in
@@ -33,6 +34,9 @@ final class HTTPConnection {
     private var lingerDeadline: Double?
     private var lingerDiscarded = 0
     private(set) var isClosed = false
+    /// Guards the descriptor between the loop's close and a worker's send.
+    private let descriptorLock = NSLock()
+    private var descriptorClosed = false
     var interest = PollInterest()
 
     private enum Phase { case idle, head, body }
@@ -135,47 +139,95 @@ final class HTTPConnection {
         let handler = loop.server.handler
         let server = loop.server
         let loop = self.loop
+        // While a request is at a worker nothing else writes to this client, so with
+        // nothing queued ahead the worker sends the answer itself: one thread hand-off
+        // less before the client has it. The loop then only does the bookkeeping.
+        let mayWriteDirectly = outputOffset >= output.count
         loop.pool.submit { [self] in
             let response = handler(request)
+            var written: Written?
             if case .bytes = response.body {
+                if mayWriteDirectly {
+                    let bytes = HTTPConnection.serialize(response, for: request)
+                    written = Written(bytes: bytes, sent: sendFromWorker(bytes))
+                }
                 server.onRequestCompleted?(request, response.status, Socket.now() - started)
             }
-            loop.execute { self.respond(to: request, with: response, started: started) }
+            loop.execute { self.respond(to: request, with: response, started: started, written: written) }
         }
+    }
+
+    /// A response a worker already serialized and (partly) sent.
+    private struct Written {
+        var bytes: [UInt8]
+        var sent: Int
+    }
+
+    /// Sends what the socket takes now; the loop queues the rest. Guarded against the
+    /// loop closing the descriptor meanwhile (its number could be reused at once).
+    private func sendFromWorker(_ bytes: [UInt8]) -> Int {
+        descriptorLock.lock()
+        defer { descriptorLock.unlock() }
+        guard !descriptorClosed else { return 0 }
+        var offset = 0
+        while offset < bytes.count {
+            let result = bytes.withUnsafeBytes { Socket.send(fd, UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            guard case let .bytes(count) = result else { break }
+            offset += count
+        }
+        return offset
     }
 
     // MARK: - Responding
 
-    private func respond(to request: HTTPRequest, with response: HTTPResponse, started: Double) {
+    /// Whether the connection stays open after answering `request` with `response`.
+    private static func keepsAlive(_ request: HTTPRequest, _ response: HTTPResponse) -> Bool {
+        request.keepAlive && !response.headers.tokens(for: "Connection").contains("close")
+    }
+
+    /// The head and body of a byte response as they go on the wire.
+    private static func serialize(_ response: HTTPResponse, for request: HTTPRequest) -> [UInt8] {
+        guard case let .bytes(bytes) = response.body else { return [] }
+        let isHead = request.method == "HEAD"
+        var length = bytes.count
+        if isHead, bytes.isEmpty, let declared = response.headers["Content-Length"].flatMap(Int.init) {
+            length = declared
+        }
+        let sendsBody = !isHead && !HTTPResponse.forbidsBody(response.status)
+        var out = HTTPResponse.head(status: response.status, headers: response.headers,
+                                    contentLength: length, chunked: false, close: !keepsAlive(request, response))
+        if sendsBody { out += bytes }
+        return out
+    }
+
+    private func respond(to request: HTTPRequest, with response: HTTPResponse, started: Double, written: Written?) {
         guard !isClosed else {
             if case let .stream(body) = response.body, let onClose = body.onClose { loop.pool.submit(onClose) }
             return
         }
         busy = false
-        let keepAlive = request.keepAlive && !peerDone
-            && !response.headers.tokens(for: "Connection").contains("close")
-        let isHead = request.method == "HEAD"
+        let keepAlive = HTTPConnection.keepsAlive(request, response)
         switch response.body {
-        case let .bytes(bytes):
-            var length = bytes.count
-            if isHead, bytes.isEmpty, let declared = response.headers["Content-Length"].flatMap(Int.init) {
-                length = declared
+        case .bytes:
+            if let written {
+                if written.sent < written.bytes.count {
+                    enqueue(Array(written.bytes[written.sent...]))
+                } else {
+                    lastActivity = Socket.now()
+                }
+            } else {
+                enqueue(HTTPConnection.serialize(response, for: request))
             }
-            let sendsBody = !isHead && !HTTPResponse.forbidsBody(response.status)
-            var out = HTTPResponse.head(status: response.status, headers: response.headers,
-                                        contentLength: length, chunked: false, close: !keepAlive)
-            if sendsBody { out += bytes }
-            enqueue(out)
             if !keepAlive { closeAfterWrite = true }
         case let .stream(body):
             // HTTP/1.0 has no chunked coding: the body runs until close.
             let chunked = request.versionMinor >= 1
-            let streamKeepAlive = keepAlive && chunked
+            let streamKeepAlive = keepAlive && chunked && !peerDone
             enqueue(HTTPResponse.head(status: response.status, headers: response.headers,
                                       contentLength: nil, chunked: chunked, close: !streamKeepAlive))
             let state = StreamState(body: body, request: request, status: response.status, started: started,
                                     chunked: chunked, keepAlive: streamKeepAlive)
-            if isHead || HTTPResponse.forbidsBody(response.status) {
+            if request.method == "HEAD" || HTTPResponse.forbidsBody(response.status) {
                 if !streamKeepAlive { closeAfterWrite = true }
                 finishCallbacks(state)
             } else {
@@ -308,11 +360,14 @@ final class HTTPConnection {
         isClosed = true
         loop.removeIdle(self)
         loop.poller.remove(fd)
+        descriptorLock.lock()
+        descriptorClosed = true
         #if canImport(Glibc)
         _ = Glibc.close(fd)
         #else
         _ = Darwin.close(fd)
         #endif
+        descriptorLock.unlock()
         if let stream {
             self.stream = nil
             endStream(stream)

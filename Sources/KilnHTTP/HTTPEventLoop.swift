@@ -66,7 +66,10 @@ final class HTTPEventLoop: @unchecked Sendable {
 
     func start() {
         poller.add(listener, PollInterest(read: true))
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            Socket.nameCurrentThread("kiln-http-loop")
+            run()
+        }
         thread.name = "kiln-http-loop"
         thread.stackSize = 1 << 20
         thread.start()

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import CKilnPoll
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -79,6 +80,15 @@ enum Socket {
             guard case let .bytes(count) = result else { return }
             discarded += count
         }
+    }
+
+    /// Names the calling thread (seen in /proc, top -H and profilers; 15 characters).
+    static func nameCurrentThread(_ name: String) {
+        #if canImport(Glibc)
+        kiln_name_thread(name)
+        #else
+        _ = pthread_setname_np(String(name.prefix(63)))
+        #endif
     }
 
     /// Raises the soft limit on open descriptors to the hard limit, so the connection

@@ -14,7 +14,10 @@ final class WorkerPool: @unchecked Sendable {
     init(threads: Int, name: String) {
         threadCount = max(1, threads)
         for index in 0..<threadCount {
-            let thread = Thread { [self] in work() }
+            let thread = Thread { [self] in
+                Socket.nameCurrentThread("kiln-worker-\(index)")
+                work()
+            }
             thread.name = "\(name)-\(index)"
             thread.stackSize = 8 << 20   // handlers parse and compile user input
             running += 1
