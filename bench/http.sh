@@ -123,11 +123,13 @@ print(json.dumps({"test": "predict", "binary": sys.argv[1], "connections": int(s
     }
     if [ -n "$old" ]; then
         stop_server; start_server "$old"
-        run_wrk old 16; run_wrk old 1000
+        $clients cpu "$serve_pid" 8 > "$work/cpu.json" & cpu_pid=$!
+        run_wrk old 16; wait "$cpu_pid"; sed 's/"thread_cpu"/"thread_cpu", "binary": "old"/' "$work/cpu.json"
+        run_wrk old 1000
         stop_server; start_server "$kiln"
     fi
     $clients cpu "$serve_pid" 8 > "$work/cpu.json" & cpu_pid=$!
-    run_wrk new 16; wait "$cpu_pid"; cat "$work/cpu.json"
+    run_wrk new 16; wait "$cpu_pid"; sed 's/"thread_cpu"/"thread_cpu", "binary": "new"/' "$work/cpu.json"
     run_wrk new 1000
     if [ -n "$old" ]; then
         stop_server; start_server "$old"

@@ -225,14 +225,25 @@ def thread_cpu(pid):
     return totals
 
 
+def process_cpu(pid):
+    """CPU seconds of the whole process, exited threads included."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def cpu(pid, seconds):
-    """Share of one core each thread group of the server used over `seconds`."""
-    before = thread_cpu(pid)
+    """Cores the server used over `seconds`, in all and per thread name."""
+    before, total_before = thread_cpu(pid), process_cpu(pid)
     time.sleep(seconds)
-    after = thread_cpu(pid)
+    after, total_after = thread_cpu(pid), process_cpu(pid)
     shares = {name: round((after[name] - before.get(name, 0.0)) / seconds, 3)
               for name in after if after[name] - before.get(name, 0.0) > 0}
-    return {"test": "thread_cpu", "seconds": seconds, "cores_used_by_thread": shares}
+    return {"test": "thread_cpu", "seconds": seconds, "cores_used": round((total_after - total_before) / seconds, 3),
+            "cores_used_by_thread": shares, "load_average": os.getloadavg()[0]}
 
 
 def main():
