@@ -9,10 +9,11 @@ import Foundation
 /// read what is available, feed the parser, hand each request to the worker pool in
 /// order, queue the response and write it as the client takes it.
 ///
-/// Backpressure: while a request is being handled, a response is unsent or a stream
-/// runs, the connection is not read from, so a client cannot queue unbounded work or
-/// make the server buffer unbounded output; one that stops reading is dropped at the
-/// write deadline.
+/// Readiness is edge-triggered: the loop registers the socket once, and `inputReady`
+/// remembers that unread input may wait in the kernel. Backpressure: while a request is
+/// being handled, a response is unsent or a stream runs, the connection is not read
+/// from, so a client cannot queue unbounded work or make the server buffer unbounded
+/// output; one that stops reading is dropped at the write deadline.
 final class HTTPConnection {
     let fd: Int32
     let address: UInt32
@@ -29,15 +30,14 @@ final class HTTPConnection {
     private var servedAny = false
     private var stream: StreamState?
     private var closeAfterWrite = false
-    /// The client half-closed: answer what was received, then close.
-    private var peerDone = false
+    /// The kernel may hold input not read yet (set by a readable edge, cleared by EAGAIN).
+    private var inputReady = false
     private var lingerDeadline: Double?
     private var lingerDiscarded = 0
     private(set) var isClosed = false
     /// Guards the descriptor between the loop's close and a worker's send.
     private let descriptorLock = NSLock()
     private var descriptorClosed = false
-    var interest = PollInterest()
 
     private enum Phase { case idle, head, body }
     private var phase = Phase.idle
@@ -48,6 +48,9 @@ final class HTTPConnection {
     var inIdleList = false
     var idlePrevious: HTTPConnection?
     var idleNext: HTTPConnection?
+
+    /// Reads per `pump` before yielding to other connections (64 KiB each).
+    private static let readBudget = 8
 
     private var configuration: HTTPServerConfiguration { loop.configuration }
 
@@ -66,21 +69,68 @@ final class HTTPConnection {
     /// A keep-alive connection waiting for its client's next request.
     private var isWaitingForClient: Bool {
         !busy && stream == nil && eventIndex >= events.count && outputOffset >= output.count
-            && !closeAfterWrite && !peerDone && !parser.isClosed && lingerDeadline == nil
+            && !closeAfterWrite && !parser.isClosed && lingerDeadline == nil
+    }
+
+    // MARK: - Readiness
+
+    /// The poller reported an edge for this socket.
+    func handle(_ event: PollEvent) {
+        if event.failed {
+            close()
+            return
+        }
+        if event.readable { inputReady = true }
+        // A stream ends the moment its client goes; a request in progress is answered
+        // first (its client may only have half-closed) and the end of input read after.
+        if event.peerClosed && stream != nil {
+            close()
+            return
+        }
+        pump()
+    }
+
+    /// Makes all the progress possible now: writes queued output, processes parsed
+    /// requests in order, and reads while the connection waits for its client.
+    func pump() {
+        var reads = 0
+        while !isClosed {
+            if lingerDeadline != nil {
+                if inputReady { drainWhileLingering() }
+                return
+            }
+            if outputOffset < output.count && !writeOutput() { return }
+            if outputOffset >= output.count && !output.isEmpty {
+                output = []
+                outputOffset = 0
+            }
+            if closeAfterWrite && !busy && stream == nil {
+                beginLinger(seconds: 0.5)
+                continue
+            }
+            if !busy && stream == nil && eventIndex < events.count {
+                processEvents()
+                continue
+            }
+            guard isWaitingForClient else { return }
+            guard inputReady else { break }
+            guard reads < HTTPConnection.readBudget else {
+                loop.pumpLater(self)
+                return
+            }
+            reads += 1
+            read()
+        }
+        if !isClosed && isWaitingForClient && phase == .idle { loop.addIdle(self) }
     }
 
     // MARK: - Reading
 
-    func readable() {
-        if lingerDeadline != nil {
-            drainWhileLingering()
-            return
-        }
-        guard isWaitingForClient else { return }
+    private func read() {
         let result = loop.readBuffer.withUnsafeMutableBytes { Socket.receive(fd, into: $0) }
         switch result {
         case .wouldBlock:
-            return
+            inputReady = false
         case .closed:
             close()
         case let .bytes(count):
@@ -94,23 +144,12 @@ final class HTTPConnection {
             phase = newPhase
             events = parsed
             eventIndex = 0
-            advance()
         }
-    }
-
-    /// The peer half-closed while we were not reading (or it reset).
-    func peerClosed() {
-        if stream != nil || lingerDeadline != nil || (!busy && outputOffset >= output.count && eventIndex >= events.count) {
-            close()
-            return
-        }
-        peerDone = true
-        updateInterest()
     }
 
     /// Processes parsed events in order until one needs the worker pool.
-    private func advance() {
-        while !busy && stream == nil && !closeAfterWrite && !isClosed && eventIndex < events.count {
+    private func processEvents() {
+        while !busy && stream == nil && !closeAfterWrite && eventIndex < events.count {
             let event = events[eventIndex]
             eventIndex += 1
             switch event {
@@ -128,13 +167,12 @@ final class HTTPConnection {
             events = []
             eventIndex = 0
         }
-        flush()
     }
 
     private func dispatch(_ request: HTTPRequest) {
         busy = true
         servedAny = true
-        becameBusy()
+        loop.removeIdle(self)
         let started = Socket.now()
         let handler = loop.server.handler
         let server = loop.server
@@ -143,6 +181,10 @@ final class HTTPConnection {
         // nothing queued ahead the worker sends the answer itself: one thread hand-off
         // less before the client has it. The loop then only does the bookkeeping.
         let mayWriteDirectly = outputOffset >= output.count
+        // With nothing else received, a fully sent keep-alive answer needs no prompt
+        // bookkeeping: the loop takes it up at its next wake-up (the client's next
+        // request, or the clock), sparing a wake-up per request.
+        let nothingPending = eventIndex >= events.count
         loop.pool.submit { [self] in
             let response = handler(request)
             var written: Written?
@@ -153,7 +195,9 @@ final class HTTPConnection {
                 }
                 server.onRequestCompleted?(request, response.status, Socket.now() - started)
             }
-            loop.execute { self.respond(to: request, with: response, started: started, written: written) }
+            let settled = nothingPending && HTTPConnection.keepsAlive(request, response)
+                && written.map { $0.sent == $0.bytes.count } == true
+            loop.execute(wake: !settled) { self.respond(to: request, with: response, started: started, written: written) }
         }
     }
 
@@ -206,6 +250,8 @@ final class HTTPConnection {
             return
         }
         busy = false
+        // A next request already (partly) received gets its deadline from now.
+        phaseStarted = Socket.now()
         let keepAlive = HTTPConnection.keepsAlive(request, response)
         switch response.body {
         case .bytes:
@@ -222,7 +268,7 @@ final class HTTPConnection {
         case let .stream(body):
             // HTTP/1.0 has no chunked coding: the body runs until close.
             let chunked = request.versionMinor >= 1
-            let streamKeepAlive = keepAlive && chunked && !peerDone
+            let streamKeepAlive = keepAlive && chunked
             enqueue(HTTPResponse.head(status: response.status, headers: response.headers,
                                       contentLength: nil, chunked: chunked, close: !streamKeepAlive))
             let state = StreamState(body: body, request: request, status: response.status, started: started,
@@ -234,7 +280,7 @@ final class HTTPConnection {
                 openStream(state)
             }
         }
-        advance()
+        pump()
     }
 
     /// An error answer that closes the connection once written.
@@ -263,9 +309,9 @@ final class HTTPConnection {
 
     // MARK: - Writing
 
-    /// Writes what the socket takes now; then closes, lingers or waits for more.
-    func flush() {
-        guard !isClosed, lingerDeadline == nil else { return }
+    /// Writes queued output; false when the socket is full (the loop waits for the
+    /// writable edge) or the client is gone (closed).
+    private func writeOutput() -> Bool {
         while outputOffset < output.count {
             let result = output.withUnsafeBytes { raw in
                 Socket.send(fd, UnsafeRawBufferPointer(rebasing: raw[outputOffset...]))
@@ -276,56 +322,13 @@ final class HTTPConnection {
                 lastWriteProgress = Socket.now()
                 lastActivity = lastWriteProgress
             case .wouldBlock:
-                updateInterest()
-                return
+                return false
             case .closed:
                 close()
-                return
+                return false
             }
         }
-        output = []
-        outputOffset = 0
-        if closeAfterWrite && !busy && stream == nil {
-            beginLinger(seconds: 0.5)
-            return
-        }
-        if peerDone && !busy && stream == nil && eventIndex >= events.count {
-            close()
-            return
-        }
-        if isWaitingForClient && !interest.read {
-            // Back to reading after a response: a partly received next request gets
-            // its deadline from now, not from when it arrived behind the busy one.
-            phaseStarted = lastActivity
-            if phase == .idle { becameIdle() }
-        }
-        updateInterest()
-    }
-
-    private func updateInterest() {
-        guard !isClosed else { return }
-        var wanted = PollInterest()
-        if lingerDeadline != nil {
-            wanted.read = true
-        } else {
-            wanted.write = outputOffset < output.count
-            wanted.read = isWaitingForClient
-            wanted.peerClose = !wanted.read && !peerDone
-        }
-        if wanted != interest {
-            interest = wanted
-            loop.poller.modify(fd, wanted)
-        }
-    }
-
-    // MARK: - Idle tracking
-
-    func becameIdle() {
-        if isWaitingForClient && parser.isIdle { loop.addIdle(self) }
-    }
-
-    private func becameBusy() {
-        loop.removeIdle(self)
+        return true
     }
 
     // MARK: - Closing
@@ -336,7 +339,7 @@ final class HTTPConnection {
         loop.removeIdle(self)
         shutdown(fd, Int32(SHUT_WR))
         lingerDeadline = Socket.now() + seconds
-        updateInterest()
+        inputReady = true
     }
 
     private func drainWhileLingering() {
@@ -344,6 +347,7 @@ final class HTTPConnection {
             let result = loop.readBuffer.withUnsafeMutableBytes { Socket.receive(fd, into: $0) }
             switch result {
             case .wouldBlock:
+                inputReady = false
                 return
             case .closed:
                 close()
@@ -424,7 +428,7 @@ final class HTTPConnection {
     private func timedOut() {
         loop.removeIdle(self)
         respondAndClose(.error(408, code: "request_timeout", message: "the request was not received in time"))
-        flush()
+        pump()
     }
 }
 
@@ -502,10 +506,9 @@ extension HTTPConnection {
             stream = nil
             endStream(state)
             if !state.keepAlive { closeAfterWrite = true }
-            advance()
-        } else {
-            flush()
+            phaseStarted = Socket.now()
         }
+        pump()
     }
 
     /// The stream ended (finished, or the client went away): free it and tell its producer.

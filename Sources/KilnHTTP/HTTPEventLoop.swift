@@ -40,6 +40,9 @@ final class HTTPEventLoop: @unchecked Sendable {
 
     private let inboxLock = NSLock()
     private var inbox: [() -> Void] = []
+    private var wakePending = false
+    private var pumpAgain: [HTTPConnection] = []
+    private var ready: [PollEvent] = []
     private let finished = DispatchSemaphore(value: 0)
 
     private let statisticsLock = NSLock()
@@ -81,13 +84,20 @@ final class HTTPEventLoop: @unchecked Sendable {
         pool.shutdown(waiting: 1)
     }
 
-    /// Runs `task` on the loop thread soon; any thread.
-    func execute(_ task: @escaping () -> Void) {
+    /// Runs `task` on the loop thread; any thread. With `wake` false it runs at the
+    /// loop's next wake-up (an event, or the clock within one tick).
+    func execute(wake: Bool = true, _ task: @escaping () -> Void) {
         inboxLock.lock()
-        let wasEmpty = inbox.isEmpty
         inbox.append(task)
+        let needsWake = wake && !wakePending
+        if needsWake { wakePending = true }
         inboxLock.unlock()
-        if wasEmpty { poller.wake() }
+        if needsWake { poller.wake() }
+    }
+
+    /// Revisits a connection that yielded with input left (fairness between clients).
+    func pumpLater(_ connection: HTTPConnection) {
+        pumpAgain.append(connection)
     }
 
     var statistics: HTTPServerStatistics {
@@ -109,7 +119,15 @@ final class HTTPEventLoop: @unchecked Sendable {
         nextRefresh = started + configuration.streamRefreshInterval
         nextReport = started + 10
         while !stopping {
-            poller.wait(timeout: nextTick - Socket.now()) { event in handle(event) }
+            ready.removeAll(keepingCapacity: true)
+            poller.wait(timeout: pumpAgain.isEmpty ? nextTick - Socket.now() : 0, into: &ready)
+            // Finished requests first, so a connection whose answer a worker already
+            // sent is ready to read its client's next request below.
+            runInbox()
+            for event in ready { handle(event) }
+            let again = pumpAgain
+            pumpAgain = []
+            for connection in again where !connection.isClosed { connection.pump() }
             runInbox()
             let now = Socket.now()
             if now >= nextTick {
@@ -129,6 +147,7 @@ final class HTTPEventLoop: @unchecked Sendable {
             inboxLock.lock()
             let tasks = inbox
             inbox = []
+            wakePending = false
             inboxLock.unlock()
             if tasks.isEmpty { return }
             for task in tasks { task() }
@@ -140,14 +159,7 @@ final class HTTPEventLoop: @unchecked Sendable {
             acceptAll()
             return
         }
-        guard let connection = connections[event.fd] else { return }
-        if event.failed {
-            connection.close()
-            return
-        }
-        if event.writable { connection.flush() }
-        if event.readable && !connection.isClosed { connection.readable() }
-        if event.peerClosed && !event.readable && !connection.isClosed { connection.peerClosed() }
+        connections[event.fd]?.handle(event)
     }
 
     // MARK: - Accepting
@@ -211,9 +223,8 @@ final class HTTPEventLoop: @unchecked Sendable {
             $0.acceptedConnections += 1
             $0.openConnections = activeCount
         }
-        poller.add(fd, PollInterest(read: true))
-        connection.interest = PollInterest(read: true)
-        connection.becameIdle()
+        poller.addEdgeTriggered(fd)
+        connection.pump()
     }
 
     /// A 503 the client actually receives: whatever it already sent is read first, the
@@ -232,7 +243,7 @@ final class HTTPEventLoop: @unchecked Sendable {
         lingeringRejections += 1
         let connection = HTTPConnection(fd: fd, address: 0, loop: self, counted: false)
         connections[fd] = connection
-        poller.add(fd, PollInterest())
+        poller.addEdgeTriggered(fd)
         connection.beginLinger(seconds: 1)
     }
 

@@ -79,6 +79,24 @@ final class Poller {
         #endif
     }
 
+    /// Registers a connection once for input, output and the peer's half-close, each
+    /// reported as an edge (when it becomes ready), so the interest never changes.
+    func addEdgeTriggered(_ fd: Int32) {
+        #if os(Linux)
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        event.data.fd = fd
+        epoll_ctl(handle, EPOLL_CTL_ADD, fd, &event)
+        #else
+        registered[fd] = PollInterest(read: true, write: true, peerClose: true)
+        let flags = UInt16(EV_ADD | EV_CLEAR)
+        let changes = [kevent(ident: UInt(fd), filter: Int16(EVFILT_READ), flags: flags, fflags: 0, data: 0, udata: nil),
+                       kevent(ident: UInt(fd), filter: Int16(EVFILT_WRITE), flags: flags, fflags: 0, data: 0, udata: nil)]
+        kevent(handle, changes, Int32(changes.count), nil, 0, nil)
+        #endif
+    }
+
+    /// Registers a level-triggered descriptor (the listener).
     func add(_ fd: Int32, _ interest: PollInterest) {
         #if os(Linux)
         var event = epoll_event()
@@ -125,9 +143,13 @@ final class Poller {
         #endif
     }
 
-    /// Waits up to `timeout` seconds and reports ready descriptors (the wakeup is
-    /// consumed here and not reported).
-    func wait(timeout: Double, _ body: (PollEvent) -> Void) {
+    /// Waits up to `timeout` seconds and collects ready descriptors into `ready` (the
+    /// wakeup is consumed here and not reported).
+    func wait(timeout: Double, into ready: inout [PollEvent]) {
+        wait(timeout: timeout) { ready.append($0) }
+    }
+
+    private func wait(timeout: Double, _ body: (PollEvent) -> Void) {
         let milliseconds = Int32(max(0, min(timeout * 1000, 60_000)).rounded(.up))
         #if os(Linux)
         let count = epoll_wait(handle, &events, Int32(events.count), milliseconds)
