@@ -25,7 +25,9 @@ let package = Package(
         // Vector loops for the optimizer updates (C for vector square roots).
         .target(name: "CKilnKernels"),
         .target(name: "KilnTrain", dependencies: ["CKilnKernels", "KilnTensor", "KilnGraph", "KilnSpec", "KilnData", "KilnJSON"]),
-        .target(name: "KilnHTTP", dependencies: ["KilnJSON"]),
+        // epoll, eventfd and accept4 for the HTTP event loop (empty off Linux).
+        .target(name: "CKilnPoll"),
+        .target(name: "KilnHTTP", dependencies: ["CKilnPoll", "KilnJSON"]),
         .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),

@@ -19,6 +19,8 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
     case headerBlockTooLarge
     case missingHost
     case duplicateHost
+    /// A Host value that is not `uri-host [":" port]` (spaces, userinfo, a path).
+    case invalidHost
     case contentLengthWithTransferEncoding
     case invalidContentLength
     case conflictingContentLength
@@ -74,6 +76,7 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
         case .headerBlockTooLarge: return "header section larger than 16384 bytes"
         case .missingHost: return "HTTP/1.1 request without a Host header"
         case .duplicateHost: return "more than one Host header"
+        case .invalidHost: return "invalid Host header value"
         case .contentLengthWithTransferEncoding: return "both Content-Length and Transfer-Encoding present"
         case .invalidContentLength: return "invalid Content-Length"
         case .conflictingContentLength: return "conflicting Content-Length values"

@@ -27,6 +27,9 @@ public struct HTTPRequestParser {
         public init(maxBodyBytes: Int = 64 << 20) { self.maxBodyBytes = maxBodyBytes }
     }
 
+    /// Chunk sizes above this are malformed rather than merely too large (no overflow).
+    static let maxChunkSize = 1 << 56
+
     public static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"]
 
     enum State {
@@ -69,6 +72,17 @@ public struct HTTPRequestParser {
         switch state {
         case .start, .startLF: return true
         default: return false
+        }
+    }
+
+    /// True while the body of a request is being received (its head is complete).
+    public var isReadingBody: Bool {
+        switch state {
+        case .body, .chunkSize, .chunkExtension, .chunkSizeLF, .chunkData, .chunkDataCR, .chunkDataLF,
+             .trailerLineStart, .trailerLine, .trailerLineLF, .trailerEndLF:
+            return true
+        default:
+            return false
         }
     }
 
@@ -203,7 +217,10 @@ extension HTTPRequestParser {
         case .chunkSize:
             lineBytes += 1
             if let digit = HTTPRequest.hexValue(byte) {
-                guard chunkDigits < 15 else { return .invalidChunkSize }
+                // The value is bounded, not the digit count: leading zeros are valid
+                // (RFC 9112 §7.1), and the line limit stops a flood of them.
+                guard lineBytes <= limits.maxChunkLineBytes else { return .chunkExtensionTooLong }
+                guard chunkSize <= HTTPRequestParser.maxChunkSize >> 4 else { return .invalidChunkSize }
                 chunkDigits += 1
                 chunkSize = chunkSize << 4 | Int(digit)
                 return nil
@@ -295,6 +312,7 @@ extension HTTPRequestParser {
         let hosts = fields.values(for: "Host")
         if hosts.count > 1 { return .duplicateHost }
         if versionMinor >= 1 && hosts.isEmpty { return .missingHost }
+        if let host = hosts.first, !HTTPRequestParser.isValidHost(host) { return .invalidHost }
 
         let hasTransferEncoding = fields.contains("Transfer-Encoding")
         let lengths = fields.values(for: "Content-Length")
@@ -403,6 +421,52 @@ extension HTTPRequestParser {
         if target == [UInt8(ascii: "*")] { return true }
         let lower = target.prefix(8).map(HTTPHeaders.lowerASCII)
         return lower.starts(with: Array("http://".utf8)) || lower.starts(with: Array("https://".utf8))
+    }
+
+    /// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4
+    /// address of unreserved, sub-delims and pct-encoded characters, or a bracketed IP
+    /// literal; empty is allowed. Rejects `a b`, `u@evil/x` and the like.
+    static func isValidHost(_ value: String) -> Bool {
+        var bytes = Substring(value).utf8[...]
+        if bytes.first == UInt8(ascii: "[") {
+            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            let literal = bytes[bytes.index(after: bytes.startIndex)..<close]
+            guard !literal.isEmpty, literal.allSatisfy({ byte in
+                HTTPRequest.hexValue(byte) != nil || byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".")
+                    || isUnreservedOrSubDelim(byte)
+            }) else { return false }
+            bytes = bytes[bytes.index(after: close)...]
+        } else {
+            let end = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
+            let name = Array(bytes[bytes.startIndex..<end])
+            var index = 0
+            while index < name.count {
+                if name[index] == UInt8(ascii: "%") {
+                    guard index + 2 < name.count, HTTPRequest.hexValue(name[index + 1]) != nil, HTTPRequest.hexValue(name[index + 2]) != nil else {
+                        return false
+                    }
+                    index += 3
+                    continue
+                }
+                guard isUnreservedOrSubDelim(name[index]) else { return false }
+                index += 1
+            }
+            bytes = bytes[end...]
+        }
+        guard let colon = bytes.first else { return true }
+        guard colon == UInt8(ascii: ":") else { return false }
+        let port = bytes.dropFirst()
+        return port.count <= 5 && port.allSatisfy { decimalDigit($0) != nil }
+    }
+
+    private static func isUnreservedOrSubDelim(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "-._~!$&'()*+,;=".utf8.contains(byte)
+        }
     }
 
     static func trimmedValue(_ bytes: [UInt8]) -> String {

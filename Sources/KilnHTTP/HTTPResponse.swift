@@ -5,9 +5,8 @@ import KilnJSON
 public struct HTTPResponse {
     public enum Body {
         case bytes([UInt8])
-        /// Runs on the connection's thread after the head is sent; each write becomes
-        /// one chunk. Used for server-sent events.
-        case stream((HTTPStreamWriter) -> Void)
+        /// A body the event loop drives, for server-sent events: see `HTTPStreamBody`.
+        case stream(HTTPStreamBody)
     }
 
     public var status: Int
@@ -42,12 +41,6 @@ public struct HTTPResponse {
         if let path { members.append(("path", .string(path))) }
         return .json(status, .object([("error", .object(members))]), headers: headers)
     }
-}
-
-/// Receives the body of a streamed response. `write` returns false once the client is
-/// gone (or stopped reading past the write timeout); the producer should then return.
-public protocol HTTPStreamWriter: AnyObject {
-    func write(_ bytes: [UInt8]) -> Bool
 }
 
 /// How an error is answered: a status, a machine-readable code, a message for people

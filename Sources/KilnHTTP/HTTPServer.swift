@@ -4,23 +4,25 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import KilnJSON
 
-/// An HTTP/1.1 server on POSIX sockets: one thread accepts, each connection is served
-/// on its own thread with blocking reads bounded by poll() deadlines.
-public final class HTTPServer {
+/// An HTTP/1.1 server on non-blocking POSIX sockets: one event-loop thread (epoll on
+/// Linux, kqueue elsewhere) accepts, reads, parses and writes for every connection;
+/// handlers run on a bounded worker pool and hand their response back to the loop. A
+/// connection costs its buffers, not a thread.
+public final class HTTPServer: @unchecked Sendable {
     public let configuration: HTTPServerConfiguration
     let handler: (HTTPRequest) -> HTTPResponse
-    /// Called after each response is written: (request, status, seconds spent in the
-    /// handler and writing). Runs on the connection's thread.
+    /// Called once per answered request: (request, status, seconds from dispatch until
+    /// the handler returned, or until the stream ended). Runs on a worker thread.
     public var onRequestCompleted: ((HTTPRequest, Int, Double) -> Void)?
+    /// Receives the server's own messages at or above `configuration.logLevel`
+    /// (rejections and timeouts are summarised, at most one line per 10 seconds).
+    public var log: ((HTTPLogLevel, String, [(String, JSON)]) -> Void)?
 
     private let lock = NSLock()
-    private var listener: Int32 = -1
+    private var loop: HTTPEventLoop?
     private var boundPort = 0
-    private var stopping = false
-    private var active: Set<Int32> = []
-    private var rejecting = 0
-    private let acceptLoopDone = DispatchSemaphore(value: 0)
 
     public init(configuration: HTTPServerConfiguration, handler: @escaping (HTTPRequest) -> HTTPResponse) {
         self.configuration = configuration
@@ -37,20 +39,27 @@ public final class HTTPServer {
         return boundPort
     }
 
-    /// Number of connections being served now.
-    public var connectionCount: Int {
-        lock.lock(); defer { lock.unlock() }
-        return active.count
+    /// Number of connections open now (not counting refused ones being closed).
+    public var connectionCount: Int { statistics.openConnections }
+
+    /// Counters for `/metrics`: zero before `start()`.
+    public var statistics: HTTPServerStatistics {
+        lock.lock()
+        let loop = self.loop
+        lock.unlock()
+        return loop?.statistics ?? HTTPServerStatistics()
     }
 
-    /// Binds, listens and starts accepting on a background thread.
+    /// Raises the descriptor limit, binds, listens and starts the event loop.
     /// - Throws: `HTTPServerError` naming the address and the reason (address in use,
     ///   unknown host, ...).
     public func start() throws {
         HTTPServer.ignoreSIGPIPE
+        let descriptorLimit = Socket.raiseDescriptorLimit()
         var address = try HTTPServer.resolve(configuration.host, port: configuration.port)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_INET, HTTPServer.streamSocketType, 0)
         guard fd >= 0 else { throw HTTPServerError(message: "socket(): \(Socket.errorText())") }
+        Socket.setNonBlocking(fd)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &address) {
@@ -63,7 +72,7 @@ public final class HTTPServer {
             close(fd)
             throw HTTPServerError(message: "cannot bind \(configuration.host):\(configuration.port): \(reason)")
         }
-        guard listen(fd, 512) == 0 else {
+        guard listen(fd, 4096) == 0 else {
             let reason = Socket.errorText()
             close(fd)
             throw HTTPServerError(message: "cannot listen on \(configuration.host):\(configuration.port): \(reason)")
@@ -73,103 +82,37 @@ public final class HTTPServer {
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
+        let loop: HTTPEventLoop
+        do {
+            loop = try HTTPEventLoop(server: self, listener: fd, descriptorLimit: descriptorLimit)
+        } catch {
+            close(fd)
+            throw error
+        }
         lock.lock()
-        listener = fd
+        self.loop = loop
         boundPort = Int(UInt16(bigEndian: actual.sin_port))
-        stopping = false
         lock.unlock()
-        let thread = Thread { [self] in acceptLoop(fd) }
-        thread.name = "kiln-http-accept"
-        thread.start()
+        loop.start()
+        emit(.info, "http_listening", [("max_connections", JSON(loop.maxConnections)),
+                                       ("descriptor_limit", JSON(descriptorLimit)),
+                                       ("worker_threads", JSON(loop.workerCount))])
     }
 
-    /// Stops accepting, closes every connection (a running handler finishes, its
-    /// response is dropped) and waits briefly for connection threads to end.
+    /// Stops accepting and closes every connection (a running handler finishes, its
+    /// response is dropped; streams get their `onClose`).
     public func stop() {
         lock.lock()
-        let fd = listener
-        guard fd >= 0, !stopping else { lock.unlock(); return }
-        stopping = true
-        for connection in active { shutdown(connection, Int32(SHUT_RDWR)) }
+        let loop = self.loop
+        self.loop = nil
         lock.unlock()
-        _ = acceptLoopDone.wait(timeout: .now() + 2)
-        close(fd)
-        lock.lock()
-        listener = -1
-        lock.unlock()
-        let deadline = Socket.now() + 2
-        while connectionCount > 0 && Socket.now() < deadline { usleep(5000) }
+        loop?.stop()
     }
 
-    var isStopping: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return stopping
-    }
-
-    // MARK: - Accepting
-
-    private func acceptLoop(_ listenFD: Int32) {
-        defer { acceptLoopDone.signal() }
-        while !isStopping {
-            guard Socket.wait(listenFD, for: Int16(POLLIN), until: Socket.now() + 0.1) else { continue }
-            let fd = accept(listenFD, nil, nil)
-            if fd < 0 {
-                if errno == EMFILE || errno == ENFILE { usleep(10_000) }
-                continue
-            }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            lock.lock()
-            if stopping {
-                lock.unlock()
-                close(fd)
-                break
-            }
-            if active.count >= configuration.maxConnections {
-                let canLinger = rejecting < 32
-                if canLinger { rejecting += 1 }
-                lock.unlock()
-                reject(fd, linger: canLinger)
-                continue
-            }
-            active.insert(fd)
-            lock.unlock()
-            let thread = Thread { [self] in
-                HTTPConnection(fd: fd, server: self).run()
-                lock.lock()
-                active.remove(fd)
-                lock.unlock()
-                close(fd)
-            }
-            thread.name = "kiln-http-connection"
-            thread.start()
-        }
-    }
-
-    /// Past the connection cap: a 503 and close, off the accept thread so a slow
-    /// rejected client cannot delay the others.
-    private func reject(_ fd: Int32, linger: Bool) {
-        let response = HTTPResponse.error(503, code: "too_many_connections",
-                                          message: "the server is at its connection limit; retry shortly",
-                                          headers: ["Retry-After": "1"])
-        guard case let .bytes(body) = response.body else { return }
-        let bytes = HTTPResponse.head(status: 503, headers: response.headers, contentLength: body.count,
-                                      chunked: false, close: true) + body
-        guard linger else {
-            _ = Socket.writeAll(fd, bytes, until: Socket.now())
-            close(fd)
-            return
-        }
-        let thread = Thread { [self] in
-            _ = Socket.writeAll(fd, bytes, until: Socket.now() + 1)
-            Socket.drainBeforeClose(fd, seconds: 0.5)
-            close(fd)
-            lock.lock()
-            rejecting -= 1
-            lock.unlock()
-        }
-        thread.start()
+    /// Passes a message to `log` when its level is enabled.
+    func emit(_ level: HTTPLogLevel, _ event: String, _ fields: [(String, JSON)]) {
+        guard level >= configuration.logLevel, let log else { return }
+        log(level, event, fields)
     }
 
     // MARK: - Setup
@@ -177,6 +120,12 @@ public final class HTTPServer {
     private static let ignoreSIGPIPE: Void = {
         signal(SIGPIPE, SIG_IGN)
     }()
+
+    #if canImport(Glibc)
+    private static let streamSocketType = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    #else
+    private static let streamSocketType = SOCK_STREAM
+    #endif
 
     static func resolve(_ host: String, port: Int) throws -> sockaddr_in {
         guard (0...65535).contains(port) else {
@@ -188,7 +137,7 @@ public final class HTTPServer {
         if inet_pton(AF_INET, host, &address.sin_addr) == 1 { return address }
         var hints = addrinfo()
         hints.ai_family = AF_INET
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = HTTPServer.streamSocketType & ~HTTPServer.cloexecFlag
         var results: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, nil, &hints, &results)
         guard status == 0, let first = results, let found = first.pointee.ai_addr else {
@@ -198,4 +147,37 @@ public final class HTTPServer {
         found.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address.sin_addr = $0.pointee.sin_addr }
         return address
     }
+
+    #if canImport(Glibc)
+    private static let cloexecFlag = Int32(SOCK_CLOEXEC.rawValue)
+    #else
+    private static let cloexecFlag: Int32 = 0
+    #endif
+}
+
+/// What the server has counted since it started, and what is open now.
+public struct HTTPServerStatistics: Sendable, Equatable {
+    public var openConnections = 0
+    public var openStreams = 0
+    public var acceptedConnections = 0
+    /// Refused with a 503 because every connection was busy (none idle to close).
+    public var rejectedConnections = 0
+    /// Refused with a 503 because the client address was at its limit.
+    public var rejectedPerAddress = 0
+    /// Idle keep-alive connections closed to make room for new clients.
+    public var evictedIdleConnections = 0
+    public var headerTimeouts = 0
+    public var bodyTimeouts = 0
+    /// Clients dropped because they did not take their response in time.
+    public var writeTimeouts = 0
+    /// Keep-alive connections closed after the idle deadline (normal, not an error).
+    public var idleTimeouts = 0
+    public var parseErrors = 0
+    /// accept() failures, such as running out of descriptors.
+    public var acceptErrors = 0
+
+    public init() {}
+
+    /// Timeouts that cut a client off (idle closes excluded).
+    public var timeouts: Int { headerTimeouts + bodyTimeouts + writeTimeouts }
 }

@@ -1,10 +1,11 @@
 #if canImport(Glibc)
 import Glibc
+import CKilnPoll
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// Blocking-socket helpers with poll()-based deadlines. Deadlines are monotonic seconds.
+/// Non-blocking socket helpers for the event loop. Deadlines are monotonic seconds.
 enum Socket {
     static func now() -> Double {
         var spec = timespec()
@@ -16,66 +17,101 @@ enum Socket {
         String(cString: strerror(code))
     }
 
-    /// Waits until `fd` has `events` ready, the deadline passes (false), or an error.
-    static func wait(_ fd: Int32, for events: Int16, until deadline: Double) -> Bool {
-        while true {
-            let remaining = deadline - now()
-            if remaining <= 0 { return false }
-            var descriptor = pollfd(fd: fd, events: events, revents: 0)
-            let milliseconds = Int32(min(remaining * 1000 + 1, Double(Int32.max)))
-            let result = poll(&descriptor, 1, milliseconds)
-            if result > 0 { return true }   // readable, writable, or hung up: the next call says which
-            if result < 0 && errno != EINTR { return false }
-        }
+    static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL, 0)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     }
 
-    /// Reads what is available, waiting at most until the deadline. nil on timeout,
-    /// 0 on end of stream or error.
-    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, until deadline: Double) -> Int? {
-        guard wait(fd, for: Int16(POLLIN), until: deadline) else { return nil }
+    static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// What one non-blocking read or write did.
+    enum Transfer {
+        case bytes(Int)
+        case wouldBlock
+        /// End of stream (read) or a dead peer (EPIPE, ECONNRESET, ...).
+        case closed
+    }
+
+    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Transfer {
         while true {
-            let count = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-            if count >= 0 { return count }
+            let count = recv(fd, buffer.baseAddress, buffer.count, 0)
+            if count > 0 { return .bytes(count) }
+            if count == 0 { return .closed }
             if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK {
-                guard wait(fd, for: Int16(POLLIN), until: deadline) else { return nil }
-                continue
-            }
-            return 0
+            if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
+            return .closed
         }
     }
 
-    /// Sends everything, handling partial sends; false if the peer is gone (EPIPE,
-    /// ECONNRESET) or does not take the bytes before the deadline.
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], until deadline: Double) -> Bool {
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let sent = send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                if sent > 0 { offset += sent; continue }
-                if sent < 0 && errno == EINTR { continue }
-                if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return false }
-                    continue
-                }
-                return false
-            }
-            return true
+    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Transfer {
+        while true {
+            #if canImport(Glibc)
+            let flags = Int32(MSG_NOSIGNAL)
+            #else
+            let flags: Int32 = 0   // SO_NOSIGPIPE is set on accepted sockets
+            #endif
+            let count = sendToSocket(fd, bytes.baseAddress, bytes.count, flags)
+            if count >= 0 { return .bytes(count) }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
+            return .closed
         }
     }
 
-    /// Half-closes, then reads and discards what the client still sends for a moment,
-    /// so a final response is not destroyed by a reset (nginx's lingering close). The
-    /// caller still closes `fd`.
-    static func drainBeforeClose(_ fd: Int32, seconds: Double = 1, maxBytes: Int = 1 << 20) {
-        shutdown(fd, Int32(SHUT_WR))
-        let deadline = now() + seconds
+    private static func sendToSocket(_ fd: Int32, _ base: UnsafeRawPointer?, _ count: Int, _ flags: Int32) -> Int {
+        #if canImport(Glibc)
+        return Glibc.send(fd, base, count, flags)
+        #else
+        return Darwin.send(fd, base, count, flags)
+        #endif
+    }
+
+    /// Reads and discards whatever is already queued, so closing does not reset the
+    /// connection (and destroy a response still in flight) because of unread input.
+    static func discardPending(_ fd: Int32, maxBytes: Int = 1 << 16) {
+        var scratch = [UInt8](repeating: 0, count: 4096)
         var discarded = 0
-        var buffer = [UInt8](repeating: 0, count: 16384)
         while discarded < maxBytes {
-            let count = buffer.withUnsafeMutableBytes { read(fd, into: $0, until: deadline) }
-            guard let count, count > 0 else { break }
+            let result = scratch.withUnsafeMutableBytes { receive(fd, into: $0) }
+            guard case let .bytes(count) = result else { return }
             discarded += count
         }
     }
+
+    /// Names the calling thread (seen in /proc, top -H and profilers; 15 characters).
+    static func nameCurrentThread(_ name: String) {
+        #if canImport(Glibc)
+        kiln_name_thread(name)
+        #else
+        _ = pthread_setname_np(String(name.prefix(63)))
+        #endif
+    }
+
+    /// Raises the soft limit on open descriptors to the hard limit, so the connection
+    /// cap, not the process default (often 1024), bounds how many clients can wait.
+    /// - Returns: the soft limit in force afterwards.
+    @discardableResult
+    static func raiseDescriptorLimit() -> Int {
+        var limits = rlimit()
+        guard getrlimit(resourceNoFile, &limits) == 0 else { return 1024 }
+        if limits.rlim_cur < limits.rlim_max {
+            var raised = limits
+            raised.rlim_cur = limits.rlim_max
+            #if canImport(Darwin)
+            raised.rlim_cur = min(limits.rlim_max, rlim_t(OPEN_MAX))
+            #endif
+            if setrlimit(resourceNoFile, &raised) == 0 { limits = raised }
+        }
+        return limits.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limits.rlim_cur)
+    }
+
+    #if canImport(Glibc)
+    private static let resourceNoFile = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    private static let resourceNoFile = RLIMIT_NOFILE
+    #endif
 }

@@ -28,6 +28,17 @@ public struct Config: Sendable {
     public var maxBodyBytes = 64 << 20
     public var maxParameters = 100_000_000
     public var maxPredictBatch = 4096
+    /// HTTP connection limits and deadlines (seconds); see `HTTPServerConfiguration`.
+    public var maxConnections = 16384
+    public var maxConnectionsPerAddress = 0
+    public var headerTimeout = 10.0
+    public var bodyTimeout = 60.0
+    public var idleTimeout = 60.0
+    public var writeTimeout = 30.0
+    /// Handler threads; 0 picks four per core (at least eight).
+    public var workerThreads = 0
+    /// `debug`, `info`, `warning` or `error`; one line per request only at `debug`.
+    public var logLevel = "info"
 
     public init() {}
 
@@ -76,6 +87,14 @@ public struct Config: Sendable {
             case "keep_last_per_name":
                 guard let n = value.intValue, n >= 1 else { throw ConfigError(message: "\(path): keep_last_per_name must be at least 1") }
                 keepLastPerName = n
+            case "max_connections": maxConnections = try int(value, key, path)
+            case "max_connections_per_address": maxConnectionsPerAddress = try int(value, key, path)
+            case "header_timeout_seconds": headerTimeout = try seconds(value, key, path)
+            case "body_timeout_seconds": bodyTimeout = try seconds(value, key, path)
+            case "idle_timeout_seconds": idleTimeout = try seconds(value, key, path)
+            case "write_timeout_seconds": writeTimeout = try seconds(value, key, path)
+            case "worker_threads": workerThreads = try int(value, key, path)
+            case "log_level": logLevel = try string(value, key, path)
             default: throw ConfigError(message: "\(path): unknown setting '\(key)'")
             }
         }
@@ -95,11 +114,38 @@ public struct Config: Sendable {
             authScope = scope
         }
         if let v = env["KILN_NODE_NAME"], !v.isEmpty { nodeName = v }
+        if let v = env["KILN_LOG_LEVEL"] { logLevel = v }
+        let integers: [(String, WritableKeyPath<Config, Int>)] = [
+            ("KILN_MAX_CONNECTIONS", \.maxConnections), ("KILN_MAX_CONNECTIONS_PER_ADDRESS", \.maxConnectionsPerAddress),
+            ("KILN_WORKER_THREADS", \.workerThreads),
+        ]
+        for (name, key) in integers {
+            guard let v = env[name] else { continue }
+            guard let number = Int(v) else { throw ConfigError(message: "\(name) must be an integer, got '\(v)'") }
+            self[keyPath: key] = number
+        }
+        let durations: [(String, WritableKeyPath<Config, Double>)] = [
+            ("KILN_HEADER_TIMEOUT", \.headerTimeout), ("KILN_BODY_TIMEOUT", \.bodyTimeout),
+            ("KILN_IDLE_TIMEOUT", \.idleTimeout), ("KILN_WRITE_TIMEOUT", \.writeTimeout),
+        ]
+        for (name, key) in durations {
+            guard let v = env[name] else { continue }
+            guard let number = Double(v), number > 0, number.isFinite else {
+                throw ConfigError(message: "\(name) must be a positive number of seconds, got '\(v)'")
+            }
+            self[keyPath: key] = number
+        }
     }
 
     public func validate() throws {
         guard (0...65535).contains(port) else { throw ConfigError(message: "port \(port) is out of range") }
         guard maxConcurrentJobs >= 1 else { throw ConfigError(message: "max_concurrent_jobs must be at least 1") }
+        guard maxConnections >= 1 else { throw ConfigError(message: "max_connections must be at least 1") }
+        guard maxConnectionsPerAddress >= 0 else { throw ConfigError(message: "max_connections_per_address must be 0 (no limit) or more") }
+        guard workerThreads >= 0 else { throw ConfigError(message: "worker_threads must be 0 (automatic) or more") }
+        guard Log.Level(name: logLevel) != nil else {
+            throw ConfigError(message: "log_level must be debug, info, warning or error, got '\(logLevel)'")
+        }
         let lower = datasetMirror.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
             throw ConfigError(message: "dataset_mirror must be an http or https URL, got '\(Redact.url(datasetMirror))'")
@@ -114,6 +160,11 @@ public struct Config: Sendable {
     private func string(_ v: JSON, _ key: String, _ path: String) throws -> String {
         guard let s = v.stringValue else { throw ConfigError(message: "\(path): \(key) must be a string") }
         return s
+    }
+
+    private func seconds(_ v: JSON, _ key: String, _ path: String) throws -> Double {
+        guard let d = v.doubleValue, d > 0, d.isFinite else { throw ConfigError(message: "\(path): \(key) must be a positive number of seconds") }
+        return d
     }
 
     private func int(_ v: JSON, _ key: String, _ path: String) throws -> Int {

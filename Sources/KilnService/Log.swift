@@ -10,8 +10,37 @@ public enum Log {
     nonisolated(unsafe) static var cachedSecond = -1
     nonisolated(unsafe) static var cachedStamp = ""
 
-    public static func info(_ event: String, _ fields: [(String, JSON)] = []) { write("info", event, fields) }
-    public static func error(_ event: String, _ fields: [(String, JSON)] = []) { write("error", event, fields) }
+    /// Severity; lines below `Log.level` (the `log_level` setting) are not written.
+    public enum Level: Int, Comparable, Sendable {
+        case debug, info, warning, error
+
+        public init?(name: String) {
+            switch name.lowercased() {
+            case "debug": self = .debug
+            case "info": self = .info
+            case "warning", "warn": self = .warning
+            case "error": self = .error
+            default: return nil
+            }
+        }
+
+        public var name: String { ["debug", "info", "warning", "error"][rawValue] }
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    nonisolated(unsafe) public static var level = Level.info
+
+    public static func isEnabled(_ candidate: Level) -> Bool { candidate >= level }
+
+    public static func debug(_ event: String, _ fields: [(String, JSON)] = []) { write(.debug, event, fields) }
+    public static func info(_ event: String, _ fields: [(String, JSON)] = []) { write(.info, event, fields) }
+    public static func warning(_ event: String, _ fields: [(String, JSON)] = []) { write(.warning, event, fields) }
+    public static func error(_ event: String, _ fields: [(String, JSON)] = []) { write(.error, event, fields) }
+
+    static func write(_ level: Level, _ event: String, _ fields: [(String, JSON)]) {
+        guard isEnabled(level) else { return }
+        write(level.name, event, fields)
+    }
 
     static func write(_ level: String, _ event: String, _ fields: [(String, JSON)]) {
         // No credential in a URL reaches the log.

@@ -35,7 +35,7 @@ struct AuthMiddleware: Middleware {
 
 /// Counts requests and their latency by the route pattern the router matched (a fixed
 /// `unmatched` for the rest), so the label space is bounded by the routes; logs each
-/// request.
+/// request at `debug`.
 struct RequestMetricsMiddleware: Middleware {
     let metrics: ServiceMetrics
 
@@ -44,7 +44,9 @@ struct RequestMetricsMiddleware: Middleware {
         let response = next(request)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         metrics.record(method: request.method, route: route.label, status: response.status, seconds: seconds)
-        Log.info("request", [("method", .string(String(request.method.prefix(20)))), ("route", .string(route.label)),
+        // The access log is off unless asked for (`log_level` debug), so the log does not grow per request.
+        guard Log.isEnabled(.debug) else { return response }
+        Log.debug("request", [("method", .string(String(request.method.prefix(20)))), ("route", .string(route.label)),
                              ("path", .string(String(request.path.prefix(200)))), ("status", JSON(response.status)),
                              ("ms", .number((seconds * 1e4).rounded() / 10))])
         return response

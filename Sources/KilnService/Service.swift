@@ -51,7 +51,18 @@ public final class Service: @unchecked Sendable {
         http.host = config.host
         http.port = config.port
         http.maxBodyBytes = config.maxBodyBytes
+        http.maxConnections = config.maxConnections
+        http.maxConnectionsPerAddress = config.maxConnectionsPerAddress
+        http.headerTimeout = config.headerTimeout
+        http.bodyTimeout = config.bodyTimeout
+        http.idleTimeout = config.idleTimeout
+        http.writeTimeout = config.writeTimeout
+        http.workerThreads = config.workerThreads
+        Log.level = Log.Level(name: config.logLevel) ?? .info
+        http.logLevel = HTTPLogLevel(name: config.logLevel) ?? .info
         let server = HTTPServer(configuration: http) { [router] request in router.handle(request) }
+        server.log = { level, event, fields in Log.write(Log.Level(rawValue: level.rawValue) ?? .info, event, fields) }
+        metrics.httpStatistics = { [weak server] in server?.statistics }
         try server.start()
         self.server = server
         scheduler.recover()
@@ -97,27 +108,24 @@ public final class Service: @unchecked Sendable {
     /// `progress`, and a final `end` event with the job's status.
     func followMetrics(_ id: String) -> HTTPResponse {
         let store = self.jobs
-        return HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]), body: .stream { writer in
-            var sent = 0
-            var lastProgress = ""
-            while true {
-                let epochs = store.metrics(id)["epochs"]?.arrayValue ?? []
-                while sent < epochs.count {
-                    guard writer.write(Array("event: epoch\ndata: \(epochs[sent].serialized())\n\n".utf8)) else { return }
-                    sent += 1
-                }
-                guard let job = store.job(id) else { return }
-                if job.isFinished {
-                    _ = writer.write(Array("event: end\ndata: \(job.json.serialized())\n\n".utf8))
-                    return
-                }
-                let progress = job.json["progress"]?.serialized() ?? ""
-                if progress != lastProgress {
-                    guard writer.write(Array("event: progress\ndata: \(progress)\n\n".utf8)) else { return }
-                    lastProgress = progress
-                }
-                Thread.sleep(forTimeInterval: 0.25)
+        final class Cursor: @unchecked Sendable { var sent = 0, lastProgress = "" }
+        let cursor = Cursor()
+        // Sampled on the server's shared stream clock; no thread waits on the stream.
+        return HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]), body: .stream(.refreshing { stream in
+            let epochs = store.metrics(id)["epochs"]?.arrayValue ?? []
+            while cursor.sent < epochs.count {
+                guard stream.send(Array("event: epoch\ndata: \(epochs[cursor.sent].serialized())\n\n".utf8)) else { return }
+                cursor.sent += 1
             }
-        })
+            guard let job = store.job(id) else { return stream.finish() }
+            if job.isFinished {
+                return stream.finish(Array("event: end\ndata: \(job.json.serialized())\n\n".utf8))
+            }
+            let progress = job.json["progress"]?.serialized() ?? ""
+            if progress != cursor.lastProgress {
+                guard stream.send(Array("event: progress\ndata: \(progress)\n\n".utf8)) else { return }
+                cursor.lastProgress = progress
+            }
+        }))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnHTTP
 
 /// Counters and latency histograms for `GET /metrics`, in the Prometheus text format.
 final class ServiceMetrics: @unchecked Sendable {
@@ -25,6 +26,8 @@ final class ServiceMetrics: @unchecked Sendable {
     private var latency: [String: Latency] = [:]          // by route
     private var trainedSamples = 0
     private var trainingSeconds = 0.0
+    /// The HTTP server's connection counters, set when it starts.
+    var httpStatistics: () -> HTTPServerStatistics? = { nil }
     static let buckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     /// `route` is the pattern the router matched (or its fixed label for no match).
@@ -68,6 +71,25 @@ final class ServiceMetrics: @unchecked Sendable {
         out += "# HELP kiln_trained_samples_total Samples trained on since start.\n# TYPE kiln_trained_samples_total counter\nkiln_trained_samples_total \(trainedSamples)\n"
         let rate = trainingSeconds > 0 ? Double(trainedSamples) / trainingSeconds : 0
         out += "# HELP kiln_training_samples_per_second Mean training throughput since start.\n# TYPE kiln_training_samples_per_second gauge\nkiln_training_samples_per_second \(rate)\n"
+        if let http = httpStatistics() { out += ServiceMetrics.render(http) }
+        return out
+    }
+
+    /// Connection counters of the HTTP server: what is open, what was refused or cut off.
+    static func render(_ http: HTTPServerStatistics) -> String {
+        var out = "# HELP kiln_http_open_connections Client connections open now.\n# TYPE kiln_http_open_connections gauge\nkiln_http_open_connections \(http.openConnections)\n"
+        out += "# HELP kiln_http_open_streams Streamed responses (?follow=1) open now.\n# TYPE kiln_http_open_streams gauge\nkiln_http_open_streams \(http.openStreams)\n"
+        out += "# HELP kiln_http_connections_accepted_total Connections accepted.\n# TYPE kiln_http_connections_accepted_total counter\nkiln_http_connections_accepted_total \(http.acceptedConnections)\n"
+        out += "# HELP kiln_http_connections_rejected_total Connections refused with a 503, by reason.\n# TYPE kiln_http_connections_rejected_total counter\n"
+        out += "kiln_http_connections_rejected_total{reason=\"capacity\"} \(http.rejectedConnections)\n"
+        out += "kiln_http_connections_rejected_total{reason=\"per_address\"} \(http.rejectedPerAddress)\n"
+        out += "kiln_http_connections_rejected_total{reason=\"accept_error\"} \(http.acceptErrors)\n"
+        out += "# HELP kiln_http_idle_evictions_total Idle keep-alive connections closed to make room.\n# TYPE kiln_http_idle_evictions_total counter\nkiln_http_idle_evictions_total \(http.evictedIdleConnections)\n"
+        out += "# HELP kiln_http_timeouts_total Connections closed at a deadline, by phase.\n# TYPE kiln_http_timeouts_total counter\n"
+        for (phase, value) in [("header", http.headerTimeouts), ("body", http.bodyTimeouts), ("write", http.writeTimeouts), ("idle", http.idleTimeouts)] {
+            out += "kiln_http_timeouts_total{phase=\"\(phase)\"} \(value)\n"
+        }
+        out += "# HELP kiln_http_parse_errors_total Requests rejected by the HTTP parser.\n# TYPE kiln_http_parse_errors_total counter\nkiln_http_parse_errors_total \(http.parseErrors)\n"
         return out
     }
 }

@@ -209,6 +209,18 @@ final class HTTPRequestParserTests: XCTestCase {
         }
     }
 
+    func testChunkSizeLeadingZerosAreValid() {
+        let head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let zeros = String(repeating: "0", count: 40)
+        guard case let .request(_, _, _, _, _, body)? = firstRequest(head + zeros + "5\r\nhello\r\n" + zeros + "\r\n\r\n") else {
+            return XCTFail("leading zeros refused")
+        }
+        XCTAssertEqual(body, "hello")
+        // The value is bounded, not the digit count.
+        XCTAssertEqual(failure(head + "0100000000000000000\r\nhello\r\n0\r\n\r\n"), .invalidChunkSize)
+        XCTAssertEqual(failure(head + String(repeating: "0", count: 5000) + "1\r\nh\r\n0\r\n\r\n"), .chunkExtensionTooLong)
+    }
+
     func testChunkLongerThanItsSize() {
         let head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         XCTAssertEqual(failure(head + "3\r\nhello\r\n0\r\n\r\n"), .invalidChunkData)
@@ -234,6 +246,15 @@ final class HTTPRequestParserTests: XCTestCase {
     }
 
     // MARK: - Header rejections
+
+    func testHostValues() {
+        for host in ["a b", "u@evil/x", "a/b", "a?b", "a#b", "[::1", "[]", "h:8o", "h:123456", "a%zz", "\u{e9}"] {
+            XCTAssertEqual(failure("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n"), .invalidHost, host)
+        }
+        for host in ["", "x", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:80", "a-b.c_d~e", "a%41b", "h:"] {
+            XCTAssertNotNil(firstRequest("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n"), host)
+        }
+    }
 
     func testHost() {
         XCTAssertEqual(failure("GET / HTTP/1.1\r\n\r\n"), .missingHost)

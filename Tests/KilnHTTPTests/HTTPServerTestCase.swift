@@ -12,6 +12,25 @@ class HTTPServerTestCase: XCTestCase {
     let release = DispatchSemaphore(value: 0)
     let completedLock = NSLock()
     var completed: [(String, Int)] = []
+    let streamsClosed = Counter()
+
+    /// A count shared with handlers on worker threads.
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        func add() { lock.lock(); count += 1; lock.unlock() }
+        var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    }
+
+    /// Polls `condition` until it holds or `seconds` pass.
+    func eventually(within seconds: Double = 3, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
 
     /// Override in a subclass to tighten limits.
     func configure(_ configuration: inout HTTPServerConfiguration) {}
@@ -54,9 +73,17 @@ class HTTPServerTestCase: XCTestCase {
             return .text(200, "released")
         }
         router.add("GET", "/events") { _ in
-            HTTPResponse(status: 200, headers: ["Content-Type": "text/event-stream"], body: .stream { writer in
-                for index in 1...3 { guard writer.write(Array("data: \(index)\n\n".utf8)) else { return } }
-            })
+            HTTPResponse(status: 200, headers: ["Content-Type": "text/event-stream"], body: .stream(HTTPStreamBody(open: { stream in
+                for index in 1...3 { guard stream.send(Array("data: \(index)\n\n".utf8)) else { return } }
+                stream.finish()
+            })))
+        }
+        // A stream that never ends by itself: one event, then refreshes that send nothing.
+        router.add("GET", "/follow") { [streamsClosed] _ in
+            HTTPResponse(status: 200, headers: ["Content-Type": "text/event-stream"], body: .stream(HTTPStreamBody(
+                open: { stream in stream.send(Array("data: first\n\n".utf8)) },
+                refresh: { _ in },
+                onClose: { streamsClosed.add() })))
         }
         return router
     }

@@ -62,7 +62,16 @@ public final class RawHTTPClient {
         }
     }
 
-    deinit { close(fd) }
+    private var closedHere = false
+
+    deinit { if !closedHere { close(fd) } }
+
+    /// Closes the socket now, without reading what the server sent (an abandoned client).
+    public func closeConnection() {
+        guard !closedHere else { return }
+        closedHere = true
+        close(fd)
+    }
 
     /// Sends all bytes; false if the server has closed or reset the connection.
     @discardableResult
@@ -201,7 +210,7 @@ public final class RawHTTPClient {
         return try client.readResponse(timeout: timeout)
     }
 
-    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    public static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
         for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
             if Array(haystack[start..<(start + needle.count)]) == needle { return start }
