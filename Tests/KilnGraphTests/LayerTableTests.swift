@@ -157,6 +157,10 @@ final class LayerTableTests: XCTestCase {
             }
             assertSameGraph(g, rebuilt, label: json.serialized())
             XCTAssertEqual(rebuilt.json.serialized(), json.serialized())
+            // A field the config leaves out would change what the layer computes.
+            let inputs = feeds(c).map(\.0), weights = initialWeights(g)
+            XCTAssertEqual(try forward(rebuilt, inputs: inputs, weights: weights).scalars,
+                           try forward(g, inputs: inputs, weights: weights).scalars, json.serialized())
         }
     }
 
