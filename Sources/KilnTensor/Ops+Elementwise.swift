@@ -104,7 +104,8 @@ func broadcasted(_ t: Tensor, to shape: [Int]) -> Tensor {
 
 extension Variable {
     /// An element-wise op given by its function and its derivative in terms of the
-    /// input x and the output y.
+    /// input x and the output y: for ops with constants of their own (affine); the
+    /// table's functions go through `unary(_: UnaryFunction)`.
     @inline(__always)
     func unary(_ name: String, _ f: (Float) -> Float, derivative: @escaping (Float, Float) -> Float) -> Variable {
         let x = value
