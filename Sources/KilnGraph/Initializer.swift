@@ -176,12 +176,5 @@ public struct Regularizer: Sendable, Equatable {
 
 /// Flattens nested JSON arrays of numbers into row-major values.
 func flattenNumbers(_ json: JSON, path: String, node: String?) throws(SpecError) -> [Float] {
-    var out: [Float] = []
-    func walk(_ j: JSON, _ p: String) throws(SpecError) {
-        if let n = j.doubleValue { out.append(Float(n)); return }
-        guard let items = j.arrayValue else { throw SpecError(.invalidField, "expected numbers, got \(j.kindName)", path: p, node: node) }
-        for (i, item) in items.enumerated() { try walk(item, "\(p)[\(i)]") }
-    }
-    try walk(json, path)
-    return out
+    try nestedArray(json, path: path, node: node).1
 }

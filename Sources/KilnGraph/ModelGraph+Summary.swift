@@ -4,9 +4,9 @@ import KilnTensor
 extension ModelGraph {
     /// The model summary of `POST /validate` and job creation: every node with its type,
     /// output shape (null for the batch axis), parameter counts, its layer's `config`
-    /// (so two layers of one type can be told apart), and what each output and loss
-    /// depends on.
-    public func summary(lossNodes: [String] = []) -> JSON {
+    /// (so two layers of one type can be told apart; `configs: false` leaves them out,
+    /// e.g. for a model with large constants), and what each output and loss depends on.
+    public func summary(lossNodes: [String] = [], configs: Bool = true) -> JSON {
         let (trainable, frozen) = parameterCount
         let nodeList: [JSON] = nodes.map { n in
             let t = n.parameters.filter(\.trainable).reduce(0) { $0 + Shapes.count($1.shape) }
@@ -19,7 +19,7 @@ extension ModelGraph {
                 ("frozen_params", JSON(f)),
             ]
             if !n.inputs.isEmpty { members.append(("inputs", JSON(n.inputs))) }
-            if let layer = n.layer { members.append(("config", .object(layer.config))) }
+            if configs, let layer = n.layer { members.append(("config", .object(layer.config))) }
             if !n.parameters.isEmpty {
                 members.append(("weights", .array(n.parameters.map { p in
                     .object([("name", .string(CheckpointKey.make(node: n.name, parameter: p.name))), ("shape", JSON(p.shape)), ("trainable", .bool(p.trainable))])

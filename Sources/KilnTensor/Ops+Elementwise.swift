@@ -100,11 +100,12 @@ func broadcasted(_ t: Tensor, to shape: [Int]) -> Tensor {
     return mapBinary(t, Tensor(shape: [], repeating: 0), shape: shape) { x, _ in x }
 }
 
-// MARK: - Unary ops: forward value and derivative side by side
+// MARK: - Unary ops: the element-wise table (ElementwiseFunction.swift) on tensors
 
 extension Variable {
     /// An element-wise op given by its function and its derivative in terms of the
-    /// input x and the output y.
+    /// input x and the output y: for ops with constants of their own (affine); the
+    /// table's functions go through `unary(_: UnaryFunction)`.
     @inline(__always)
     func unary(_ name: String, _ f: (Float) -> Float, derivative: @escaping (Float, Float) -> Float) -> Variable {
         let x = value
@@ -114,25 +115,37 @@ extension Variable {
         }
     }
 
-    public func neg() -> Variable { unary("neg", { -$0 }, derivative: { _, _ in -1 }) }
-    public func exp() -> Variable { unary("exp", { Foundation.exp($0) }, derivative: { _, y in y }) }
-    public func log() -> Variable { unary("log", { Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
-    public func sqrt() -> Variable { unary("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
-    public func abs() -> Variable { unary("abs", { Swift.abs($0) }, derivative: { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) }) }
-    public func square() -> Variable { unary("square", { $0 * $0 }, derivative: { x, _ in 2 * x }) }
-    public func sin() -> Variable { unary("sin", { Foundation.sin($0) }, derivative: { x, _ in Foundation.cos(x) }) }
-    public func cos() -> Variable { unary("cos", { Foundation.cos($0) }, derivative: { x, _ in -Foundation.sin(x) }) }
-    public func tanh() -> Variable { unary("tanh", { Foundation.tanh($0) }, derivative: { _, y in 1 - y * y }) }
-    public func sigmoid() -> Variable {
-        unary("sigmoid", { x in x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x)) },
-              derivative: { _, y in y * (1 - y) })
+    /// The op of a function of the element-wise table, by its value and derivative;
+    /// both loops are compiled for the one function (`specialized`).
+    @inline(__always)
+    func unary(_ f: UnaryFunction) -> Variable {
+        let x = value
+        let y = f.specialized { value, _ in mapUnary(x, value) }
+        return Variable(y, op: f.rawValue, parents: [self]) { g in
+            self.accumulate(f.specialized { _, derivative in mapTernary(g, x, y) { g, x, y in g * derivative(x, y) } })
+        }
     }
+
+    /// Applies a function of the element-wise table (relu through its buffer kernel).
+    public func apply(_ f: UnaryFunction) -> Variable { f == .relu ? relu() : unary(f) }
+
+    public func neg() -> Variable { unary(.neg) }
+    public func exp() -> Variable { unary(.exp) }
+    public func log() -> Variable { unary(.log) }
+    public func sqrt() -> Variable { unary(.sqrt) }
+    public func abs() -> Variable { unary(.abs) }
+    public func square() -> Variable { unary(.square) }
+    public func sin() -> Variable { unary(.sin) }
+    public func cos() -> Variable { unary(.cos) }
+    public func tanh() -> Variable { unary(.tanh) }
+    public func sigmoid() -> Variable { unary(.sigmoid) }
     /// relu on raw buffers (the hottest activation): the backward pass keeps only the
-    /// output, since x > 0 exactly where y > 0, and runs no per-element closure.
+    /// output, since x > 0 exactly where y > 0 (where the table's derivative is 1), and
+    /// runs no per-element closure.
     public func relu() -> Variable {
         let y = Tensor(uninitializedShape: value.shape)
         let src = value.storage.pointer, dst = y.storage.pointer
-        parallelChunks(y.count) { r in for i in r { let v = src[i]; dst[i] = v > 0 ? v : 0 } }
+        parallelChunks(y.count) { r in for i in r { dst[i] = UnaryFunction.relu.value(src[i]) } }
         return Variable(y, op: "relu", parents: [self]) { g in
             let dx = Tensor(uninitializedShape: y.shape)
             let pg = g.storage.pointer, py = y.storage.pointer, pd = dx.storage.pointer
@@ -140,31 +153,14 @@ extension Variable {
             self.accumulate(dx)
         }
     }
-    public func leakyRelu(alpha: Float = 0.2) -> Variable {
-        unary("leaky_relu", { $0 > 0 ? $0 : alpha * $0 }, derivative: { x, _ in x > 0 ? 1 : alpha })
-    }
-    public func elu(alpha: Float = 1) -> Variable {
-        unary("elu", { $0 > 0 ? $0 : alpha * (Foundation.exp($0) - 1) }, derivative: { x, y in x > 0 ? 1 : y + alpha })
-    }
-    public func selu() -> Variable {
-        let alpha: Float = 1.6732632423543772, scale: Float = 1.0507009873554805
-        return unary("selu", { $0 > 0 ? scale * $0 : scale * alpha * (Foundation.exp($0) - 1) },
-                     derivative: { x, y in x > 0 ? scale : y + scale * alpha })
-    }
+    /// Slope 0.2 below zero (Keras 3's default).
+    public func leakyRelu() -> Variable { unary(.leakyRelu) }
+    public func elu() -> Variable { unary(.elu) }
+    public func selu() -> Variable { unary(.selu) }
     /// GELU, exact form (Keras `approximate=False`): x·Φ(x).
-    public func gelu() -> Variable {
-        unary("gelu", { x in 0.5 * x * (1 + erff(x / Float(2).squareRoot())) },
-              derivative: { x, _ in
-                  let cdf = 0.5 * (1 + erff(x / Float(2).squareRoot()))
-                  let pdf = Foundation.exp(-0.5 * x * x) / Float(2 * Double.pi).squareRoot()
-                  return cdf + x * pdf
-              })
-    }
-    public func softplus() -> Variable {
-        unary("softplus", { x in x > 20 ? x : Foundation.log1p(Foundation.exp(x)) },
-              derivative: { x, _ in 1 / (1 + Foundation.exp(-x)) })
-    }
-    public func floor() -> Variable { unary("floor", { Foundation.floor($0) }, derivative: { _, _ in 0 }) }
+    public func gelu() -> Variable { unary(.gelu) }
+    public func softplus() -> Variable { unary(.softplus) }
+    public func floor() -> Variable { unary(.floor) }
 
     /// x·scale + shift with constants.
     public func affine(scale: Float, shift: Float = 0) -> Variable {
@@ -175,67 +171,48 @@ extension Variable {
 // MARK: - Binary ops with broadcasting
 
 extension Variable {
-    /// An element-wise op of two broadcast operands, given by its function and its
-    /// partial derivatives in terms of a, b and the output y.
+    /// The op of a function of the element-wise table on two broadcast operands, by
+    /// its value and partial derivatives (in terms of a, b and the output y); the loops
+    /// are compiled for the one function (`specialized`).
     @inline(__always)
-    func binary(
-        _ name: String, _ other: Variable, _ f: (Float, Float) -> Float,
-        da: @escaping (Float, Float, Float) -> Float, db: @escaping (Float, Float, Float) -> Float,
-        constant: (da: Float, db: Float)? = nil
-    ) throws(TensorError) -> Variable {
+    func binary(_ f: BinaryFunction, _ other: Variable) throws(TensorError) -> Variable {
         let a = value, b = other.value
         guard let shape = Shapes.broadcast(a.shape, b.shape) else {
-            throw TensorError.shapes(name, a.shape, b.shape, "cannot broadcast shapes")
+            throw TensorError.shapes(f.rawValue, a.shape, b.shape, "cannot broadcast shapes")
         }
-        let y = mapBinary(a, b, shape: shape, f)
-        if let (ca, cb) = constant {
+        let y = f.specialized { value, _ in mapBinary(a, b, shape: shape, value) }
+        if let (ca, cb) = f.constantPartials {
             // Constant partials (add, sub): the gradients are g scaled and summed over
             // the broadcast axes; no operand is read.
             let (aShape, bShape) = (a.shape, b.shape)
-            return Variable(y, op: name, parents: [self, other]) { g in
+            return Variable(y, op: f.rawValue, parents: [self, other]) { g in
                 if self.requiresGrad { self.accumulate(scaled(g, ca).summed(toShape: aShape)) }
                 if other.requiresGrad { other.accumulate(scaled(g, cb).summed(toShape: bShape)) }
             }
         }
-        return Variable(y, op: name, parents: [self, other]) { g in
+        return Variable(y, op: f.rawValue, parents: [self, other]) { g in
             let fa = broadcasted(a, to: shape), fb = broadcasted(b, to: shape)
             if self.requiresGrad {
-                let ga = mapBinary(mapTernary(fa, fb, y) { x, z, w in da(x, z, w) }, g, shape: shape, *)
+                let ga = f.specialized { _, partials in mapBinary(mapTernary(fa, fb, y) { x, z, w in partials(x, z, w).0 }, g, shape: shape, *) }
                 self.accumulate(ga.summed(toShape: a.shape))
             }
             if other.requiresGrad {
-                let gb = mapBinary(mapTernary(fa, fb, y) { x, z, w in db(x, z, w) }, g, shape: shape, *)
+                let gb = f.specialized { _, partials in mapBinary(mapTernary(fa, fb, y) { x, z, w in partials(x, z, w).1 }, g, shape: shape, *) }
                 other.accumulate(gb.summed(toShape: b.shape))
             }
         }
     }
 
-    public func add(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("add", o, +, da: { _, _, _ in 1 }, db: { _, _, _ in 1 }, constant: (1, 1))
-    }
-    public func sub(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("sub", o, -, da: { _, _, _ in 1 }, db: { _, _, _ in -1 }, constant: (1, -1))
-    }
-    public func mul(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("mul", o, *, da: { _, b, _ in b }, db: { a, _, _ in a })
-    }
-    public func div(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("div", o, /, da: { _, b, _ in 1 / b }, db: { a, b, _ in -a / (b * b) })
-    }
-    public func pow(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("pow", o, { Foundation.pow($0, $1) },
-                   da: { a, b, _ in b * Foundation.pow(a, b - 1) },
-                   db: { a, _, y in a > 0 ? y * Foundation.log(a) : 0 })
-    }
+    /// Applies a function of the element-wise table to two broadcast operands.
+    public func apply(_ f: BinaryFunction, _ other: Variable) throws(TensorError) -> Variable { try binary(f, other) }
+
+    public func add(_ o: Variable) throws(TensorError) -> Variable { try binary(.add, o) }
+    public func sub(_ o: Variable) throws(TensorError) -> Variable { try binary(.sub, o) }
+    public func mul(_ o: Variable) throws(TensorError) -> Variable { try binary(.mul, o) }
+    public func div(_ o: Variable) throws(TensorError) -> Variable { try binary(.div, o) }
+    public func pow(_ o: Variable) throws(TensorError) -> Variable { try binary(.pow, o) }
     /// Floored modulo, like Python and TensorFlow: the result has the sign of b.
-    public func mod(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("mod", o, { a, b in a - b * Foundation.floor(a / b) },
-                   da: { _, _, _ in 1 }, db: { a, b, _ in -Foundation.floor(a / b) })
-    }
-    public func minimum(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("min", o, { Swift.min($0, $1) }, da: { a, b, _ in a <= b ? 1 : 0 }, db: { a, b, _ in a <= b ? 0 : 1 })
-    }
-    public func maximum(_ o: Variable) throws(TensorError) -> Variable {
-        try binary("max", o, { Swift.max($0, $1) }, da: { a, b, _ in a >= b ? 1 : 0 }, db: { a, b, _ in a >= b ? 0 : 1 })
-    }
+    public func mod(_ o: Variable) throws(TensorError) -> Variable { try binary(.mod, o) }
+    public func minimum(_ o: Variable) throws(TensorError) -> Variable { try binary(.min, o) }
+    public func maximum(_ o: Variable) throws(TensorError) -> Variable { try binary(.max, o) }
 }

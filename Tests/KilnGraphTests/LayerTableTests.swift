@@ -157,6 +157,10 @@ final class LayerTableTests: XCTestCase {
             }
             assertSameGraph(g, rebuilt, label: json.serialized())
             XCTAssertEqual(rebuilt.json.serialized(), json.serialized())
+            // A field the config leaves out would change what the layer computes.
+            let inputs = feeds(c).map(\.0), weights = initialWeights(g)
+            XCTAssertEqual(try forward(rebuilt, inputs: inputs, weights: weights).scalars,
+                           try forward(g, inputs: inputs, weights: weights).scalars, json.serialized())
         }
     }
 
@@ -193,6 +197,12 @@ final class LayerTableTests: XCTestCase {
         XCTAssertEqual(nodes.first { $0["name"] == "code" }?["config"]?["units"], 3)
         XCTAssertEqual(nodes.first { $0["name"] == "conv2d_1" }?["config"]?["activation"], "relu")
         XCTAssertNil(nodes.first { $0["name"] == "image" }?["config"])
+        XCTAssertNil(g.summary(configs: false)["nodes"]?[1]?["config"])
+        // Checkpoints and the summary name weights the same way, through one function.
+        XCTAssertEqual(CheckpointKey.make(node: "dense_1", parameter: "kernel"), "dense_1.kernel")
+        let summaryNames = nodes.flatMap { $0["weights"]?.arrayValue ?? [] }.compactMap { $0["name"]?.stringValue }
+        XCTAssertEqual(CompiledModel(graph: g, seed: 1).weightNames, summaryNames)
+        XCTAssertTrue(summaryNames.contains("mod.b") && summaryNames.contains("w.kernel"), "\(summaryNames)")
     }
 
     /// A constant taken from the data keeps its resolved shape in the graph JSON, so the

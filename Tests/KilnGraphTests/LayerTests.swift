@@ -145,6 +145,16 @@ final class LayerTests: XCTestCase {
         XCTAssertThrowsError(try graph(["x": [3]], [["type": "expression", "expr": "x * y", "name": "e"]])) { error in
             XCTAssertTrue((error as! SpecError).message.contains("unknown variable 'y'"), "\(error)")
         }
+        // Unknown operators and functions, and wrong argument counts, fail at parse time
+        // with the expression's path: nothing falls back to another function.
+        for (expr, message) in [("x % 2", "unexpected '%'"), ("neg(x)", "unknown function 'neg'"), ("pow(x)", "pow takes 2 arguments"),
+                                ("exp(x, 2)", "exp takes 1 argument"), ("x ** 2", "unexpected '*'"), ("gelu(x) + maxx(x, 1)", "did you mean 'max'")] {
+            XCTAssertThrowsError(try graph(["x": [3]], [["type": "expression", "expr": .string(expr), "name": "e"]]), expr) { error in
+                let e = error as! SpecError
+                XCTAssertEqual(e.path, "model.layers[0].expr", expr)
+                XCTAssertTrue(e.message.contains(message), "\(expr): \(e.message)")
+            }
+        }
     }
 
     func testShapeLayers() throws {
@@ -302,7 +312,7 @@ final class LayerTests: XCTestCase {
         ])
         let model = CompiledModel(graph: g, seed: 3)
         for (name, units, gates) in [("l", 4, 4), ("g", 3, 3)] {
-            let u = model.weights["\(name).recurrent_kernel"]!.value
+            let u = model.weights[CheckpointKey.make(node: name, parameter: "recurrent_kernel")]!.value
             XCTAssertEqual(u.shape, [units, gates * units])
             for a in 0..<units {
                 for b in 0..<units {

@@ -19,6 +19,32 @@ final class ElementwiseGradientTests: XCTestCase {
         }
     }
 
+    /// Every function of the element-wise table, on a domain where it is smooth: its
+    /// derivative against finite differences of its value. A new function must be given
+    /// a domain here (the switches have no default), so it cannot go unchecked.
+    func testEveryTableFunctionsDerivative() throws {
+        for f in UnaryFunction.allCases {
+            let input: Tensor
+            switch f {
+            case .log, .sqrt: input = positive
+            case .floor: input = randomTensor([3, 4], low: 0.1, high: 0.9, seed: 8)
+            case .neg, .exp, .abs, .square, .sin, .cos, .tanh, .sigmoid, .relu, .elu, .selu, .gelu, .softplus, .leakyRelu: input = x
+            }
+            checkGradients([input], label: f.rawValue) { v in v[0].apply(f) }
+        }
+        for f in BinaryFunction.allCases {
+            var a = randomTensor([3, 4], seed: 3), b = randomTensor([4], seed: 4)
+            switch f {
+            case .div: b = randomTensor([4], low: 0.5, high: 2, seed: 5)
+            case .pow: a = randomTensor([3, 4], low: 0.5, high: 2, seed: 6)
+            // Away from the wrap points: a/b stays inside (0, 1).
+            case .mod: (a, b) = (randomTensor([3, 4], low: 0.1, high: 0.9, seed: 6), randomTensor([4], low: 1.5, high: 2, seed: 5))
+            case .add, .sub, .mul, .min, .max: break
+            }
+            try checkGradients([a, b], label: f.rawValue) { v in try v[0].apply(f, v[1]) }
+        }
+    }
+
     func testFloorHasZeroGradient() {
         let v = Variable(Tensor(shape: [3], values: [0.5, 1.5, -2.3]), requiresGrad: true)
         let y = v.floor()

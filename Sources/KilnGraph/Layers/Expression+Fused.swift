@@ -4,28 +4,14 @@ import KilnTensor
 /// An expression compiled to a straight-line program evaluated element by element: the
 /// whole formula runs in one pass over the broadcast output, and its backward pass
 /// replays the program in reverse per element, so no intermediate tensor is built for
-/// any sub-expression.
+/// any sub-expression. Values and derivatives come from the element-wise table
+/// (`UnaryFunction`, `BinaryFunction` in KilnTensor), the same the tensor ops use.
 struct FusedProgram: Sendable {
-    /// The one-argument functions, resolved from their names once, when the program is
-    /// built (a switch on strings per element cost more than the arithmetic).
-    enum Unary: String, Sendable {
-        case exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu, elu, softplus, square, floor, neg
-
-        /// Names the parser does not list under a function are unary minus.
-        init(_ name: String) { self = Unary(rawValue: name) ?? .neg }
-    }
-
-    enum Binary: String, Sendable {
-        case add = "+", sub = "-", mul = "*", div = "/", pow = "^", mod, min, max
-
-        init(_ name: String) { self = name == "pow" ? .pow : Binary(rawValue: name) ?? .max }
-    }
-
     enum Op: Sendable {
         case leaf(Int)            // operand index
         case number(Float)
-        case unary(Unary, Int)
-        case binary(Binary, Int, Int)
+        case unary(UnaryFunction, Int)
+        case binary(BinaryFunction, Int, Int)
     }
 
     let ops: [Op]
@@ -37,84 +23,14 @@ struct FusedProgram: Sendable {
             switch node {
             case let .number(n): ops.append(.number(n))
             case let .variable(v): ops.append(.leaf(leaves.firstIndex(of: v)!))
-            case let .unary(f, a): let i = emit(a); ops.append(.unary(Unary(f), i))
-            case let .binary(f, a, b): let i = emit(a), j = emit(b); ops.append(.binary(Binary(f), i, j))
+            case let .unary(f, a): let i = emit(a); ops.append(.unary(f, i))
+            case let .binary(f, a, b): let i = emit(a), j = emit(b); ops.append(.binary(f, i, j))
             }
             return ops.count - 1
         }
         _ = emit(tree)
         self.ops = ops
         leafNames = leaves
-    }
-
-    @inline(__always)
-    static func apply(_ f: Unary, _ x: Float) -> Float {
-        switch f {
-        case .exp: return Foundation.exp(x)
-        case .log: return Foundation.log(x)
-        case .sqrt: return x.squareRoot()
-        case .abs: return Swift.abs(x)
-        case .sin: return Foundation.sin(x)
-        case .cos: return Foundation.cos(x)
-        case .tanh: return Foundation.tanh(x)
-        case .sigmoid: return x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x))
-        case .relu: return x > 0 ? x : 0
-        case .elu: return x > 0 ? x : Foundation.exp(x) - 1
-        case .softplus: return x > 20 ? x : Foundation.log1p(Foundation.exp(x))
-        case .square: return x * x
-        case .floor: return Foundation.floor(x)
-        case .neg: return -x
-        }
-    }
-
-    /// d f(x) / dx given x and y = f(x).
-    @inline(__always)
-    static func derivative(_ f: Unary, _ x: Float, _ y: Float) -> Float {
-        switch f {
-        case .exp: return y
-        case .log: return 1 / x
-        case .sqrt: return 0.5 / y
-        case .abs: return x > 0 ? 1 : (x < 0 ? -1 : 0)
-        case .sin: return Foundation.cos(x)
-        case .cos: return -Foundation.sin(x)
-        case .tanh: return 1 - y * y
-        case .sigmoid: return y * (1 - y)
-        case .relu: return x > 0 ? 1 : 0
-        case .elu: return x > 0 ? 1 : y + 1
-        case .softplus: return 1 / (1 + Foundation.exp(-x))
-        case .square: return 2 * x
-        case .floor: return 0
-        case .neg: return -1
-        }
-    }
-
-    @inline(__always)
-    static func apply(_ f: Binary, _ a: Float, _ b: Float) -> Float {
-        switch f {
-        case .add: return a + b
-        case .sub: return a - b
-        case .mul: return a * b
-        case .div: return a / b
-        case .pow: return Foundation.pow(a, b)
-        case .mod: return a - b * Foundation.floor(a / b)
-        case .min: return Swift.min(a, b)
-        case .max: return Swift.max(a, b)
-        }
-    }
-
-    /// (d/da, d/db) given a, b and y.
-    @inline(__always)
-    static func partials(_ f: Binary, _ a: Float, _ b: Float, _ y: Float) -> (Float, Float) {
-        switch f {
-        case .add: return (1, 1)
-        case .sub: return (1, -1)
-        case .mul: return (b, a)
-        case .div: return (1 / b, -a / (b * b))
-        case .pow: return (b * Foundation.pow(a, b - 1), a > 0 ? y * Foundation.log(a) : 0)
-        case .mod: return (1, -Foundation.floor(a / b))
-        case .min: return a <= b ? (1, 0) : (0, 1)
-        case .max: return a >= b ? (1, 0) : (0, 1)
-        }
     }
 
     /// Output elements per core-sized chunk (below twice this, one core runs it all).
@@ -204,8 +120,8 @@ struct FusedProgram: Sendable {
             switch code[i] {
             case let .leaf(k): r[i] = leaf(k)
             case let .number(n): r[i] = n
-            case let .unary(f, a): r[i] = FusedProgram.apply(f, r[a])
-            case let .binary(f, a, b): r[i] = FusedProgram.apply(f, r[a], r[b])
+            case let .unary(f, a): r[i] = f.value(r[a])
+            case let .binary(f, a, b): r[i] = f.value(r[a], r[b])
             }
         }
     }
@@ -221,9 +137,9 @@ struct FusedProgram: Sendable {
             switch code[i] {
             case let .leaf(k): leaf(k, d)
             case .number: break
-            case let .unary(f, x): a[x] += d * FusedProgram.derivative(f, r[x], r[i])
+            case let .unary(f, x): a[x] += d * f.derivative(r[x], r[i])
             case let .binary(f, x, y):
-                let (dx, dy) = FusedProgram.partials(f, r[x], r[y], r[i])
+                let (dx, dy) = f.partials(r[x], r[y], r[i])
                 a[x] += d * dx
                 a[y] += d * dy
             }

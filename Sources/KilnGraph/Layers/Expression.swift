@@ -101,7 +101,7 @@ public struct Expression: Layer {
             case .number, .variable: return
             case let .unary(_, a): walk(a)
             case let .binary(op, a, b):
-                if op == "mod", !a.variables.isEmpty, (a.variables + b.variables).allSatisfy({ scope[$0] != nil }),
+                if op == .mod, !a.variables.isEmpty, (a.variables + b.variables).allSatisfy({ scope[$0] != nil }),
                    let x = try? a.evaluate(scope), let m = try? b.evaluate(scope) {
                     found.append((x.value, m.value))
                 }
@@ -120,11 +120,14 @@ public struct Expression: Layer {
 
 // MARK: - The formula language
 
+/// A parsed formula. Its operators are the closed enums of the element-wise table, so
+/// every operator a tree can hold has a value and a derivative; a name the table lacks
+/// is a parse error, never a fallback.
 indirect enum ExpressionNode: Sendable {
     case number(Float)
     case variable(String)
-    case unary(String, ExpressionNode)
-    case binary(String, ExpressionNode, ExpressionNode)
+    case unary(UnaryFunction, ExpressionNode)
+    case binary(BinaryFunction, ExpressionNode, ExpressionNode)
 
     var variables: [String] {
         switch self {
@@ -135,56 +138,44 @@ indirect enum ExpressionNode: Sendable {
         }
     }
 
-    static let unaryFunctions = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "elu", "softplus", "square", "floor", "neg"]
-    static let binaryFunctions = ["pow", "mod", "min", "max"]
-
+    /// The formula built from engine ops (each with its own checked gradient).
     func evaluate(_ scope: [String: Variable]) throws(TensorError) -> Variable {
         switch self {
         case let .number(n): return Variable(Tensor(scalar: n))
         case let .variable(v): return scope[v]!
-        case let .unary(f, a):
+        case let .unary(f, a): return try a.evaluate(scope).apply(f)
+        case let .binary(f, a, b):
             let x = try a.evaluate(scope)
-            switch f {
-            case "exp": return x.exp()
-            case "log": return x.log()
-            case "sqrt": return x.sqrt()
-            case "abs": return x.abs()
-            case "sin": return x.sin()
-            case "cos": return x.cos()
-            case "tanh": return x.tanh()
-            case "sigmoid": return x.sigmoid()
-            case "relu": return x.relu()
-            case "elu": return x.elu()
-            case "softplus": return x.softplus()
-            case "square": return x.square()
-            case "floor": return x.floor()
-            default: return x.neg()
-            }
-        case let .binary(op, a, b):
-            // Constant operands fold into cheaper ops.
-            if case let .number(n) = b, op == "*" || op == "/" || op == "+" || op == "-" {
-                let x = try a.evaluate(scope)
-                switch op {
-                case "*": return x.affine(scale: n)
-                case "/": return x.affine(scale: 1 / n)
-                case "+": return x.affine(scale: 1, shift: n)
-                default: return x.affine(scale: 1, shift: -n)
+            // Constant right operands fold into cheaper ops.
+            if case let .number(n) = b {
+                switch f {
+                case .mul: return x.affine(scale: n)
+                case .div: return x.affine(scale: 1 / n)
+                case .add: return x.affine(scale: 1, shift: n)
+                case .sub: return x.affine(scale: 1, shift: -n)
+                case .pow where n == 2: return x.square()
+                case .pow, .mod, .min, .max: break
                 }
             }
-            if case let .number(n) = b, op == "^" || op == "pow", n == 2 { return try a.evaluate(scope).square() }
-            let x = try a.evaluate(scope), y = try b.evaluate(scope)
-            switch op {
-            case "+": return try x.add(y)
-            case "-": return try x.sub(y)
-            case "*": return try x.mul(y)
-            case "/": return try x.div(y)
-            case "^", "pow": return try x.pow(y)
-            case "mod": return try x.mod(y)
-            case "min": return try x.minimum(y)
-            default: return try x.maximum(y)
-            }
+            return try x.apply(f, b.evaluate(scope))
         }
     }
+}
+
+/// What a function name in a formula calls: every one-argument function of the
+/// element-wise table (unary minus is written `-x`), and pow, mod, min, max.
+enum ExpressionFunction: Sendable {
+    case unary(UnaryFunction)
+    case binary(BinaryFunction)
+
+    static let byName: [String: ExpressionFunction] = {
+        var table: [String: ExpressionFunction] = [:]
+        for f in UnaryFunction.allCases where f != .neg { table[f.rawValue] = .unary(f) }
+        for f in [BinaryFunction.pow, .mod, .min, .max] { table[f.rawValue] = .binary(f) }
+        return table
+    }()
+
+    static var names: [String] { byName.keys.sorted() }
 }
 
 struct ExpressionParseError: Error {
@@ -217,7 +208,7 @@ struct ExpressionParser {
         while true {
             skipSpaces()
             guard index < chars.count, chars[index] == "+" || chars[index] == "-" else { return left }
-            let op = String(chars[index])
+            let op: BinaryFunction = chars[index] == "+" ? .add : .sub
             index += 1
             left = .binary(op, left, try product())
         }
@@ -228,7 +219,7 @@ struct ExpressionParser {
         while true {
             skipSpaces()
             guard index < chars.count, chars[index] == "*" || chars[index] == "/" else { return left }
-            let op = String(chars[index])
+            let op: BinaryFunction = chars[index] == "*" ? .mul : .div
             index += 1
             left = .binary(op, left, try unary())
         }
@@ -238,7 +229,7 @@ struct ExpressionParser {
         skipSpaces()
         if index < chars.count, chars[index] == "-" {
             index += 1
-            return .unary("neg", try unary())
+            return .unary(.neg, try unary())
         }
         return try power()
     }
@@ -248,7 +239,7 @@ struct ExpressionParser {
         skipSpaces()
         if index < chars.count, chars[index] == "^" {
             index += 1
-            return .binary("^", base, try unary())
+            return .binary(.pow, base, try unary())
         }
         return base
     }
@@ -300,16 +291,16 @@ struct ExpressionParser {
             }
             guard index < chars.count, chars[index] == ")" else { throw error("expected ')' after the arguments of \(name)") }
             index += 1
-            if ExpressionNode.unaryFunctions.contains(name), name != "neg" {
+            switch ExpressionFunction.byName[name] {
+            case let .unary(f):
                 guard args.count == 1 else { throw ExpressionParseError(message: "\(name) takes 1 argument, got \(args.count)", column: column + 1) }
-                return .unary(name, args[0])
-            }
-            if ExpressionNode.binaryFunctions.contains(name) {
+                return .unary(f, args[0])
+            case let .binary(f):
                 guard args.count == 2 else { throw ExpressionParseError(message: "\(name) takes 2 arguments, got \(args.count)", column: column + 1) }
-                return .binary(name, args[0], args[1])
+                return .binary(f, args[0], args[1])
+            case nil:
+                throw ExpressionParseError(message: "unknown function '\(name)'\(Suggest.hint(name, ExpressionFunction.names))", column: column + 1)
             }
-            let all = ExpressionNode.unaryFunctions.filter { $0 != "neg" } + ExpressionNode.binaryFunctions
-            throw ExpressionParseError(message: "unknown function '\(name)'\(Suggest.hint(name, all))", column: column + 1)
         }
         throw error("unexpected '\(c)'")
     }

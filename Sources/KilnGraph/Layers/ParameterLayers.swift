@@ -173,27 +173,12 @@ public struct Constant: Layer {
 
 /// The shape and row-major values of nested JSON arrays; ragged arrays are an error.
 public func nestedArray(_ json: JSON, path: String, node: String?) throws(SpecError) -> ([Int], [Float]) {
-    var shape: [Int] = []
-    var probe = json
-    while let items = probe.arrayValue {
-        shape.append(items.count)
-        guard let first = items.first else { break }
-        probe = first
+    do {
+        let array = try NumberArray.decode(json)
+        return (array.shape, array.values)
+    } catch {
+        throw SpecError(.invalidField, error.message, path: path + error.suffix, node: node)
     }
-    var values: [Float] = []
-    func walk(_ j: JSON, _ depth: Int, _ p: String) throws(SpecError) {
-        if depth == shape.count {
-            guard let n = j.doubleValue else { throw SpecError(.invalidField, "expected a number, got \(j.kindName)", path: p, node: node) }
-            values.append(Float(n))
-            return
-        }
-        guard let items = j.arrayValue, items.count == shape[depth] else {
-            throw SpecError(.invalidField, "ragged array: expected \(shape[depth]) items at this depth", path: p, node: node)
-        }
-        for (i, item) in items.enumerated() { try walk(item, depth + 1, "\(p)[\(i)]") }
-    }
-    try walk(json, 0, path)
-    return (shape, values)
 }
 
 /// Row-major values as nested JSON arrays of `shape` (a number for shape []).
