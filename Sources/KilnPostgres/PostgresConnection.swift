@@ -74,18 +74,17 @@ public final class PostgresConnection: @unchecked Sendable {
         PostgresConnection.silenceNotices(handle)
     }
 
-    /// Checks without a round trip that the server has not closed the session: an idle
-    /// connection's socket is readable only when the server sent something, which is an
-    /// error (shutdown, termination) or end-of-file. Returns false when the session is
-    /// dead.
+    /// Checks that the server has not closed the session, without a round trip in the
+    /// common case: an idle session's socket is readable only when the server sent
+    /// something unasked, which is nearly always a FATAL error before it closes
+    /// (shutdown, `pg_terminate_backend`). Only then is the session pinged. Returns
+    /// false when it is dead.
     public func checkAlive() -> Bool {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
         var pfd = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
         let ready = poll(&pfd, 1, 0)
-        if ready == 0 { return true }
-        if ready < 0 { return errno == EINTR }
-        if PQconsumeInput(handle) == 0 { return false }
-        return PQstatus(handle) == CONNECTION_OK
+        if ready == 0 || (ready < 0 && errno == EINTR) { return true }
+        return (try? execute("SELECT 1")) != nil && PQstatus(handle) == CONNECTION_OK
     }
 
     // MARK: - Statements
@@ -130,6 +129,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction on this connection: BEGIN, then COMMIT when it
     /// returns, ROLLBACK when it throws (the error is rethrown).
+    @discardableResult
     public func transaction<T>(isolation: PostgresIsolation = .readCommitted, _ body: (PostgresConnection) throws -> T) throws -> T {
         try execute("BEGIN ISOLATION LEVEL \(isolation.sql)")
         let value: T
@@ -196,13 +196,18 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Calls `body` with libpq's parallel arrays of parameter values, lengths and formats.
     private func withParameters<R>(_ encoded: [EncodedParameter],
-                                   _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) throws -> R) rethrows -> R {
+                                   _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) throws -> R) throws -> R {
         let lengths = encoded.map { Int32($0.bytes?.count ?? 0) }
         let formats = encoded.map { Int32($0.binary ? 1 : 0) }
         var pointers = [UnsafePointer<CChar>?](repeating: nil, count: encoded.count)
         // Copies the values into one buffer so every pointer stays valid during the call;
-        // a NULL parameter keeps a nil pointer.
-        let total = encoded.reduce(0) { $0 + ($1.bytes?.count ?? 0) }
+        // a NULL parameter keeps a nil pointer. libpq reads text parameters up to a NUL
+        // (their length is ignored), so each value is followed by one, and text that
+        // holds a NUL, which PostgreSQL's text cannot store, is refused.
+        for (i, e) in encoded.enumerated() where !e.binary && e.bytes?.contains(0) == true {
+            throw PostgresError.invalidArgument("parameter $\(i + 1) contains a NUL character, which PostgreSQL text cannot hold")
+        }
+        let total = encoded.reduce(0) { $0 + ($1.bytes?.count ?? 0) + 1 }
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 1)
         defer { storage.deallocate() }
         var offset = 0
@@ -211,8 +216,9 @@ public final class PostgresConnection: @unchecked Sendable {
             bytes.withUnsafeBytes { src in
                 if !src.isEmpty { UnsafeMutableRawBufferPointer(rebasing: storage[offset..<offset + src.count]).copyMemory(from: src) }
             }
+            storage[offset + bytes.count] = 0
             pointers[i] = UnsafePointer(storage.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self))
-            offset += bytes.count
+            offset += bytes.count + 1
         }
         return try pointers.withUnsafeBufferPointer { p in
             try lengths.withUnsafeBufferPointer { l in

@@ -58,6 +58,12 @@ public final class PostgresJobQueue: @unchecked Sendable {
         public var node: String
         public var attempt: Int
         public var id: String { job.id }
+
+        public init(job: Job, node: String, attempt: Int) {
+            self.job = job
+            self.node = node
+            self.attempt = attempt
+        }
         /// True when an earlier attempt ran the job: resume from `job.checkpointBlob`.
         public var isResumed: Bool { attempt > 1 }
     }

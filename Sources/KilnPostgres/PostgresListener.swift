@@ -41,8 +41,10 @@ public final class PostgresListener: @unchecked Sendable {
         guard pipe(&fds) == 0 else { throw PostgresError.connection("pipe: \(String(cString: strerror(errno)))") }
         wakeRead = fds[0]
         wakeWrite = fds[1]
-        _ = fcntl(wakeRead, F_SETFL, fcntl(wakeRead, F_GETFL) | O_NONBLOCK)
-        _ = fcntl(wakeWrite, F_SETFL, fcntl(wakeWrite, F_GETFL) | O_NONBLOCK)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
         let first: PostgresConnection
         do {
             first = try PostgresConnection(url: url)

@@ -59,6 +59,7 @@ public final class PostgresPool: @unchecked Sendable {
     /// Runs `body` with a connection of its own, returning it to the pool afterwards.
     /// - Throws: `.poolTimeout`, `.connection` when no session can be opened, `.closed`,
     ///   or what `body` throws.
+    @discardableResult
     public func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
         let connection = try checkout()
         do {
@@ -74,6 +75,7 @@ public final class PostgresPool: @unchecked Sendable {
     /// Runs `body` in one transaction: COMMIT when it returns, ROLLBACK when it throws.
     /// A connection failure during COMMIT leaves the outcome unknown and throws
     /// `.connection`.
+    @discardableResult
     public func transaction<T>(isolation: PostgresIsolation = .readCommitted, _ body: (PostgresConnection) throws -> T) throws -> T {
         try withConnection { try $0.transaction(isolation: isolation, body) }
     }

@@ -70,7 +70,7 @@ final class PostgresBlobStoreTests: PostgresTestCase {
         XCTAssertThrowsError(try pool.transaction { c in
             try blobs.write(id: "half", on: c) { buffer in
                 if served >= 3 << 20 { throw DiskError() }
-                memset(buffer.baseAddress, 7, buffer.count)
+                memset(buffer.baseAddress!, 7, buffer.count)
                 served += buffer.count
                 return buffer.count
             }

@@ -72,6 +72,9 @@ final class PostgresConnectionTests: PostgresTestCase {
         XCTAssertThrowsError(try empty.int("i")) { XCTAssertTrue("\($0)".contains("NULL"), "\($0)") }
         XCTAssertThrowsError(try r.int("s")) { XCTAssertTrue("\($0)".contains("expected an integer"), "\($0)") }
         XCTAssertThrowsError(try r.int("nope")) { XCTAssertTrue("\($0)".contains("no column 'nope'"), "\($0)") }
+        XCTAssertThrowsError(try connection.query("SELECT $1::text AS s", [.text("a\u{0}b")])) { error in
+            guard case PostgresError.invalidArgument = error else { return XCTFail("\(error)") }
+        }
         // The statement text was stored, not run.
         XCTAssertEqual(try connection.query("SELECT count(*) AS n FROM t")[0].int("n"), 2)
     }

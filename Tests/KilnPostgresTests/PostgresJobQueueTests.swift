@@ -139,7 +139,7 @@ final class PostgresJobQueueTests: PostgresTestCase {
         var written = 0
         XCTAssertThrowsError(try queue.commitEpoch(claim, epoch: 2, metrics: ["loss": 1.0], lease: 30) { buffer in
             if written > 1_500_000 { throw Killed() }
-            memset(buffer.baseAddress, 2, buffer.count)
+            memset(buffer.baseAddress!, 2, buffer.count)
             written += buffer.count
             return buffer.count
         }) { XCTAssertTrue($0 is Killed) }

@@ -22,6 +22,9 @@ public final class PostgresServer: @unchecked Sendable {
     public var logFile: String { baseDirectory + "/server.log" }
     public private(set) var port: Int
     private var removed = false
+    /// A shell that stops and removes the cluster if this process dies without doing so
+    /// (a crash ends a test run without atexit handlers).
+    private var reaper: pid_t = 0
 
     /// The connection URL of `database` (the cluster starts with `postgres`).
     public func url(database: String = "postgres") -> String {
@@ -50,6 +53,7 @@ public final class PostgresServer: @unchecked Sendable {
         baseDirectory = String(cString: made)
         port = 0
         PostgresServer.register(self)
+        startReaper()
         do {
             if getuid() == 0 {
                 guard let account = getpwnam("postgres") else {
@@ -103,6 +107,11 @@ public final class PostgresServer: @unchecked Sendable {
         PostgresServer.live.removeAll { $0 == baseDirectory }
         PostgresServer.lock.unlock()
         PostgresServer.stopAndRemove(binDirectory: binDirectory, baseDirectory: baseDirectory)
+        if reaper > 0 {
+            kill(reaper, SIGTERM)
+            var status: Int32 = 0
+            while waitpid(reaper, &status, 0) < 0 && errno == EINTR {}
+        }
     }
 
     /// The last lines of the server's log, for failure messages.
@@ -112,6 +121,24 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     // MARK: - Internals
+
+    private func startReaper() {
+        let stop = "\(binDirectory)/pg_ctl -D \(baseDirectory)/data -m immediate stop"
+        let asPostgres = getuid() == 0 ? "runuser -u postgres -- \(stop)" : stop
+        let script = "trap 'exit 0' TERM; while kill -0 \(getpid()) 2>/dev/null; do sleep 1 & wait $!; done; "
+            + "[ -f \(baseDirectory)/data/postmaster.pid ] && \(asPostgres) >/dev/null 2>&1; rm -rf \(baseDirectory)"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let words: [String] = ["/bin/sh", "-c", script]
+        let argv = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        if posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ) == 0 { reaper = pid }
+    }
 
     private func configure(durable: Bool) throws {
         var settings = [
@@ -141,41 +168,44 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// Runs a PostgreSQL tool, as `postgres` when this process is root, from the base
-    /// directory (which that user can read). Output goes to a file, not a pipe: the
-    /// server pg_ctl starts must not hold a pipe this process waits on.
+    /// directory (which that user can read), and waits for it. posix_spawn rather than
+    /// Foundation's Process: the server pg_ctl leaves running inherits what the tool
+    /// inherited, and Process waits for descriptors of its own to close, which a
+    /// daemon never does. Output goes to a file for the same reason.
     static func runTool(binDirectory: String, baseDirectory: String, _ tool: String, _ arguments: [String]) -> (Int32, String) {
-        let process = Process()
         let executable = binDirectory + "/" + tool
+        var argv: [String]
         if getuid() == 0 {
-            let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].first { FileManager.default.isExecutableFile(atPath: $0) }
-            if let runuser {
-                process.executableURL = URL(fileURLWithPath: runuser)
-                process.arguments = ["-u", "postgres", "--", executable] + arguments
+            if let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+                argv = [runuser, "-u", "postgres", "--", executable] + arguments
             } else {
-                process.executableURL = URL(fileURLWithPath: "/bin/su")
-                process.arguments = ["postgres", "-s", "/bin/sh", "-c", ([executable] + arguments).map(shellQuoted).joined(separator: " ")]
+                argv = ["/bin/su", "postgres", "-s", "/bin/sh", "-c", ([executable] + arguments).map(shellQuoted).joined(separator: " ")]
             }
         } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            argv = [executable] + arguments
         }
-        process.currentDirectoryURL = URL(fileURLWithPath: FileManager.default.fileExists(atPath: baseDirectory) ? baseDirectory : "/")
+        let directory = FileManager.default.fileExists(atPath: baseDirectory) ? baseDirectory : "/"
+        // Start in a directory the postgres user can enter (the tests' own may be private).
+        argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory] + argv
         let outputPath = NSTemporaryDirectory() + "kiln-pg-tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
         defer { unlink(outputPath) }
-        guard let output = FileHandle(forWritingAtPath: outputPath) else { return (-1, "cannot create \(outputPath)") }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return (-1, "cannot run \(tool): \(error)")
-        }
-        process.waitUntilExit()
-        try? output.close()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, environ)
+        guard spawned == 0 else { return (-1, "cannot run \(argv[0]): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
+        // WIFEXITED / WEXITSTATUS are macros: the low 7 bits are the signal, the next 8 the code.
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     private static func shellQuoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
