@@ -1,4 +1,5 @@
 import Foundation
+import KilnJSON
 
 /// Lets an idle worker sleep until there may be work: a `kiln_jobs` notification with
 /// status "queued" (or a listener reconnect, after which notifications may have been
@@ -20,7 +21,7 @@ public final class PostgresQueueWaiter: @unchecked Sendable {
         listener = try PostgresListener(url: queue.pool.url, channels: [PostgresJobQueue.Channel.jobs],
                                         onReconnect: { [weak self] in self?.wake() }) { [weak self] _, payload in
             // Only new or released jobs make work; other status changes do not.
-            if payload.contains("\"status\":\"queued\"") { self?.wake() }
+            if (try? JSON.parse(payload))?["status"]?.stringValue == "queued" { self?.wake() }
         }
     }
 

@@ -187,6 +187,26 @@ final class PostgresJobQueueTests: PostgresTestCase {
         XCTAssertNil(try queue.claim(node: "a", lease: 30))
     }
 
+    func testCompleteAndClaimNextIsOneTransaction() throws {
+        let queue = PostgresJobQueue(pool: try migratedPool())
+        for i in 0..<2 { try queue.enqueue(id: "c\(i)", name: "mlp", spec: spec(i)) }
+        let first = try XCTUnwrap(try queue.claim(node: "a", lease: 30))
+        let (completed, next) = try queue.completeAndClaimNext(first, result: ["ok": true], lease: 30)
+        XCTAssertTrue(completed)
+        XCTAssertEqual(next?.id, "c1")
+        XCTAssertEqual(next?.node, "a")
+        XCTAssertEqual(try queue.job(id: "c0")?.status, .succeeded)
+        // A completion that is refused claims nothing.
+        try queue.enqueue(id: "c2", name: "mlp", spec: spec(2))
+        let refused = try queue.completeAndClaimNext(first, result: [:], lease: 30)
+        XCTAssertFalse(refused.completed)
+        XCTAssertNil(refused.next)
+        XCTAssertEqual(try queue.job(id: "c2")?.status, .queued)
+        let last = try queue.completeAndClaimNext(try XCTUnwrap(next), result: [:], lease: 30)
+        XCTAssertEqual(last.next?.id, "c2")
+        XCTAssertEqual(try queue.completeAndClaimNext(try XCTUnwrap(last.next), result: [:], lease: 30).next?.id, nil)
+    }
+
     func testReleasedJobsAreClaimedAgainAtOnce() throws {
         let queue = PostgresJobQueue(pool: try migratedPool())
         try queue.enqueue(id: "x", name: "mlp", spec: spec(1))
@@ -200,9 +220,9 @@ final class PostgresJobQueueTests: PostgresTestCase {
     func testEveryStepIsAnnouncedOnItsChannel() throws {
         let pool = try migratedPool()
         let queue = PostgresJobQueue(pool: pool)
-        let heard = Locked<[String]>([])
+        let heard = Locked<[(String, JSON?)]>([])
         let listener = try PostgresListener(url: pool.url, channels: PostgresJobQueue.Channel.all) { channel, payload in
-            heard.with { $0.append("\(channel) \(payload)") }
+            heard.with { $0.append((channel, try? JSON.parse(payload))) }
         }
         defer { listener.stop() }
         try queue.enqueue(id: "n1", name: "digits", spec: spec(1))
@@ -210,21 +230,34 @@ final class PostgresJobQueueTests: PostgresTestCase {
         _ = try queue.commitEpoch(claim, epoch: 1, metrics: ["loss": 1.0], lease: 30)
         try queue.complete(claim, result: [:])
         try queue.enqueue(id: "n2", name: "digits", spec: spec(2))
-        _ = try queue.claim(node: "b", lease: 30)
+        let second = try XCTUnwrap(try queue.claim(node: "b", lease: 30))
         _ = try queue.cancel(id: "n2")
-        let expected = [
-            #"kiln_jobs {"id":"n1","status":"queued"}"#,
-            #"kiln_jobs {"id":"n1","status":"running","node":"a"}"#,
-            #"kiln_epochs {"id":"n1","epoch":1}"#,
-            #"kiln_jobs {"id":"n1","status":"succeeded"}"#,
-            #"kiln_models {"id":"n1","name":"digits"}"#,
-            #"kiln_jobs {"id":"n2","status":"queued"}"#,
-            #"kiln_jobs {"id":"n2","status":"running","node":"b"}"#,
-            #"kiln_jobs {"id":"n2","status":"cancelled"}"#,
-            #"kiln_cancel {"id":"n2","node":"b"}"#,
+        XCTAssertFalse(try queue.release(second))
+        try queue.enqueue(id: "n3", name: "digits", spec: spec(3))
+        let third = try XCTUnwrap(try queue.claim(node: "c", lease: 30))
+        XCTAssertTrue(try queue.release(third))
+        let expected: [(String, JSON)] = [
+            ("kiln_jobs", ["id": "n1", "status": "queued"]),
+            ("kiln_jobs", ["id": "n1", "status": "running", "node": "a"]),
+            ("kiln_epochs", ["id": "n1", "epoch": 1]),
+            ("kiln_jobs", ["id": "n1", "status": "succeeded"]),
+            ("kiln_models", ["id": "n1", "name": "digits"]),
+            ("kiln_jobs", ["id": "n2", "status": "queued"]),
+            ("kiln_jobs", ["id": "n2", "status": "running", "node": "b"]),
+            ("kiln_jobs", ["id": "n2", "status": "cancelled"]),
+            ("kiln_cancel", ["id": "n2", "node": "b"]),
+            ("kiln_jobs", ["id": "n3", "status": "queued"]),
+            ("kiln_jobs", ["id": "n3", "status": "running", "node": "c"]),
+            ("kiln_jobs", ["id": "n3", "status": "queued"]),
         ]
         eventually("every notification") { heard.snapshot.count >= expected.count }
-        XCTAssertEqual(heard.snapshot, expected)
+        usleep(100_000)
+        let got = heard.snapshot
+        XCTAssertEqual(got.count, expected.count)
+        for (i, (channel, payload)) in got.enumerated() where i < expected.count {
+            XCTAssertEqual(channel, expected[i].0, "notification \(i)")
+            XCTAssertEqual(payload, expected[i].1, "notification \(i)")
+        }
     }
 
     func testAnIdleWorkerWakesOnANewJob() throws {
