@@ -1,6 +1,7 @@
 import Foundation
 import KilnJSON
 import KilnPostgres
+import KilnTestSupport
 import XCTest
 
 final class PostgresJobQueueTests: PostgresTestCase {
@@ -37,9 +38,14 @@ final class PostgresJobQueueTests: PostgresTestCase {
     }
 
     func testConcurrentClaimersNeverClaimAJobTwice() throws {
-        let pool = try migratedPool(maxConnections: 8)
+        // A durable cluster of its own: with fsync on, every commit holds its row locks
+        // for a real flush, which is when a claimer without row locks would take a job
+        // another one is committing.
+        let server = try PostgresServer(durable: true)
+        defer { server.destroy() }
+        let pool = try migratedPool(maxConnections: 8, on: server)
         let queue = PostgresJobQueue(pool: pool)
-        let jobs = 300
+        let jobs = 200
         try pool.transaction { c in
             for i in 0..<jobs { _ = try queue.enqueue(id: String(format: "job-%04d", i), name: "noop", spec: ["i": .number(Double(i))], on: c) }
         }
