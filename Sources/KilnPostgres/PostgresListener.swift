@@ -27,6 +27,7 @@ public final class PostgresListener: @unchecked Sendable {
     private let wakeRead: Int32, wakeWrite: Int32
     private let finished = DispatchSemaphore(value: 0)
     private var thread: Thread?
+    private var listenerThread: pthread_t?
 
     /// Starts listening on `channels` (identifiers: letters, digits, `_`).
     /// - Throws: `.invalidURL`, or `.connection` when the first connection fails (later
@@ -57,17 +58,14 @@ public final class PostgresListener: @unchecked Sendable {
         self.channels = channels
         connection = first
         connected = true
-        // unowned(unsafe): deinit calls stop(), which waits for the thread to end before
-        // the object goes away, so the thread never sees freed memory; a strong capture
-        // would keep an abandoned listener alive forever.
-        let thread = Thread { [unowned(unsafe) self] in self.run() }
+        // The thread keeps the listener alive until stop() ends it.
+        let thread = Thread { self.run() }
         thread.name = "kiln-pg-listener"
         self.thread = thread
         thread.start()
     }
 
     deinit {
-        stop()
         close(wakeRead)
         close(wakeWrite)
     }
@@ -90,15 +88,18 @@ public final class PostgresListener: @unchecked Sendable {
     /// Times the session was re-established after a failure.
     public var reconnectCount: Int { lock.lock(); defer { lock.unlock() }; return reconnects }
 
-    /// Stops the thread and closes the session; waits for the thread to end.
+    /// Stops the thread and closes the session; waits for the thread to end, except
+    /// when called from a callback on that thread, which ends after the callback.
+    /// The thread holds the listener, so a listener runs until it is stopped.
     public func stop() {
         lock.lock()
         let wasRunning = !stopping && thread != nil
         stopping = true
+        let onListenerThread = listenerThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false
         lock.unlock()
         guard wasRunning else { return }
         wake()
-        finished.wait()
+        if !onListenerThread { finished.wait() }
     }
 
     // MARK: - Thread
@@ -111,6 +112,9 @@ public final class PostgresListener: @unchecked Sendable {
     }
 
     private func run() {
+        lock.lock()
+        listenerThread = pthread_self()
+        lock.unlock()
         defer {
             connection?.close()
             finished.signal()

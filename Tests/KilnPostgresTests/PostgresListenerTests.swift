@@ -75,5 +75,20 @@ final class PostgresListenerTests: PostgresTestCase {
         listener.stop()
         listener.stop()
         eventually("the session to close") { (try? sessions()) == 0 }
+
+        // A callback may stop its own listener: the thread ends after the callback.
+        let box = Locked<PostgresListener?>(nil)
+        let calls = Locked(0)
+        let selfStopping = try PostgresListener(url: url, channels: ["gamma"]) { _, _ in
+            calls.with { $0 += 1 }
+            box.snapshot?.stop()
+        }
+        box.with { $0 = selfStopping }
+        try pool.query("SELECT pg_notify($1, $2)", [.text("gamma"), .text("1")])
+        eventually("the self-stopped session to close") { calls.snapshot == 1 && (try? sessions()) == 0 }
+        try pool.query("SELECT pg_notify($1, $2)", [.text("gamma"), .text("2")])
+        usleep(100_000)
+        XCTAssertEqual(calls.snapshot, 1)
+        selfStopping.stop()
     }
 }
