@@ -158,6 +158,26 @@ final class PostgresJobQueueTests: PostgresTestCase {
         XCTAssertEqual(try queue.readCheckpoint(jobID: "e") { restored.append(contentsOf: $0) }, 1)
         XCTAssertTrue(restored == checkpoint1)
 
+        // The session dies in the middle of the commit (as when the worker process is
+        // killed): the server aborts the open transaction, nothing of epoch 2 lands.
+        let admin = try PostgresConnection(url: pool.url)
+        written = 0
+        XCTAssertThrowsError(try queue.commitEpoch(claim, epoch: 2, metrics: ["loss": 1.0], lease: 30) { buffer in
+            if written > 1_500_000 {
+                // Ends every other session on this database, the committing one included.
+                _ = try? admin.query("""
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    """)
+            }
+            memset(buffer.baseAddress!, 2, buffer.count)
+            written += buffer.count
+            return buffer.count
+        }) { XCTAssertTrue(($0 as? PostgresError)?.isConnectionFailure ?? false, "\($0)") }
+        XCTAssertEqual(try queue.job(id: "e")?.lastEpoch, 1)
+        XCTAssertEqual(try queue.epochs(jobID: "e").map(\.epoch), [1])
+        XCTAssertEqual(try pool.query("SELECT count(*) AS n FROM kiln_blob_chunks WHERE blob_id <> $1", [.text("checkpoint/e/1")])[0].int("n"), 0)
+
         // Epoch 2 for real; the old checkpoint goes in the same transaction.
         let checkpoint2 = [UInt8](repeating: 2, count: 1_000_000)
         XCTAssertEqual(try queue.commitEpoch(claim, epoch: 2, metrics: ["loss": 1.0], lease: 30, checkpoint: reader(checkpoint2)), .recorded)

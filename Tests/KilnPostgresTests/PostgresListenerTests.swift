@@ -59,6 +59,10 @@ final class PostgresListenerTests: PostgresTestCase {
         // A longer outage: the listener keeps retrying until the server is back.
         try server.stop()
         eventually("the listener to notice the outage") { !listener.isConnected }
+        // Meanwhile the pool says what is wrong, and recovers on its own afterwards.
+        XCTAssertThrowsError(try pool.query("SELECT 1 AS one")) { error in
+            XCTAssertTrue((error as? PostgresError)?.isConnectionFailure ?? false, "\(error)")
+        }
         usleep(500_000)
         try server.start()
         eventually(timeout: 20, "the second reconnect") { reconnects.snapshot == 2 }
