@@ -233,6 +233,52 @@ final class PostgresJobQueueTests: PostgresTestCase {
         XCTAssertEqual(try queue.completeAndClaimNext(try XCTUnwrap(last.next), result: [:], lease: 30).next?.id, nil)
     }
 
+    func testTheLeaseKeeperHoldsTheJobAndReportsCancellation() throws {
+        let queue = PostgresJobQueue(pool: try migratedPool())
+        try queue.enqueue(id: "kept", name: "mlp", spec: spec(1))
+        let claim = try XCTUnwrap(try queue.claim(node: "a", lease: 0.6))
+        let ended = Locked<[PostgresJobQueue.Ownership]>([])
+        let keeper = PostgresLeaseKeeper(queue: queue, claim: claim, lease: 0.6) { ownership in ended.with { $0.append(ownership) } }
+        defer { keeper.stop() }
+        // Three leases long: without renewals the job would be free after the first.
+        usleep(1_800_000)
+        XCTAssertNil(try queue.claim(node: "b", lease: 30))
+        XCTAssertFalse(keeper.shouldStop)
+        XCTAssertEqual(try queue.cancel(id: "kept"), .cancelled(wasRunning: true))
+        eventually("the keeper to see the cancellation") { keeper.shouldStop }
+        XCTAssertEqual(keeper.ownership, .cancelled)
+        eventually("onEnd") { ended.snapshot == [.cancelled] }
+    }
+
+    func testTheLeaseKeeperReportsAJobTakenOver() throws {
+        let queue = PostgresJobQueue(pool: try migratedPool())
+        try queue.enqueue(id: "taken", name: "mlp", spec: spec(1))
+        let claim = try XCTUnwrap(try queue.claim(node: "a", lease: 0.2))
+        usleep(300_000)  // the lease runs out before the keeper starts (a stalled worker)
+        XCTAssertNotNil(try queue.claim(node: "b", lease: 30))
+        let keeper = PostgresLeaseKeeper(queue: queue, claim: claim, lease: 0.3, interval: 0.1)
+        defer { keeper.stop() }
+        eventually("the keeper to see the loss") { keeper.ownership == .lost }
+    }
+
+    func testTheLeaseKeeperGivesUpWhenTheDatabaseStaysAwayLongerThanTheLease() throws {
+        let server = try PostgresServer()
+        defer { server.destroy() }
+        let queue = PostgresJobQueue(pool: try migratedPool(on: server))
+        try queue.enqueue(id: "far", name: "mlp", spec: spec(1))
+        let claim = try XCTUnwrap(try queue.claim(node: "a", lease: 1))
+        let keeper = PostgresLeaseKeeper(queue: queue, claim: claim, lease: 1, interval: 0.2)
+        defer { keeper.stop() }
+        usleep(500_000)
+        XCTAssertFalse(keeper.shouldStop)
+        try server.stop()
+        // Failed heartbeats alone do not end the job; the lease running out does.
+        usleep(300_000)
+        XCTAssertFalse(keeper.shouldStop)
+        eventually("the keeper to give up") { keeper.ownership == .lost }
+        try server.start()
+    }
+
     func testReleasedJobsAreClaimedAgainAtOnce() throws {
         let queue = PostgresJobQueue(pool: try migratedPool())
         try queue.enqueue(id: "x", name: "mlp", spec: spec(1))
