@@ -13,6 +13,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var handle: OpaquePointer?
     /// Prepared statements on this session: key (SQL and parameter types) → name.
     private var statements: [String: String] = [:]
+    private var nextStatement = 0
     private static let statementCacheLimit = 256
     /// When the connection last finished a statement, for the pool's idle check.
     public private(set) var lastUsed = Date()
@@ -102,7 +103,8 @@ public final class PostgresConnection: @unchecked Sendable {
         if let known = statements[key] {
             name = known
         } else if statements.count < PostgresConnection.statementCacheLimit {
-            name = "kiln_\(statements.count)"
+            nextStatement += 1
+            name = "kiln_\(nextStatement)"
             let types = encoded.map { Oid($0.type) }
             let prepared = types.withUnsafeBufferPointer { PQprepare(handle, name, sql, Int32(types.count), $0.baseAddress) }
             _ = try check(prepared)
@@ -110,9 +112,18 @@ public final class PostgresConnection: @unchecked Sendable {
         } else {
             return try execute(sql, parameters)
         }
-        return try check(withParameters(encoded) { values, lengths, formats in
-            PQexecPrepared(handle, name, Int32(encoded.count), values, lengths, formats, 1)
-        })
+        do {
+            return try check(withParameters(encoded) { values, lengths, formats in
+                PQexecPrepared(handle, name, Int32(encoded.count), values, lengths, formats, 1)
+            })
+        } catch let error as PostgresError where error.sqlState == "0A000" && isIdle {
+            // "cached plan must not change result type": a newer node added a column to a
+            // table this statement reads with `*`. Nothing ran; outside a transaction,
+            // prepare it afresh next time and run it unprepared now.
+            statements[key] = nil
+            _ = try? execute("DEALLOCATE \(name)")
+            return try execute(sql, parameters)
+        }
     }
 
     /// Runs one parameterised statement without preparing it (`PQexecParams`): for

@@ -114,6 +114,22 @@ final class PostgresConnectionTests: PostgresTestCase {
         XCTAssertEqual(prepared, 2)  // the doubling statement and this count itself
     }
 
+    func testAPreparedStatementSurvivesANewColumn() throws {
+        // A node that started later migrated the schema while this one kept its
+        // prepared statements.
+        let url = try freshDatabaseURL()
+        let connection = try PostgresConnection(url: url)
+        try connection.execute("CREATE TABLE t (a integer)")
+        try connection.query("INSERT INTO t VALUES ($1)", [.int(1)])
+        XCTAssertEqual(try connection.query("SELECT * FROM t WHERE a = $1", [.int(1)]).columns, ["a"])
+        let other = try PostgresConnection(url: url)
+        try other.execute("ALTER TABLE t ADD COLUMN b text DEFAULT 'x'")
+        let after = try connection.query("SELECT * FROM t WHERE a = $1", [.int(1)])
+        XCTAssertEqual(after.columns, ["a", "b"])
+        XCTAssertEqual(try after[0].string("b"), "x")
+        XCTAssertEqual(try connection.query("SELECT * FROM t WHERE a = $1", [.int(1)]).columns, ["a", "b"])
+    }
+
     func testReconnectsAfterTheServerEndsTheSession() throws {
         let url = try freshDatabaseURL()
         let connection = try PostgresConnection(url: url)
