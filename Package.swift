@@ -14,6 +14,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Libraries, bottom to top.
         .target(name: "KilnJSON"),
@@ -28,9 +29,12 @@ let package = Package(
         // epoll, eventfd and accept4 for the HTTP event loop (empty off Linux).
         .target(name: "CKilnPoll"),
         .target(name: "KilnHTTP", dependencies: ["CKilnPoll", "KilnJSON"]),
+        // PostgreSQL client, pool, notifications, chunked blobs, migrations and the job
+        // queue that several nodes share (docs/cluster.md).
+        .target(name: "KilnPostgres", dependencies: ["CLibPQ", "KilnJSON"]),
         .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
-        .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
+        .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "KilnPostgres", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "KilnData", "CZlib"], path: "Tests/KilnTestSupport"),
@@ -40,6 +44,7 @@ let package = Package(
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
+        .testTarget(name: "KilnPostgresTests", dependencies: ["KilnPostgres", "KilnTestSupport", "KilnJSON"]),
         .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
     ],
     swiftLanguageModes: [.v5]

@@ -243,6 +243,11 @@ do {
         let a = Array(CommandLine.arguments.dropFirst(2))
         guard a.count >= 3, let port = Int(a[0]) else { throw BenchError("usage: kiln-bench predict PORT MODEL LABEL [REQUESTS]") }
         try predictLatency(port: port, model: a[1], label: a[2], requests: a.count > 3 ? Int(a[3]) ?? 2000 : 2000)
+    case "pg-queue":
+        let a = Array(CommandLine.arguments.dropFirst(2))
+        guard let url = a.first else { throw BenchError("usage: kiln-bench pg-queue URL [JOBS] [WORKERS] [SAMPLES]") }
+        try postgresQueue(url: url, jobs: a.count > 1 ? Int(a[1]) ?? 2000 : 2000, workers: a.count > 2 ? Int(a[2]) ?? 4 : 4,
+                          samples: a.count > 3 ? Int(a[3]) ?? 200 : 200)
     case "all":
         // One process per run so each peak resident memory is its own.
         for sub in ["kernels", "mlp", "conv"] {
@@ -253,7 +258,7 @@ do {
             p.waitUntilExit()
         }
     default:
-        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all] | predict PORT MODEL LABEL [REQUESTS]\n".utf8))
+        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all] | predict PORT MODEL LABEL [REQUESTS] | pg-queue URL [JOBS] [WORKERS] [SAMPLES]\n".utf8))
         exit(2)
     }
 } catch {
