@@ -208,6 +208,26 @@ paths:
         "400": {$ref: "#/components/responses/Error"}
         "401": {$ref: "#/components/responses/Error"}
         "413": {$ref: "#/components/responses/Error"}
+        "507": {$ref: "#/components/responses/Error"}
+  /datasets/{name}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    delete:
+      summary: Remove an uploaded dataset (its id, or the newest of that name)
+      security: [{}, {bearer: []}]
+      responses:
+        "200":
+          description: Removed.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  id: {type: string}
+                  deleted: {type: boolean}
+        "401": {$ref: "#/components/responses/Error"}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
   /healthz:
     get:
       summary: Liveness
@@ -223,7 +243,7 @@ paths:
                   version: {type: string}
   /validate:
     post:
-      summary: Check a job spec and return the model summary, without training
+      summary: Check a spec (a model alone is enough) and return the model summary, without training; notes say what POST /jobs would still need
       requestBody:
         required: true
         content:
@@ -239,6 +259,14 @@ paths:
                 properties:
                   valid: {type: boolean}
                   summary: {$ref: "#/components/schemas/Summary"}
+                  notes:
+                    type: array
+                    items:
+                      type: object
+                      properties:
+                        path: {type: string}
+                        code: {type: string}
+                        message: {type: string}
         "400": {$ref: "#/components/responses/Error"}
         "413": {$ref: "#/components/responses/Error"}
         "415": {$ref: "#/components/responses/Error"}
@@ -297,9 +325,18 @@ paths:
               schema: {$ref: "#/components/schemas/Job"}
         "404": {$ref: "#/components/responses/Error"}
     delete:
-      summary: Cancel a queued or running job
+      summary: Cancel a queued or running job; remove a finished one with its model artifacts
       security: [{}, {bearer: []}]
       responses:
+        "200":
+          description: The finished job and its artifacts were removed.
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  id: {type: string}
+                  deleted: {type: boolean}
         "202":
           description: Cancelled (queued jobs at once, running jobs at their next step).
           content:
@@ -308,6 +345,34 @@ paths:
         "401": {$ref: "#/components/responses/Error"}
         "404": {$ref: "#/components/responses/Error"}
         "409": {$ref: "#/components/responses/Error"}
+  /jobs/{id}/spec:
+    parameters:
+      - {name: id, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: The job's spec as it was posted
+      responses:
+        "200":
+          description: The spec.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/JobSpec"}
+        "404": {$ref: "#/components/responses/Error"}
+  /jobs/{id}/resume:
+    parameters:
+      - {name: id, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    post:
+      summary: Put a failed or cancelled job back in the queue; it continues from its last checkpoint
+      security: [{}, {bearer: []}]
+      responses:
+        "202":
+          description: Queued again.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Job"}
+        "401": {$ref: "#/components/responses/Error"}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
+        "503": {$ref: "#/components/responses/Error"}
   /jobs/{id}/metrics:
     parameters:
       - {name: id, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
@@ -507,6 +572,7 @@ components:
               output_shape: {type: array, items: {type: integer, nullable: true}}
               trainable_params: {type: integer}
               frozen_params: {type: integer}
+              config: {type: object, description: "the layer's fields as the spec states them after defaults are filled in"}
         trainable_params: {type: integer}
         frozen_params: {type: integer}
         total_params: {type: integer}
@@ -542,6 +608,7 @@ components:
         data_hash: {type: string}
         seed: {type: integer}
         kiln_version: {type: string}
+        node: {type: string, description: the node that runs or ran the job}
     EpochMetrics:
       type: object
       properties:
