@@ -1,5 +1,6 @@
 import Foundation
 import KilnData
+import KilnHTTP
 import KilnJSON
 
 /// Structured log lines on stderr: one JSON object per line.
@@ -11,22 +12,8 @@ public enum Log {
     nonisolated(unsafe) static var cachedStamp = ""
 
     /// Severity; lines below `Log.level` (the `log_level` setting) are not written.
-    public enum Level: Int, Comparable, Sendable {
-        case debug, info, warning, error
-
-        public init?(name: String) {
-            switch name.lowercased() {
-            case "debug": self = .debug
-            case "info": self = .info
-            case "warning", "warn": self = .warning
-            case "error": self = .error
-            default: return nil
-            }
-        }
-
-        public var name: String { ["debug", "info", "warning", "error"][rawValue] }
-        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
-    }
+    /// The HTTP server's levels, so its messages pass through unchanged.
+    public typealias Level = HTTPLogLevel
 
     nonisolated(unsafe) public static var level = Level.info
 

@@ -59,9 +59,9 @@ public final class Service: @unchecked Sendable {
         http.writeTimeout = config.writeTimeout
         http.workerThreads = config.workerThreads
         Log.level = Log.Level(name: config.logLevel) ?? .info
-        http.logLevel = HTTPLogLevel(name: config.logLevel) ?? .info
+        http.logLevel = Log.level
         let server = HTTPServer(configuration: http) { [router] request in router.handle(request) }
-        server.log = { level, event, fields in Log.write(Log.Level(rawValue: level.rawValue) ?? .info, event, fields) }
+        server.log = { level, event, fields in Log.write(level, event, fields) }
         metrics.httpStatistics = { [weak server] in server?.statistics }
         try server.start()
         self.server = server
