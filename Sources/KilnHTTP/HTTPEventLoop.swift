@@ -56,7 +56,7 @@ final class HTTPEventLoop: @unchecked Sendable {
         self.listener = listener
         poller = try Poller()
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        workerCount = configuration.workerThreads > 0 ? configuration.workerThreads : max(8, 4 * cores)
+        workerCount = configuration.workerThreads > 0 ? configuration.workerThreads : max(4, 2 * cores)
         pool = WorkerPool(threads: workerCount, name: "kiln-http-worker")
         // Keep descriptors for lingering rejections, the data directory and libraries.
         maxLingeringRejections = max(4, min(1024, descriptorLimit / 16))
@@ -91,6 +91,15 @@ final class HTTPEventLoop: @unchecked Sendable {
         inbox.append(task)
         let needsWake = wake && !wakePending
         if needsWake { wakePending = true }
+        inboxLock.unlock()
+        if needsWake { poller.wake() }
+    }
+
+    /// Makes the loop run its inbox now; any thread.
+    func wakeUp() {
+        inboxLock.lock()
+        let needsWake = !wakePending
+        wakePending = true
         inboxLock.unlock()
         if needsWake { poller.wake() }
     }

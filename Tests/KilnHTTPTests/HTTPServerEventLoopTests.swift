@@ -49,6 +49,16 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { server.connectionCount == 0 }, "\(server.connectionCount) still open")
     }
 
+    func testBlockedHandlerDoesNotHoldOtherClients() throws {
+        let blocked = try RawHTTPClient(port: port)
+        blocked.send(get("/block"))
+        let started = Date()
+        XCTAssertEqual(try RawHTTPClient.exchange(port: port, get("/healthz"), timeout: 2).status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        release.signal()
+        XCTAssertEqual(try blocked.readResponse().text, "released")
+    }
+
     func testAbandonedStreamIsClosedAndFreed() throws {
         let client = try RawHTTPClient(port: port)
         client.send(get("/follow"))
