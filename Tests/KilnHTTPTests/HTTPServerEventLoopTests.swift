@@ -12,6 +12,7 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         configuration.headerTimeout = 1
         configuration.idleTimeout = 30
         configuration.streamHeartbeat = 0.4
+        configuration.writeTimeout = 1
     }
 
     /// Threads of this process (the clients here are plain sockets, not threads).
@@ -84,6 +85,17 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { server.statistics.openStreams == 50 })
         for client in clients { client.finishSending() }
         XCTAssertTrue(eventually { streamsClosed.value == 50 }, "\(streamsClosed.value) of 50 closed")
+        XCTAssertEqual(server.statistics.openStreams, 0)
+        assertHealthy()
+    }
+
+    /// A stream whose client never reads is not refreshed past what the socket holds,
+    /// and is dropped at the write deadline with its producer told.
+    func testStreamClientThatNeverReadsIsDropped() throws {
+        let client = try RawHTTPClient(port: port)
+        client.send(get("/flood"))
+        XCTAssertTrue(eventually(within: 6) { streamsClosed.value == 1 }, "the stream was kept")
+        XCTAssertEqual(server.statistics.writeTimeouts, 1)
         XCTAssertEqual(server.statistics.openStreams, 0)
         assertHealthy()
     }
