@@ -130,7 +130,8 @@ print(json.dumps({"test": "predict", "binary": sys.argv[1], "connections": int(s
     fi
     $clients cpu "$serve_pid" 8 > "$work/cpu.json" & cpu_pid=$!
     run_wrk new 16; wait "$cpu_pid"; sed 's/"thread_cpu"/"thread_cpu", "binary": "new"/' "$work/cpu.json"
-    run_wrk new 1000
+    $clients cpu "$serve_pid" 8 > "$work/cpu.json" & cpu_pid=$!
+    run_wrk new 1000; wait "$cpu_pid"; sed 's/"thread_cpu"/"thread_cpu", "binary": "new", "connections": 1000/' "$work/cpu.json"
     if [ -n "$old" ]; then
         stop_server; start_server "$old"
         run_wrk old 16

@@ -38,6 +38,10 @@ final class HTTPConnection {
     /// Guards the descriptor between the loop's close and a worker's send.
     private let descriptorLock = NSLock()
     private var descriptorClosed = false
+    /// A settled answer is in the loop's inbox / the loop saw an event while busy
+    /// (both guarded by `descriptorLock`): whoever comes second makes sure the inbox runs.
+    private var answerQueued = false
+    private var eventWhileBusy = false
 
     private enum Phase { case idle, head, body }
     private var phase = Phase.idle
@@ -81,6 +85,13 @@ final class HTTPConnection {
             return
         }
         if event.readable { inputReady = true }
+        if busy {
+            // If the answer is already queued, the loop runs its inbox after these
+            // events; otherwise the worker wakes the loop when it queues it.
+            descriptorLock.lock()
+            eventWhileBusy = true
+            descriptorLock.unlock()
+        }
         // A stream ends the moment its client goes; a request in progress is answered
         // first (its client may only have half-closed) and the end of input read after.
         if event.peerClosed && stream != nil {
@@ -185,6 +196,10 @@ final class HTTPConnection {
         // bookkeeping: the loop takes it up at its next wake-up (the client's next
         // request, or the clock), sparing a wake-up per request.
         let nothingPending = eventIndex >= events.count
+        descriptorLock.lock()
+        answerQueued = false
+        eventWhileBusy = false
+        descriptorLock.unlock()
         loop.pool.submit { [self] in
             let response = handler(request)
             var written: Written?
@@ -198,6 +213,15 @@ final class HTTPConnection {
             let settled = nothingPending && HTTPConnection.keepsAlive(request, response)
                 && written.map { $0.sent == $0.bytes.count } == true
             loop.execute(wake: !settled) { self.respond(to: request, with: response, started: started, written: written) }
+            if settled {
+                // The client may already have sent its next request and the loop seen
+                // it while this one was busy: then it must not wait for the clock.
+                descriptorLock.lock()
+                answerQueued = true
+                let seen = eventWhileBusy
+                descriptorLock.unlock()
+                if seen { loop.wakeUp() }
+            }
         }
     }
 

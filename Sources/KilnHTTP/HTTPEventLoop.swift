@@ -56,7 +56,7 @@ final class HTTPEventLoop: @unchecked Sendable {
         self.listener = listener
         poller = try Poller()
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        workerCount = configuration.workerThreads > 0 ? configuration.workerThreads : max(8, 4 * cores)
+        workerCount = configuration.workerThreads > 0 ? configuration.workerThreads : max(4, 2 * cores)
         pool = WorkerPool(threads: workerCount, name: "kiln-http-worker")
         // Keep descriptors for lingering rejections, the data directory and libraries.
         maxLingeringRejections = max(4, min(1024, descriptorLimit / 16))
@@ -95,6 +95,15 @@ final class HTTPEventLoop: @unchecked Sendable {
         if needsWake { poller.wake() }
     }
 
+    /// Makes the loop run its inbox now; any thread.
+    func wakeUp() {
+        inboxLock.lock()
+        let needsWake = !wakePending
+        wakePending = true
+        inboxLock.unlock()
+        if needsWake { poller.wake() }
+    }
+
     /// Revisits a connection that yielded with input left (fairness between clients).
     func pumpLater(_ connection: HTTPConnection) {
         pumpAgain.append(connection)
@@ -117,7 +126,7 @@ final class HTTPEventLoop: @unchecked Sendable {
         let started = Socket.now()
         nextTick = started + tick
         nextRefresh = started + configuration.streamRefreshInterval
-        nextReport = started + 10
+        nextReport = started + configuration.logSummaryInterval
         while !stopping {
             ready.removeAll(keepingCapacity: true)
             poller.wait(timeout: pumpAgain.isEmpty ? nextTick - Socket.now() : 0, into: &ready)
@@ -315,12 +324,12 @@ final class HTTPEventLoop: @unchecked Sendable {
             for connection in Array(streaming.values) { connection.refreshStream() }
         }
         if now >= nextReport {
-            nextReport = now + 10
+            nextReport = now + configuration.logSummaryInterval
             report()
         }
     }
 
-    /// One line per 10 s at most, and only when something was refused or cut off.
+    /// One line per `logSummaryInterval` at most, and only when something was refused or cut off.
     private func report() {
         let current = statistics
         let previous = reported
@@ -334,7 +343,7 @@ final class HTTPEventLoop: @unchecked Sendable {
         guard refused + perAddress + acceptErrors + timeouts + evicted + parseErrors > 0 else { return }
         let level: HTTPLogLevel = refused + perAddress + acceptErrors > 0 ? .warning : .info
         let fields: [(String, JSON)] = [
-            ("seconds", JSON(10)), ("refused", JSON(refused)), ("refused_per_address", JSON(perAddress)),
+            ("seconds", JSON(configuration.logSummaryInterval)), ("refused", JSON(refused)), ("refused_per_address", JSON(perAddress)),
             ("accept_errors", JSON(acceptErrors)), ("timeouts", JSON(timeouts)), ("evicted_idle", JSON(evicted)),
             ("parse_errors", JSON(parseErrors)), ("open_connections", JSON(current.openConnections)),
             ("open_streams", JSON(current.openStreams)),

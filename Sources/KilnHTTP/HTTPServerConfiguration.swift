@@ -26,8 +26,10 @@ public struct HTTPServerConfiguration {
     public var streamHeartbeat: Double = 15
     /// Seconds between refreshes of streams that sample state (one shared clock).
     public var streamRefreshInterval: Double = 0.25
-    /// Threads running handlers; 0 picks four per core (at least eight).
+    /// Threads running handlers; 0 picks two per core (at least four).
     public var workerThreads: Int = 0
+    /// Seconds between summary lines of refusals and timeouts (at most one per interval).
+    public var logSummaryInterval: Double = 10
     /// Messages below this level are not passed to `HTTPServer.log`.
     public var logLevel: HTTPLogLevel = .info
 

@@ -35,7 +35,7 @@ public struct Config: Sendable {
     public var bodyTimeout = 60.0
     public var idleTimeout = 60.0
     public var writeTimeout = 30.0
-    /// Handler threads; 0 picks four per core (at least eight).
+    /// Handler threads; 0 picks two per core (at least four).
     public var workerThreads = 0
     /// `debug`, `info`, `warning` or `error`; one line per request only at `debug`.
     public var logLevel = "info"

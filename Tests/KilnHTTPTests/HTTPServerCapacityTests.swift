@@ -74,6 +74,42 @@ final class HTTPServerCapacityTests: HTTPServerTestCase {
         }
     }
 
+    /// Refusals reach the log as one summary line, never one line per connection.
+    func testRefusalsAreSummarisedInTheLog() throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.port = 0
+        configuration.maxConnections = 1
+        configuration.logSummaryInterval = 0.5
+        let lines = LogLines()
+        let limited = HTTPServer(configuration: configuration) { _ in .text(200, "ok") }
+        limited.log = { level, event, fields in lines.append(level, event, fields) }
+        try limited.start()
+        defer { limited.stop() }
+        let held = try RawHTTPClient(port: limited.port)
+        held.send("GET / HTTP/1.1\r\n")
+        XCTAssertTrue(eventually { limited.connectionCount == 1 })
+        for _ in 0..<5 { XCTAssertEqual(try RawHTTPClient.exchange(port: limited.port, get("/")).status, 503) }
+        XCTAssertTrue(eventually { lines.summaries.count >= 1 })
+        usleep(1_200_000)
+        let summaries = lines.summaries
+        XCTAssertEqual(summaries.count, 1, "\(summaries)")
+        XCTAssertEqual(summaries.first?.0, .warning)
+        XCTAssertEqual(summaries.first?.1.first { $0.0 == "refused" }?.1, JSON(5))
+        withExtendedLifetime(held) {}
+    }
+
+    final class LogLines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [(HTTPLogLevel, String, [(String, JSON)])] = []
+        func append(_ level: HTTPLogLevel, _ event: String, _ fields: [(String, JSON)]) {
+            lock.lock(); lines.append((level, event, fields)); lock.unlock()
+        }
+        var summaries: [(HTTPLogLevel, [(String, JSON)])] {
+            lock.lock(); defer { lock.unlock() }
+            return lines.filter { $0.1 == "http_connections" }.map { ($0.0, $0.2) }
+        }
+    }
+
     func testPerAddressLimit() throws {
         var configuration = HTTPServerConfiguration()
         configuration.port = 0

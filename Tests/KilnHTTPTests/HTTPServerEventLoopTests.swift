@@ -12,6 +12,7 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         configuration.headerTimeout = 1
         configuration.idleTimeout = 30
         configuration.streamHeartbeat = 0.4
+        configuration.writeTimeout = 1
     }
 
     /// Threads of this process (the clients here are plain sockets, not threads).
@@ -49,6 +50,16 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { server.connectionCount == 0 }, "\(server.connectionCount) still open")
     }
 
+    func testBlockedHandlerDoesNotHoldOtherClients() throws {
+        let blocked = try RawHTTPClient(port: port)
+        blocked.send(get("/block"))
+        let started = Date()
+        XCTAssertEqual(try RawHTTPClient.exchange(port: port, get("/healthz"), timeout: 2).status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        release.signal()
+        XCTAssertEqual(try blocked.readResponse().text, "released")
+    }
+
     func testAbandonedStreamIsClosedAndFreed() throws {
         let client = try RawHTTPClient(port: port)
         client.send(get("/follow"))
@@ -74,6 +85,17 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { server.statistics.openStreams == 50 })
         for client in clients { client.finishSending() }
         XCTAssertTrue(eventually { streamsClosed.value == 50 }, "\(streamsClosed.value) of 50 closed")
+        XCTAssertEqual(server.statistics.openStreams, 0)
+        assertHealthy()
+    }
+
+    /// A stream whose client never reads is not refreshed past what the socket holds,
+    /// and is dropped at the write deadline with its producer told.
+    func testStreamClientThatNeverReadsIsDropped() throws {
+        let client = try RawHTTPClient(port: port)
+        client.send(get("/flood"))
+        XCTAssertTrue(eventually(within: 6) { streamsClosed.value == 1 }, "the stream was kept")
+        XCTAssertEqual(server.statistics.writeTimeouts, 1)
         XCTAssertEqual(server.statistics.openStreams, 0)
         assertHealthy()
     }

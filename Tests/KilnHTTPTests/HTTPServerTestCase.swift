@@ -85,6 +85,12 @@ class HTTPServerTestCase: XCTestCase {
                 refresh: { _ in },
                 onClose: { streamsClosed.add() })))
         }
+        // Sends 256 KiB per refresh, for clients that never read.
+        router.add("GET", "/flood") { [streamsClosed] _ in
+            HTTPResponse(status: 200, headers: ["Content-Type": "text/event-stream"], body: .stream(.refreshing(onClose: { streamsClosed.add() }) { stream in
+                stream.send(Array("data: \(String(repeating: "x", count: 256 << 10))\n\n".utf8))
+            }))
+        }
         return router
     }
 
