@@ -70,14 +70,14 @@ public final class Service: @unchecked Sendable {
             return .text(200, metrics.render(queueDepth: scheduler.queueDepth, running: scheduler.runningCount, jobsByStatus: counts),
                          contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
-        router.add("GET", "/") { [self] _ in .text(200, Dashboard.render(store), contentType: "text/html; charset=utf-8") }
+        router.add("GET", "/") { [self] request in jobsPage(request) }
         router.add("POST", "/validate") { [self] request in
             let spec = try decodeSpec(request)
             return .json(200, ["valid": true, "summary": spec.model.summary(losses: spec.train.losses)])
         }
         router.add("POST", "/jobs") { [self] request in try createJob(request) }
         router.add("GET", "/jobs") { [self] _ in .json(200, ["jobs": .array(store.all().reversed().map(\.json))]) }
-        router.add("GET", "/jobs/:id") { [self] request in .json(200, try job(request).json) }
+        router.add("GET", "/jobs/:id") { [self] request in try jobResource(request) }
         router.add("DELETE", "/jobs/:id") { [self] request in
             try authorize(request)
             let job = try job(request)
@@ -140,6 +140,7 @@ public final class Service: @unchecked Sendable {
             try openInference { try predictor.infer(request.pathParameters["name"] ?? "", try jsonBody(request)) }
         }
         router.add("POST", "/predict") { [self] request in .json(200, try predictor.predict(try jsonBody(request, parse: JSON.parsePacked))) }
+        registerDashboardRoutes()
     }
 
     func job(_ request: HTTPRequest) throws -> Job {
