@@ -199,13 +199,23 @@ enum Dashboard {
         return charts
     }
 
-    /// The last epoch's History values as `key value` pairs (mod-wrap shares left to the chart).
-    static func finalMetrics(_ epochs: [JSON]) -> [(String, Double)] {
+    /// The last epoch's History values, each metric with its validation twin when it
+    /// has one (mod-wrap shares are left to their chart).
+    static func finalMetrics(_ epochs: [JSON]) -> [(name: String, training: Double?, validation: Double?)] {
         guard let last = epochs.last else { return [] }
         let names = metricNames(epochs).filter { name in !modSuffixes.contains { name.hasSuffix($0) } }
-        return names.flatMap { name in
-            [name, "val_\(name)"].compactMap { key in last[key]?.doubleValue.map { (key, $0) } }
+        return names.map { ($0, last[$0]?.doubleValue, last["val_\($0)"]?.doubleValue) }
+            .filter { $0.1 != nil || $0.2 != nil }
+    }
+
+    /// The final metrics as a grid: `loss 0.12  val_loss 0.15` per line.
+    static func metricList(_ epochs: [JSON], big: Bool = false) -> String {
+        let final = finalMetrics(epochs)
+        guard !final.isEmpty else { return "<span class=\"muted\">–</span>" }
+        func cell(_ key: String, _ value: Double?) -> String {
+            value.map { "<dt>\(escape(key))</dt><dd>\(number($0))</dd>" } ?? "<dt></dt><dd></dd>"
         }
+        return "<dl class=\"metrics\(big ? " big" : "")\">" + final.map { cell($0.name, $0.training) + cell("val_\($0.name)", $0.validation) }.joined() + "</dl>"
     }
 
     // MARK: Page shell

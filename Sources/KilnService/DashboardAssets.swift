@@ -38,9 +38,9 @@ enum DashboardAssets {
         td.select { width: 28px; } td.job .name { font-weight: 600; font-size: 14.5px; }
         td.links a { margin-right: 8px; white-space: nowrap; }
         .row-error { color: #d1242f; font-size: 12px; max-width: 260px; } .warn-count { color: #9a6700; }
-        dl.metrics { display: grid; grid-template-columns: max-content max-content; gap: 0 10px; margin: 0; font-size: 12.5px; font-variant-numeric: tabular-nums; }
+        dl.metrics { display: grid; grid-template-columns: max-content max-content max-content max-content; gap: 0 10px; margin: 0; font-size: 12.5px; font-variant-numeric: tabular-nums; }
         dl.metrics dt { color: var(--muted); } dl.metrics dd { margin: 0; text-align: right; }
-        dl.metrics.big { grid-template-columns: repeat(auto-fill, minmax(120px, max-content) minmax(70px, max-content)); font-size: 14px; gap: 2px 12px; }
+        dl.metrics.big { font-size: 14px; gap: 2px 16px; }
         dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 3px 14px; margin: 0; }
         dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; word-break: break-all; }
         .filters, .compare-bar, .cancel { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 8px 0; }
@@ -55,7 +55,7 @@ enum DashboardAssets {
         figure.chart svg { display: block; width: 100%; height: auto; font-family: inherit; }
         ul.legend { list-style: none; padding: 0; margin: 4px 0 0; display: flex; flex-wrap: wrap; gap: 2px 14px; font-size: 12px; }
         ul.legend li { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 100%; }
-        ul.legend svg { width: 22px; height: 8px; vertical-align: middle; margin-right: 5px; }
+        figure.chart ul.legend svg { display: inline-block; width: 22px; height: 8px; vertical-align: middle; margin-right: 5px; }
         ul.warnings { background: #fff8c5; border: 1px solid #eac54f; border-radius: 6px; padding: 8px 12px 8px 28px; margin: 0; }
         ul.warnings li { margin: 3px 0; }
         .error { background: #ffebe9; border: 1px solid #ffcecb; border-radius: 6px; padding: 8px 12px; white-space: pre-wrap; word-break: break-word; }
@@ -63,18 +63,26 @@ enum DashboardAssets {
         .scroll { overflow-x: auto; }
         .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
         p.links { margin: 6px 0; }
+        td.links { white-space: nowrap; }
+        .overview { display: grid; grid-template-columns: minmax(0, auto) minmax(0, 1fr); gap: 0 40px; align-items: start; }
+        ul.setup { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 5px 6px; }
+        ul.setup li { background: var(--panel); border: 1px solid var(--line); border-radius: 4px; padding: 1px 7px; font-size: 12.5px;
+          font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; max-width: 100%; overflow-wrap: anywhere; }
+        ul.setup li span { color: var(--muted); }
         @media (max-width: 760px) {
           header.top { padding: 8px 12px; }
           main { padding: 10px 12px 30px; }
           .charts { grid-template-columns: minmax(0, 1fr); }
-          input[type=search] { min-width: 0; flex: 1; }
-          table.jobs thead { display: none; }
-          table.jobs, table.jobs tbody { display: block; }
-          table.jobs tr { display: grid; grid-template-columns: 26px 1fr 1fr; gap: 4px 8px; padding: 10px 0; border-bottom: 1px solid var(--line); }
-          table.jobs td { border: 0; padding: 0; }
-          table.jobs td.select { grid-row: 1 / span 4; }
-          table.jobs td.job { grid-column: 2 / 4; }
-          table.jobs td[data-label=progress], table.jobs td.links { grid-column: 2 / 4; }
+          .overview { grid-template-columns: minmax(0, 1fr); }
+          input[type=search] { min-width: 0; flex: 1 1 100%; }
+          table.cards thead { display: none; }
+          table.cards, table.cards tbody { display: block; }
+          table.cards tr { display: block; padding: 10px 0; border-bottom: 1px solid var(--line); }
+          table.cards td { display: block; border: 0; padding: 2px 0; }
+          table.cards td[data-label]::before { content: attr(data-label) " "; color: var(--muted); font-size: 12px; font-family: system-ui, sans-serif; }
+          table.jobs tr { display: grid; grid-template-columns: 26px minmax(0, 1fr); gap: 4px 8px; }
+          table.jobs td.select { grid-row: 1 / span 5; }
+          table.jobs td:not(.select) { grid-column: 2; }
           table.jobs tr.empty { display: block; }
         }
         """
@@ -97,7 +105,10 @@ enum DashboardAssets {
           return Math.floor(s / 3600) + " h " + String(Math.floor(s % 3600 / 60)).padStart(2, "0") + " min";
         }
 
+        const statusOf = el => el.querySelector(".badge")?.textContent;
+
         function showProgress(id, p) {
+          if (!(p.steps > 0)) return;  // not started yet
           for (const el of $$(`[data-progress-for="${CSS.escape(id)}"]`)) {
             const epoch = Math.max(p.epoch, 1);
             const done = p.steps > 0 ? (Math.max(p.epoch - 1, 0) * p.steps + p.step) / (p.epochs * p.steps) : p.epoch / Math.max(p.epochs, 1);
@@ -134,7 +145,9 @@ enum DashboardAssets {
         // One event stream per unfinished job on the page (a browser allows few connections per host).
         const streams = new Map();
         function follow() {
-          const wanted = [...new Set($$("[data-follow]").map(e => e.dataset.follow))].slice(0, 4);
+          // Running jobs first, then the next queued ones.
+          const live = $$("[data-follow]").sort((a, b) => (statusOf(b) === "running") - (statusOf(a) === "running"));
+          const wanted = [...new Set(live.map(e => e.dataset.follow))].slice(0, 4);
           for (const [id, source] of streams) if (!wanted.includes(id)) { source.close(); streams.delete(id); }
           for (const id of wanted) {
             if (streams.has(id)) continue;

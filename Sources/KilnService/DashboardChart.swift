@@ -16,6 +16,9 @@ struct DashboardChart {
     var title: String
     var series: [Series]
     var xLabel = "epoch"
+    /// Legend entries when they are not one per series (a comparison names each run
+    /// once and says once which style is validation).
+    var legend: [Series]?
 
     /// The plot's size in SVG user units; it scales to the width of its box.
     static let width = 400.0, height = 230.0
@@ -26,15 +29,17 @@ struct DashboardChart {
 
     var finitePoints: [(x: Double, y: Double)] { series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite } }
 
+    /// Values at or below zero rule a log scale out, except exact zeros among positive
+    /// values (a loss that reaches 0), which sit on the axis's floor.
     var usesLogScale: Bool {
         let ys = finitePoints.map(\.y)
-        guard let low = ys.min(), let high = ys.max(), low > 0 else { return false }
+        guard ys.allSatisfy({ $0 >= 0 }), let low = ys.filter({ $0 > 0 }).min(), let high = ys.max() else { return false }
         return high / low > 100
     }
 
     /// The figure: title, SVG and legend.
     func html() -> String {
-        let legend = series.map { s in
+        let legend = (self.legend ?? series).map { s in
             "<li><svg viewBox=\"0 0 22 8\" aria-hidden=\"true\"><line x1=\"1\" y1=\"4\" x2=\"21\" y2=\"4\" stroke=\"\(s.color)\" stroke-width=\"2.5\"\(s.dashed ? " stroke-dasharray=\"5 3\"" : "")/></svg>\(Dashboard.escape(s.label))</li>"
         }.joined()
         let scaleNote = usesLogScale ? " <span class=\"muted\">(log scale)</span>" : ""
@@ -53,11 +58,11 @@ struct DashboardChart {
         // Axes' domains and ticks.
         let xs = DashboardChart.epochTicks(low: points.map(\.x).min()!, high: points.map(\.x).max()!)
         let log = usesLogScale
-        let ys = log ? DashboardChart.logTicks(low: points.map(\.y).min()!, high: points.map(\.y).max()!)
+        let ys = log ? DashboardChart.logTicks(low: points.map(\.y).filter { $0 > 0 }.min()!, high: points.map(\.y).max()!)
                      : DashboardChart.linearTicks(low: points.map(\.y).min()!, high: points.map(\.y).max()!)
         func px(_ x: Double) -> Double { m.left + (x - xs.low) / (xs.high - xs.low) * plotWidth }
         func py(_ y: Double) -> Double {
-            let t = log ? (Foundation.log10(y) - Foundation.log10(ys.low)) / (Foundation.log10(ys.high) - Foundation.log10(ys.low))
+            let t = log ? (Foundation.log10(max(y, ys.low)) - Foundation.log10(ys.low)) / (Foundation.log10(ys.high) - Foundation.log10(ys.low))
                         : (y - ys.low) / (ys.high - ys.low)
             return m.top + (1 - t) * plotHeight
         }
@@ -82,7 +87,7 @@ struct DashboardChart {
         // Series: a line through consecutive points, and a marker per point while they are few.
         let markerLimit = 60
         for s in series {
-            let valid = s.points.filter { $0.x.isFinite && $0.y.isFinite && (!log || $0.y > 0) }
+            let valid = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !valid.isEmpty else { continue }
             if valid.count > 1 {
                 let path = valid.enumerated().map { i, p in "\(i == 0 ? "M" : "L")\(f(px(p.x))) \(f(py(p.y)))" }.joined()
@@ -133,7 +138,7 @@ struct DashboardChart {
         let decimals = max(0, Int((-Foundation.log10(step)).rounded(.up)))
         let magnitude = max(abs(first), abs(last))
         let label: (Double) -> String = { value in
-            if magnitude >= 1e5 || (decimals > 4 && value != 0) { return compact(value) }
+            if magnitude >= 1e5 || (decimals > 6 && value != 0) { return compact(value) }
             return String(format: "%.\(decimals)f", value)
         }
         return Axis(low: first, high: last, ticks: ticks, label: label)

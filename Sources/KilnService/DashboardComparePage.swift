@@ -27,15 +27,14 @@ extension Service {
         if requested.count > Service.maxComparedRuns { notes += "<p class=\"muted\">Only the first \(Service.maxComparedRuns) runs are shown.</p>" }
 
         // The runs.
-        var runs = "<div class=\"scroll\"><table class=\"data runs\"><thead><tr><th>run</th><th>status</th><th>progress</th><th>final metrics</th><th>spec hash</th><th>seed</th></tr></thead><tbody>"
+        var runs = "<div class=\"scroll\"><table class=\"data runs cards\"><thead><tr><th>run</th><th>status</th><th>progress</th><th>final metrics</th><th>spec hash</th><th>seed</th></tr></thead><tbody>"
         for (i, job) in jobs.enumerated() {
             let id = Dashboard.escape(job.id)
-            let final = Dashboard.finalMetrics(epochs[i])
-            let metricText = final.isEmpty ? "–" : "<dl class=\"metrics\">" + final.map { "<dt>\(Dashboard.escape($0.0))</dt><dd>\(Dashboard.number($0.1))</dd>" }.joined() + "</dl>"
+            let metricText = Dashboard.metricList(epochs[i])
             runs += "<tr\(job.isFinished ? "" : " data-follow=\"\(id)\" data-epochs=\"\(epochs[i].count)\"")>"
             runs += "<td><span class=\"swatch\" style=\"background:\(colors[i])\"></span><a href=\"/jobs/\(id)\">\(Dashboard.escape(job.name))</a><div class=\"muted mono small\">\(id)</div></td>"
             runs += "<td>\(Dashboard.badge(job.status))</td><td>\(Dashboard.progress(job))</td><td>\(metricText)</td>"
-            runs += "<td class=\"mono small\">\(Dashboard.escape(String(job.specHash.prefix(12))))</td><td>\(job.seed)</td></tr>"
+            runs += "<td class=\"mono small\" data-label=\"spec hash\">\(Dashboard.escape(String(job.specHash.prefix(12))))</td><td data-label=\"seed\">\(job.seed)</td></tr>"
         }
         runs += "</tbody></table></div>"
 
@@ -50,13 +49,15 @@ extension Service {
                 if !train.isEmpty { series.append(.init(label: labels[i], color: colors[i], points: train)) }
                 if !validation.isEmpty { series.append(.init(label: "\(labels[i]) val", color: colors[i], dashed: true, points: validation)) }
             }
-            return DashboardChart(title: name, series: series)
+            var legend = jobs.indices.map { DashboardChart.Series(label: labels[$0], color: colors[$0], points: []) }
+            if series.contains(where: \.dashed) { legend.append(.init(label: "validation (dashed)", color: "#59636e", dashed: true, points: [])) }
+            return DashboardChart(title: name, series: series, legend: legend)
         }
         charts.append(DashboardChart(title: "learning rate", series: jobs.indices.map { i in
             .init(label: labels[i], color: colors[i], points: Dashboard.points(epochs[i], "learning_rate"))
         }))
         let curves = epochs.allSatisfy(\.isEmpty) ? "<p class=\"muted\">No epoch has finished yet.</p>"
-            : "<p class=\"muted small\">Solid: training; dashed: validation.</p><div class=\"charts\">\(charts.map { $0.html() }.joined())</div>"
+            : "<p class=\"muted small\">A colour per run; solid lines are training, dashed lines validation.</p><div class=\"charts\">\(charts.map { $0.html() }.joined())</div>"
 
         // Spec fields that differ.
         let differences = Dashboard.specDifferences(specs)
@@ -110,17 +111,19 @@ extension Dashboard {
     /// Names that tell runs apart: the name, with the id's tail when names repeat.
     static func runLabels(_ jobs: [Job]) -> [String] {
         jobs.map { job in
-            jobs.filter { $0.name == job.name }.count > 1 ? "\(job.name) ·\(job.id.suffix(5))" : job.name
+            jobs.filter { $0.name == job.name }.count > 1 ? "\(job.name) #\(job.id.suffix(5))" : job.name
         }
     }
 
-    /// The spec flattened to `path = value` (arrays of numbers kept whole).
+    /// The spec flattened to `path = value` (strings without quotes; arrays of values kept whole).
     static func flatten(_ json: JSON, _ path: String = "", into out: inout [(String, String)]) {
         switch json {
         case let .object(members):
             for (key, value) in members { flatten(value, path.isEmpty ? key : "\(path).\(key)", into: &out) }
         case let .array(items) where items.contains { if case .object = $0 { return true } else { return false } }:
             for (i, item) in items.enumerated() { flatten(item, "\(path)[\(i)]", into: &out) }
+        case let .string(text):
+            out.append((path, text))
         default:
             out.append((path, json.serialized(sortedKeys: true)))
         }

@@ -46,11 +46,11 @@ extension Service {
 
         // Final metrics and charts.
         var results = ""
-        let final = Dashboard.finalMetrics(epochs)
-        if !final.isEmpty {
-            results += "<h2>Final metrics <span class=\"muted small\">epoch \(epochs.last?["epoch"]?.intValue ?? epochs.count)</span></h2><dl class=\"metrics big\">"
-            results += final.map { "<dt>\(Dashboard.escape($0.0))</dt><dd>\(Dashboard.number($0.1))</dd>" }.joined() + "</dl>"
-        }
+        results += "<div class=\"overview\"><div><h2>Final metrics\(epochs.isEmpty ? "" : " <span class=\"muted small\">epoch \(epochs.last?["epoch"]?.intValue ?? epochs.count)</span>")</h2>"
+        results += epochs.isEmpty ? "<p class=\"muted\">None yet.</p>" : Dashboard.metricList(epochs, big: true)
+        results += "</div><div><h2>Setup</h2><ul class=\"setup\">"
+        results += Dashboard.setup(spec).map { "<li><span>\(Dashboard.escape($0.0))</span> \(Dashboard.escape(Dashboard.clipped($0.1)))</li>" }.joined()
+        results += "</ul></div></div>"
         results += "<h2>Curves</h2>"
         results += epochs.isEmpty ? "<p class=\"muted\">No epoch has finished yet.</p>"
             : "<div class=\"charts\">\(Dashboard.charts(epochs).map { $0.html() }.joined())</div>"
@@ -83,6 +83,26 @@ extension Service {
 }
 
 extension Dashboard {
+    /// The training and data settings of a spec, as `path value` (inline data arrays
+    /// summarised by their field names and row count).
+    static func setup(_ spec: JSON?) -> [(String, String)] {
+        guard let spec else { return [] }
+        var facts: [(String, String)] = []
+        for section in ["train", "data"] {
+            guard let value = spec[section] else { continue }
+            if section == "data", let fields = value["fields"]?.objectMembers {
+                let rows = fields.first?.1.arrayValue?.count ?? 0
+                facts.append(("data.fields", "inline: \(fields.map(\.0).joined(separator: ", ")) (\(rows) rows)"))
+                var rest: [(String, JSON)] = value.objectMembers ?? []
+                rest.removeAll { $0.0 == "fields" }
+                flatten(.object(rest), section, into: &facts)
+            } else {
+                flatten(value, section, into: &facts)
+            }
+        }
+        return facts
+    }
+
     /// The model summary of `POST /validate` as a table: one row per node.
     static func summaryTable(_ summary: JSON) -> String {
         func shape(_ json: JSON?) -> String {

@@ -34,7 +34,7 @@ extension Service {
             <div class="compare-bar"><button type="submit" class="primary" id="compare-button">Compare selected</button>
             <span class="muted">tick two or more runs</span></div>
             <div class="scroll">
-            <table class="data jobs">
+            <table class="data jobs cards">
             <thead><tr><th class="select"><span class="sr">select</span></th><th>job</th><th>status</th><th>progress</th><th>final metrics</th><th>links</th></tr></thead>
             <tbody id="job-rows" data-live>
             \(rows)<tr class="empty" id="no-match"\(shown.isEmpty ? "" : " hidden")><td colspan="6" class="muted">\(empty)</td></tr>
@@ -47,9 +47,7 @@ extension Service {
     func jobRow(_ job: Job, hidden: Bool = false) -> String {
         let id = Dashboard.escape(job.id)
         let epochs = store.metricsJSON(job.id)["epochs"]?.arrayValue ?? []
-        let metrics = Dashboard.finalMetrics(epochs)
-        let metricText = metrics.isEmpty ? "<span class=\"muted\">–</span>"
-            : "<dl class=\"metrics\">" + metrics.map { "<dt>\(Dashboard.escape($0.0))</dt><dd>\(Dashboard.number($0.1))</dd>" }.joined() + "</dl>"
+        let metricText = Dashboard.metricList(epochs)
         let warnings = store.metricsJSON(job.id)["warnings"]?.arrayValue?.count ?? 0
         var links = ["<a href=\"/jobs/\(id)\">page</a>", "<a href=\"/jobs/\(id)/metrics\">metrics</a>", "<a href=\"/jobs/\(id)/spec\">spec</a>"]
         if job.status == .succeeded { links.append("<a href=\"/models/\(id)\">model</a>") }
@@ -59,10 +57,10 @@ extension Service {
             <tr data-name="\(Dashboard.escape(job.name.lowercased()))" data-id="\(id)" data-status="\(job.status.rawValue)"\(follow)\(hidden ? " hidden" : "")>\
             <td class="select"><input type="checkbox" name="jobs" value="\(id)" aria-label="select \(id) to compare"></td>\
             <td class="job"><a class="name" href="/jobs/\(id)">\(Dashboard.escape(job.name))</a><div class="muted mono small">\(id)</div><div class="muted small">\(Dashboard.time(job.createdAt))</div></td>\
-            <td data-label="status">\(Dashboard.badge(job.status))\(warnings > 0 ? "<div class=\"small warn-count\">\(warnings) warning\(warnings == 1 ? "" : "s")</div>" : "")\(error)</td>\
-            <td data-label="progress">\(Dashboard.progress(job))</td>\
-            <td data-label="final metrics">\(metricText)</td>\
-            <td data-label="links" class="links">\(links.joined(separator: " "))</td></tr>
+            <td class="status">\(Dashboard.badge(job.status))\(warnings > 0 ? "<div class=\"small warn-count\">\(warnings) warning\(warnings == 1 ? "" : "s")</div>" : "")\(error)</td>\
+            <td class="progress-cell">\(Dashboard.progress(job))</td>\
+            <td class="final">\(metricText)</td>\
+            <td class="links">\(links.joined(separator: " "))</td></tr>
             """
     }
 }

@@ -241,7 +241,9 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(Dashboard.metricNames(epochs).prefix(2), ["loss", "accuracy"])
         let titles = Dashboard.charts(epochs).map(\.title)
         XCTAssertEqual(titles, ["loss", "accuracy", "dense_1: share of weights through mod", "learning rate", "gradient norm per weight", "samples per second"])
-        XCTAssertEqual(Dashboard.finalMetrics(epochs).map(\.0), ["loss", "val_loss", "accuracy", "val_accuracy"])
+        XCTAssertEqual(Dashboard.finalMetrics(epochs).map(\.name), ["loss", "accuracy"])
+        XCTAssertEqual(Dashboard.finalMetrics(epochs).first?.validation, 1.1)
+        XCTAssertTrue(Dashboard.metricList(epochs).contains("<dt>val_accuracy</dt><dd>0.7</dd>"))
 
         let a: JSON = ["name": "m", "train": ["epochs": 3, "optimizer": ["type": "adam"]], "model": ["layers": [["units": 8], ["units": 2]]]]
         let b: JSON = ["name": "m", "train": ["epochs": 5, "optimizer": ["type": "adam"], "seed": 2], "model": ["layers": [["units": 16], ["units": 2]]]]
