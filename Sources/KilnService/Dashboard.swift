@@ -199,6 +199,19 @@ enum Dashboard {
         return charts
     }
 
+    /// A row's small chart of the loss and validation loss, with its value range and
+    /// first and last epoch on the axes.
+    static func lossCurve(_ epochs: [JSON]) -> String {
+        let train = points(epochs, "loss"), validation = points(epochs, "val_loss")
+        guard !train.isEmpty || !validation.isEmpty else { return "" }
+        var chart = DashboardChart(title: "loss", series: [
+            .init(label: "loss", color: DashboardChart.palette[0], points: train),
+            .init(label: "val_loss", color: DashboardChart.palette[1], dashed: true, points: validation),
+        ])
+        chart.layout = .compact
+        return "<div class=\"mini\">\(chart.svg())</div>"
+    }
+
     /// The last epoch's History values, each metric with its validation twin when it
     /// has one (mod-wrap shares are left to their chart).
     static func finalMetrics(_ epochs: [JSON]) -> [(name: String, training: Double?, validation: Double?)] {

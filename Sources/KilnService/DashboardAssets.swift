@@ -63,7 +63,8 @@ enum DashboardAssets {
         .scroll { overflow-x: auto; }
         .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
         p.links { margin: 6px 0; }
-        td.links { white-space: nowrap; }
+        .mini svg { display: block; width: 200px; height: auto; }
+        td.job .mono, td.job .small { white-space: nowrap; }
         .overview { display: grid; grid-template-columns: minmax(0, auto) minmax(0, 1fr); gap: 0 40px; align-items: start; }
         ul.setup { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 5px 6px; }
         ul.setup li { background: var(--panel); border: 1px solid var(--line); border-radius: 4px; padding: 1px 7px; font-size: 12.5px;

@@ -20,9 +20,26 @@ struct DashboardChart {
     /// once and says once which style is validation).
     var legend: [Series]?
 
-    /// The plot's size in SVG user units; it scales to the width of its box.
-    static let width = 400.0, height = 230.0
-    static let margin = (left: 52.0, right: 12.0, top: 10.0, bottom: 36.0)
+    /// Sizes in SVG user units (the drawing scales to the width of its box) and how
+    /// much goes on the axes.
+    struct Layout {
+        var width: Double, height: Double
+        var margin: (left: Double, right: Double, top: Double, bottom: Double)
+        var fontSize: Double
+        /// About this many intervals on the y axis.
+        var yIntervals: Int
+        /// About this many epoch ticks; 0 marks only the first and last epoch.
+        var xTicks: Int
+        /// Whether the x axis is named and every point marked (else only the last).
+        var detailed: Bool
+
+        /// A chart of its own on a page.
+        static let full = Layout(width: 400, height: 230, margin: (52, 12, 10, 36), fontSize: 11, yIntervals: 5, xTicks: 6, detailed: true)
+        /// A row's chart in the jobs list.
+        static let compact = Layout(width: 200, height: 64, margin: (36, 8, 6, 15), fontSize: 10, yIntervals: 2, xTicks: 0, detailed: false)
+    }
+
+    var layout = Layout.full
 
     /// Colours for runs and weights, distinguishable and readable on white.
     static let palette = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d"]
@@ -47,19 +64,19 @@ struct DashboardChart {
     }
 
     func svg() -> String {
-        let (w, h, m) = (DashboardChart.width, DashboardChart.height, DashboardChart.margin)
+        let (w, h, m) = (layout.width, layout.height, layout.margin)
         let plotWidth = w - m.left - m.right, plotHeight = h - m.top - m.bottom
-        var out = "<svg viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(Dashboard.escape(title)) by \(xLabel)\" font-size=\"11\">"
+        var out = "<svg viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(Dashboard.escape(title)) by \(xLabel)\" font-size=\"\(layout.fontSize)\">"
         let points = finitePoints
         guard !points.isEmpty else {
             out += "<text x=\"\(Int(w / 2))\" y=\"\(Int(h / 2))\" text-anchor=\"middle\" fill=\"#656d76\">no values yet</text></svg>"
             return out
         }
         // Axes' domains and ticks.
-        let xs = DashboardChart.epochTicks(low: points.map(\.x).min()!, high: points.map(\.x).max()!)
+        let xs = DashboardChart.epochTicks(low: points.map(\.x).min()!, high: points.map(\.x).max()!, count: layout.xTicks)
         let log = usesLogScale
         let ys = log ? DashboardChart.logTicks(low: points.map(\.y).filter { $0 > 0 }.min()!, high: points.map(\.y).max()!)
-                     : DashboardChart.linearTicks(low: points.map(\.y).min()!, high: points.map(\.y).max()!)
+                     : DashboardChart.linearTicks(low: points.map(\.y).min()!, high: points.map(\.y).max()!, intervals: layout.yIntervals)
         func px(_ x: Double) -> Double { m.left + (x - xs.low) / (xs.high - xs.low) * plotWidth }
         func py(_ y: Double) -> Double {
             let t = log ? (Foundation.log10(max(y, ys.low)) - Foundation.log10(ys.low)) / (Foundation.log10(ys.high) - Foundation.log10(ys.low))
@@ -78,11 +95,13 @@ struct DashboardChart {
         for tick in xs.ticks {
             let x = px(tick)
             out += "<line x1=\"\(f(x))\" y1=\"\(f(m.top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(m.top + plotHeight + 4))\" stroke=\"#8c959f\"/>"
-            out += "<text x=\"\(f(x))\" y=\"\(f(m.top + plotHeight + 16))\" text-anchor=\"middle\" fill=\"#57606a\">\(xs.label(tick))</text>"
+            out += "<text x=\"\(f(x))\" y=\"\(f(m.top + plotHeight + layout.fontSize + 4))\" text-anchor=\"middle\" fill=\"#57606a\">\(xs.label(tick))</text>"
         }
         // Axes.
         out += "<path d=\"M\(f(m.left)) \(f(m.top))V\(f(m.top + plotHeight))H\(f(w - m.right))\" fill=\"none\" stroke=\"#8c959f\"/>"
-        out += "<text x=\"\(f(m.left + plotWidth / 2))\" y=\"\(f(h - 4))\" text-anchor=\"middle\" fill=\"#57606a\">\(Dashboard.escape(xLabel))</text>"
+        if layout.detailed {
+            out += "<text x=\"\(f(m.left + plotWidth / 2))\" y=\"\(f(h - 4))\" text-anchor=\"middle\" fill=\"#57606a\">\(Dashboard.escape(xLabel))</text>"
+        }
 
         // Series: a line through consecutive points, and a marker per point while they are few.
         let markerLimit = 60
@@ -90,12 +109,12 @@ struct DashboardChart {
             let valid = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !valid.isEmpty else { continue }
             if valid.count > 1 {
-                let path = valid.enumerated().map { i, p in "\(i == 0 ? "M" : "L")\(f(px(p.x))) \(f(py(p.y)))" }.joined()
-                out += "<path d=\"\(path)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>"
+                let line = valid.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+                out += "<polyline points=\"\(line)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>"
             }
-            let marked = valid.count <= markerLimit ? valid : [valid.last!]
+            let marked = layout.detailed && valid.count <= markerLimit ? valid : [valid.last!]
             for p in marked {
-                out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"\(valid.count == 1 ? 4 : 2.5)\" fill=\"\(s.dashed ? "#fff" : s.color)\" stroke=\"\(s.color)\" stroke-width=\"1.5\">"
+                out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"\(valid.count == 1 ? 4 : layout.detailed ? 2.5 : 2)\" fill=\"\(s.dashed ? "#fff" : s.color)\" stroke=\"\(s.color)\" stroke-width=\"1.5\">"
                     + "<title>\(Dashboard.escape(s.label)), \(xLabel) \(xs.label(p.x)): \(Dashboard.number(p.y))</title></circle>"
             }
         }
@@ -111,27 +130,28 @@ struct DashboardChart {
         var label: (Double) -> String
     }
 
-    /// Whole epochs at a step of 1, 2 or 5 × 10ⁿ, about six of them; a single epoch
-    /// sits in the middle of the axis.
-    static func epochTicks(low: Double, high: Double) -> Axis {
+    /// Whole epochs at a step of 1, 2 or 5 × 10ⁿ, about `count` of them (0: the first
+    /// and the last); a single epoch sits in the middle of the axis.
+    static func epochTicks(low: Double, high: Double, count: Int = 6) -> Axis {
         let label: (Double) -> String = { String(Int($0.rounded())) }
         guard high > low else { return Axis(low: low - 0.5, high: high + 0.5, ticks: [low], label: label) }
-        let step = max(1, niceStep((high - low) / 6))
+        if count == 0 { return Axis(low: low, high: high, ticks: [low, high], label: label) }
+        let step = max(1, niceStep((high - low) / Double(count)))
         let first = (low / step).rounded(.up) * step
         let ticks = stride(from: first, through: high + 1e-9, by: step).map { $0 }
         return Axis(low: low, high: high, ticks: ticks, label: label)
     }
 
-    /// Round ticks covering [low, high], about five of them, labelled with as many
-    /// decimals as the step needs.
-    static func linearTicks(low: Double, high: Double) -> Axis {
+    /// Round ticks covering [low, high], about `intervals` + 1 of them, labelled with
+    /// as many decimals as the step needs.
+    static func linearTicks(low: Double, high: Double, intervals: Int = 5) -> Axis {
         var low = low, high = high
         if high - low < max(abs(high), abs(low)) * 1e-9 || high == low {
             let pad = abs(high) > 0 ? abs(high) * 0.1 : 1
             low -= pad
             high += pad
         }
-        let step = niceStep((high - low) / 5)
+        let step = niceStep((high - low) / Double(intervals))
         let first = (low / step).rounded(.down) * step
         let last = (high / step).rounded(.up) * step
         let ticks = stride(from: first, through: last + step * 1e-6, by: step).map { abs($0) < step * 1e-9 ? 0 : $0 }

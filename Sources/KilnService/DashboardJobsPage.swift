@@ -35,9 +35,9 @@ extension Service {
             <span class="muted">tick two or more runs</span></div>
             <div class="scroll">
             <table class="data jobs cards">
-            <thead><tr><th class="select"><span class="sr">select</span></th><th>job</th><th>status</th><th>progress</th><th>final metrics</th><th>links</th></tr></thead>
+            <thead><tr><th class="select"><span class="sr">select</span></th><th>job</th><th>status</th><th>progress</th><th>loss <span class="muted">(validation dashed)</span></th><th>final metrics</th><th>links</th></tr></thead>
             <tbody id="job-rows" data-live>
-            \(rows)<tr class="empty" id="no-match"\(shown.isEmpty ? "" : " hidden")><td colspan="6" class="muted">\(empty)</td></tr>
+            \(rows)<tr class="empty" id="no-match"\(shown.isEmpty ? "" : " hidden")><td colspan="7" class="muted">\(empty)</td></tr>
             </tbody></table></div></form>
             """
         return Dashboard.htmlResponse(200, Dashboard.page(title: "Jobs", kind: "jobs", body: body, authRequired: config.authToken != nil))
@@ -59,6 +59,7 @@ extension Service {
             <td class="job"><a class="name" href="/jobs/\(id)">\(Dashboard.escape(job.name))</a><div class="muted mono small">\(id)</div><div class="muted small">\(Dashboard.time(job.createdAt))</div></td>\
             <td class="status">\(Dashboard.badge(job.status))\(warnings > 0 ? "<div class=\"small warn-count\">\(warnings) warning\(warnings == 1 ? "" : "s")</div>" : "")\(error)</td>\
             <td class="progress-cell">\(Dashboard.progress(job))</td>\
+            <td class="curve">\(Dashboard.lossCurve(epochs))</td>\
             <td class="final">\(metricText)</td>\
             <td class="links">\(links.joined(separator: " "))</td></tr>
             """

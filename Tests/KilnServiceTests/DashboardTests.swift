@@ -92,6 +92,7 @@ final class DashboardTests: XCTestCase {
         }
         XCTAssertTrue(list.html.contains("id=\"filter-name\"") && list.html.contains("id=\"filter-status\""))
         XCTAssertTrue(list.html.contains("<dt>val_accuracy</dt>"), "the final metrics name validation values as such")
+        XCTAssertEqual(list.html.components(separatedBy: "<div class=\"mini\"><svg").count - 1, 2, "a loss curve per job")
         XCTAssertFalse(list.html.contains("<meta http-equiv=\"refresh\""), "no reload timer")
         XCTAssertTrue(list.html.contains("EventSource"), "live updates follow the event streams")
         assertSelfContained(list.html)
