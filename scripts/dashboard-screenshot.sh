@@ -38,7 +38,8 @@ cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
 
 if [ -z "$url" ]; then
-    swift build -c release --product kiln >/dev/null
+    # The flags of scripts/test.sh, so that the tests and this script share one build.
+    swift build -c release -Xswiftc -enable-testing --product kiln >/dev/null
     data=$(mktemp -d)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     .build/release/kiln serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>/dev/null &

@@ -252,9 +252,15 @@ enum Dashboard {
         """
     }
 
+    /// The browser may run only the page's own inline script and style and talk only
+    /// to this server: nothing on a page can load anything from elsewhere.
+    static let contentSecurityPolicy = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
     static func htmlResponse(_ status: Int, _ html: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: HTTPHeaders([("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), ("Vary", "Accept")]),
-                     body: .bytes(Array(html.utf8)))
+        HTTPResponse(status: status, headers: HTTPHeaders([
+            ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), ("Vary", "Accept"),
+            ("Content-Security-Policy", contentSecurityPolicy), ("X-Content-Type-Options", "nosniff"),
+        ]), body: .bytes(Array(html.utf8)))
     }
 
     static func notFoundPage(_ message: String, authRequired: Bool) -> HTTPResponse {

@@ -66,6 +66,7 @@ enum DashboardAssets {
         .mini svg { display: block; width: 200px; height: auto; }
         td.job .mono, td.job .small { white-space: nowrap; }
         .overview { display: grid; grid-template-columns: minmax(0, auto) minmax(0, 1fr); gap: 0 40px; align-items: start; }
+        .overview > .wide { grid-column: 1 / -1; }
         ul.setup { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 5px 6px; }
         ul.setup li { background: var(--panel); border: 1px solid var(--line); border-radius: 4px; padding: 1px 7px; font-size: 12.5px;
           font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; max-width: 100%; overflow-wrap: anywhere; }
@@ -75,6 +76,8 @@ enum DashboardAssets {
           main { padding: 10px 12px 30px; }
           .charts { grid-template-columns: minmax(0, 1fr); }
           .overview { grid-template-columns: minmax(0, 1fr); }
+          .overview > .warnings-block { order: 2; }
+          .overview > .setup-block { order: 3; }
           input[type=search] { min-width: 0; flex: 1 1 100%; }
           table.cards thead { display: none; }
           table.cards, table.cards tbody { display: block; }

@@ -104,7 +104,7 @@ struct DashboardChart {
         }
 
         // Series: a line through consecutive points, and a marker per point while they are few.
-        let markerLimit = 60
+        let markerLimit = 25
         for s in series {
             let valid = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !valid.isEmpty else { continue }
@@ -185,9 +185,10 @@ struct DashboardChart {
         return (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * magnitude
     }
 
-    /// Short labels for very large or very small values: 12k, 3.5M, 2e-06.
+    /// Short labels for very large or very small values: 12k, 3.5M, 2e-06, 1.7e+31.
     static func compact(_ value: Double) -> String {
         let a = abs(value)
+        if a >= 1e12 { return String(format: "%.2g", value) }
         if a >= 1e9 { return String(format: "%gG", value / 1e9) }
         if a >= 1e6 { return String(format: "%gM", value / 1e6) }
         if a >= 1e4 { return String(format: "%gk", value / 1e3) }

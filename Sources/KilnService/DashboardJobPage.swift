@@ -44,20 +44,21 @@ extension Service {
         let follow = job.isFinished ? "" : " data-follow=\"\(id)\" data-epochs=\"\(epochs.count)\""
         var body = "<section id=\"job-head\" data-live\(follow)>\(head)</section>"
 
-        // Final metrics and charts.
-        var results = ""
-        results += "<div class=\"overview\"><div><h2>Final metrics\(epochs.isEmpty ? "" : " <span class=\"muted small\">epoch \(epochs.last?["epoch"]?.intValue ?? epochs.count)</span>")</h2>"
-        results += epochs.isEmpty ? "<p class=\"muted\">None yet.</p>" : Dashboard.metricList(epochs, big: true)
-        results += "</div><div><h2>Setup</h2><ul class=\"setup\">"
+        // Final metrics and setup side by side, then the charts and warnings (on a
+        // phone the setup moves below them).
+        var results = "<div class=\"final-block\"><h2>Final metrics"
+        results += epochs.isEmpty ? "</h2><p class=\"muted\">None yet.</p>"
+            : " <span class=\"muted small\">epoch \(epochs.last?["epoch"]?.intValue ?? epochs.count)</span></h2>" + Dashboard.metricList(epochs, big: true)
+        results += "</div><div class=\"setup-block\"><h2>Setup</h2><ul class=\"setup\">"
         results += Dashboard.setup(spec).map { "<li><span>\(Dashboard.escape($0.0))</span> \(Dashboard.escape(Dashboard.clipped($0.1)))</li>" }.joined()
-        results += "</ul></div></div>"
-        results += "<h2>Curves</h2>"
+        results += "</ul></div><div class=\"wide\"><h2>Curves</h2>"
         results += epochs.isEmpty ? "<p class=\"muted\">No epoch has finished yet.</p>"
             : "<div class=\"charts\">\(Dashboard.charts(epochs).map { $0.html() }.joined())</div>"
-        results += "<h2>Warnings</h2>"
+        results += "</div><div class=\"wide warnings-block\"><h2>Warnings</h2>"
         results += warnings.isEmpty ? "<p class=\"muted\">None.</p>"
             : "<ul class=\"warnings\">\(warnings.map { "<li>\(Dashboard.escape($0))</li>" }.joined())</ul>"
-        body += "<section id=\"job-results\" data-live>\(results)</section>"
+        results += "</div>"
+        body += "<section id=\"job-results\" class=\"overview\" data-live>\(results)</section>"
 
         // Provenance, summary, spec.
         var details = "<h2>Run</h2><dl class=\"kv\">"

@@ -46,9 +46,10 @@ extension Service {
     /// One row of the jobs table.
     func jobRow(_ job: Job, hidden: Bool = false) -> String {
         let id = Dashboard.escape(job.id)
-        let epochs = store.metricsJSON(job.id)["epochs"]?.arrayValue ?? []
+        let metrics = store.metricsJSON(job.id)
+        let epochs = metrics["epochs"]?.arrayValue ?? []
         let metricText = Dashboard.metricList(epochs)
-        let warnings = store.metricsJSON(job.id)["warnings"]?.arrayValue?.count ?? 0
+        let warnings = metrics["warnings"]?.arrayValue?.count ?? 0
         var links = ["<a href=\"/jobs/\(id)\">page</a>", "<a href=\"/jobs/\(id)/metrics\">metrics</a>", "<a href=\"/jobs/\(id)/spec\">spec</a>"]
         if job.status == .succeeded { links.append("<a href=\"/models/\(id)\">model</a>") }
         let follow = job.isFinished ? "" : " data-follow=\"\(id)\" data-epochs=\"\(epochs.count)\""

@@ -63,6 +63,10 @@ final class DashboardTests: XCTestCase {
 
     func page(_ path: String, accept: String? = browserAccept) throws -> (status: Int, type: String, html: String) {
         let response = try client.request("GET", path, headers: accept.map { ["Accept": $0] } ?? [:])
+        if response.headers["content-type"]?.hasPrefix("text/html") == true {
+            // The browser is told to load nothing from elsewhere.
+            XCTAssertEqual(response.headers["content-security-policy"]?.hasPrefix("default-src 'none'"), true, path)
+        }
         return (response.status, response.headers["content-type"] ?? "", String(decoding: response.body, as: UTF8.self))
     }
 
