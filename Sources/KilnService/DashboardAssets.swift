@@ -64,6 +64,7 @@ enum DashboardAssets {
         .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
         p.links { margin: 6px 0; }
         .mini svg { display: block; width: 200px; height: auto; }
+        table.jobs td.links { min-width: 150px; }
         td.job .mono, td.job .small { white-space: nowrap; }
         .overview { display: grid; grid-template-columns: minmax(0, auto) minmax(0, 1fr); gap: 0 40px; align-items: start; }
         .overview > .wide { grid-column: 1 / -1; }
