@@ -47,12 +47,12 @@ extension Service {
         // Final metrics and setup side by side, then the charts and warnings (on a
         // phone the setup moves below them).
         var results = "<div class=\"final-block\"><h2>Final metrics"
-        results += epochs.isEmpty ? "</h2><p class=\"muted\">None yet.</p>"
+        results += epochs.isEmpty ? "</h2><p class=\"muted\">\(job.isFinished ? "None." : "None yet.")</p>"
             : " <span class=\"muted small\">epoch \(epochs.last?["epoch"]?.intValue ?? epochs.count)</span></h2>" + Dashboard.metricList(epochs, big: true)
         results += "</div><div class=\"setup-block\"><h2>Setup</h2><ul class=\"setup\">"
         results += Dashboard.setup(spec).map { "<li><span>\(Dashboard.escape($0.0))</span> \(Dashboard.escape(Dashboard.clipped($0.1)))</li>" }.joined()
         results += "</ul></div><div class=\"wide\"><h2>Curves</h2>"
-        results += epochs.isEmpty ? "<p class=\"muted\">No epoch has finished yet.</p>"
+        results += epochs.isEmpty ? "<p class=\"muted\">\(job.isFinished ? "No epoch finished." : "No epoch has finished yet.")</p>"
             : "<div class=\"charts\">\(Dashboard.charts(epochs).map { $0.html() }.joined())</div>"
         results += "</div><div class=\"wide warnings-block\"><h2>Warnings</h2>"
         results += warnings.isEmpty ? "<p class=\"muted\">None.</p>"
