@@ -89,6 +89,7 @@ enum DashboardAssets {
           table.jobs td.select { grid-row: 1 / span 5; }
           table.jobs td:not(.select) { grid-column: 2; }
           table.jobs tr.empty { display: block; }
+          table.diff td:first-child { min-width: 9em; overflow-wrap: anywhere; }
         }
         """
 

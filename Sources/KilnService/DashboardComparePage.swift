@@ -61,7 +61,7 @@ extension Service {
 
         // Spec fields that differ.
         let differences = Dashboard.specDifferences(specs)
-        var diff = "<h2>Spec fields that differ</h2>"
+        var diff = "<h2 id=\"differences\">Spec fields that differ</h2>"
         if differences.rows.isEmpty {
             diff += "<p class=\"muted\">The specs are identical (\(differences.same) fields).</p>"
         } else {
@@ -143,6 +143,20 @@ extension Dashboard {
             var pairs: [(String, String)] = []
             flatten(spec, into: &pairs)
             for (path, _) in pairs where seen.insert(path).inserted { order.append(path) }
+        }
+        // Grouped by section (in first-seen order), then by layer (numerically), then
+        // in the order the specs give the fields.
+        let firstSeen = Dictionary(order.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        func section(_ path: String) -> String { String(path.prefix { $0 != "." && $0 != "[" }) }
+        func layer(_ path: String) -> String { path.lastIndex(of: "]").map { String(path[...$0]) } ?? "" }
+        var sections: [String] = []
+        for path in order where !sections.contains(section(path)) { sections.append(section(path)) }
+        order.sort { a, b in
+            let (sa, sb) = (sections.firstIndex(of: section(a))!, sections.firstIndex(of: section(b))!)
+            if sa != sb { return sa < sb }
+            let comparison = layer(a).compare(layer(b), options: .numeric)
+            if comparison != .orderedSame { return comparison == .orderedAscending }
+            return firstSeen[a]! < firstSeen[b]!
         }
         var rows: [(String, [String?])] = []
         var same = 0

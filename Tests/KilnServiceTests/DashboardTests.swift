@@ -253,9 +253,15 @@ final class DashboardTests: XCTestCase {
         let a: JSON = ["name": "m", "train": ["epochs": 3, "optimizer": ["type": "adam"]], "model": ["layers": [["units": 8], ["units": 2]]]]
         let b: JSON = ["name": "m", "train": ["epochs": 5, "optimizer": ["type": "adam"], "seed": 2], "model": ["layers": [["units": 16], ["units": 2]]]]
         let difference = Dashboard.specDifferences([a, b])
-        XCTAssertEqual(difference.rows.map(\.path), ["train.epochs", "model.layers[0].units", "train.seed"])
-        XCTAssertEqual(difference.rows.last?.values, [nil, "2"])
+        XCTAssertEqual(difference.rows.map(\.path), ["train.epochs", "train.seed", "model.layers[0].units"], "by section, then layer")
+        XCTAssertEqual(difference.rows[1].values, [nil, "2"])
         XCTAssertEqual(difference.same, 3)
+        let layered = Dashboard.specDifferences([
+            ["model": ["layers": [["type": "flatten"], ["type": "dense", "units": 9]]]],
+            ["model": ["layers": [["type": "conv2d", "filters": 3], ["type": "dense", "units": 8], ["type": "dense", "units": 8]]]],
+        ])
+        XCTAssertEqual(layered.rows.map(\.path), ["model.layers[0].type", "model.layers[0].filters", "model.layers[1].units",
+                                                  "model.layers[2].type", "model.layers[2].units"])
         XCTAssertEqual(Dashboard.comparedIDs("/compare?jobs=a,b&x=1&jobs=c%2Cd&jobs=a"), ["a", "b", "c", "d"])
         XCTAssertEqual(Dashboard.escape("<script>\"x\" & 'y'"), "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;")
     }
