@@ -18,6 +18,22 @@ paths:
           content:
             text/html:
               schema: {type: string}
+  /compare:
+    get:
+      summary: Dashboard page comparing runs (curves overlaid per metric, differing spec fields)
+      parameters:
+        - {name: jobs, in: query, required: false, schema: {type: string}, description: "job ids, comma-separated"}
+      responses:
+        "200":
+          description: The page.
+          content:
+            text/html:
+              schema: {type: string}
+        "404":
+          description: No job with the ids given.
+          content:
+            text/html:
+              schema: {type: string}
   /metrics:
     get:
       summary: Prometheus metrics for the service
@@ -316,13 +332,15 @@ paths:
     parameters:
       - {name: id, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
     get:
-      summary: A job's status and progress
+      summary: A job's status and progress; a browser that prefers HTML gets the job's page
       responses:
         "200":
           description: The job.
           content:
             application/json:
               schema: {$ref: "#/components/schemas/Job"}
+            text/html:
+              schema: {type: string}
         "404": {$ref: "#/components/responses/Error"}
     delete:
       summary: Cancel a queued or running job; remove a finished one with its model artifacts

@@ -35,9 +35,12 @@ public final class Scheduler: @unchecked Sendable {
     /// Told (samples, seconds) after each epoch, for the service's throughput metric.
     var onEpoch: (Int, Double) -> Void = { _, _ in }
 
-    init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, catalog: DatasetCatalog, node: String,
+    let decoder: SpecDecoder
+
+    init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, decoder: SpecDecoder, catalog: DatasetCatalog, node: String,
          maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
         self.jobs = jobs
+        self.decoder = decoder
         self.artifacts = artifacts
         self.datasets = datasets
         self.catalog = catalog
@@ -158,7 +161,7 @@ public final class Scheduler: @unchecked Sendable {
     /// The spec of a job started after a restart: decoded once, here.
     private func decodeStored(_ id: String) throws -> JobSpec {
         guard let json = jobs.spec(id) else { throw TrainError.model("the stored spec is missing") }
-        return try JobSpec(json: json, limits: limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(datasets.schema))
+        return try decoder.decode(json)
     }
 
     private func run(_ id: String, spec given: JobSpec?) {
@@ -258,6 +261,18 @@ public final class Scheduler: @unchecked Sendable {
         return fresh.isEmpty
             ? "init_from \(source.id): every weight was restored"
             : "init_from \(source.id): initialised anew (no matching name and shape): \(fresh.joined(separator: ", "))"
+    }
+}
+
+/// Decodes specs with the service's limits and the schema of the uploaded dataset a
+/// spec reads, for requests, job starts and start-up alike.
+struct SpecDecoder: Sendable {
+    let limits: ModelLimits
+    let datasets: DatasetStore
+
+    func decode(_ json: JSON, for purpose: JobSpec.Purpose = .training) throws(SpecError) -> JobSpec {
+        let schema = json["data"]?["dataset"]?.stringValue.flatMap(datasets.schema)
+        return try JobSpec(json: json, limits: limits, schema: schema, purpose: purpose)
     }
 }
 

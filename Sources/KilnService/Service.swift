@@ -34,14 +34,14 @@ public final class Service: @unchecked Sendable {
         self.artifacts = artifacts
         self.datasets = datasets
         let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror, checksums: config.datasetChecksums)
-        scheduler = Scheduler(jobs: jobs, artifacts: artifacts, datasets: datasets, catalog: catalog, node: config.nodeName,
+        scheduler = Scheduler(jobs: jobs, artifacts: artifacts, datasets: datasets, decoder: SpecDecoder(limits: limits, datasets: datasets),
+                              catalog: catalog, node: config.nodeName,
                               maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits)
         predictor = Predictor(jobs: jobs, artifacts: artifacts, limits: limits, maxBatch: config.maxPredictBatch)
         scheduler.onEpoch = { [metrics] samples, seconds in metrics.recordTraining(samples: samples, seconds: seconds) }
         scheduler.onChange = { [predictor] id in predictor.forget(id) }
-        artifacts.addMissingGraphs(jobs: jobs) { [limits] json in
-            ModelArtifactGraph.json(try JobSpec(json: json, limits: limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(datasets.schema)))
-        }
+        let decoder = SpecDecoder(limits: limits, datasets: datasets)
+        artifacts.addMissingGraphs(jobs: jobs) { json in ModelArtifactGraph.json(try decoder.decode(json)) }
         routes()
     }
 
@@ -102,6 +102,22 @@ public final class Service: @unchecked Sendable {
         ModelsController(service: self).register(router)
         PredictController(service: self).register(router)
         DatasetsController(service: self).register(router)
+        registerDashboardRoutes()
+    }
+
+    /// The one way a stored or posted spec is decoded: with the service's limits and,
+    /// for a spec that reads an uploaded dataset, that dataset's schema.
+    func decodeSpec(_ json: JSON, for purpose: JobSpec.Purpose = .training) throws(SpecError) -> JobSpec {
+        try SpecDecoder(limits: limits, datasets: datasets).decode(json, for: purpose)
+    }
+
+    /// The job a request's `:id` names.
+    func job(_ request: HTTPRequest) throws -> Job {
+        let id = request.pathParameters["id"] ?? ""
+        guard StoredName.isValid(id), let job = jobs.job(id) else {
+            throw ServiceError(.notFound, code: "job_not_found", "no job with id '\(id.prefix(64))'")
+        }
+        return job
     }
 
     /// Server-sent events: each new epoch as an `epoch` event, step progress as

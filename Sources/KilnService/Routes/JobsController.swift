@@ -15,7 +15,8 @@ struct JobsController {
         router.add("POST", "/validate", changesState: false) { request in try validate(request) }
         router.add("POST", "/jobs") { request in try create(request) }
         router.add("GET", "/jobs") { _ in .json(200, ["jobs": .array(service.jobs.all().reversed().map(\.json))]) }
-        router.add("GET", "/jobs/:id") { request in .json(200, try job(request).json) }
+        // The job page when a browser asks for HTML (Dashboard.swift), its JSON otherwise.
+        router.add("GET", "/jobs/:id") { request in try service.jobResource(request) }
         router.add("GET", "/jobs/:id/spec") { request in
             let job = try job(request)
             guard let spec = service.jobs.spec(job.id) else {
@@ -32,13 +33,7 @@ struct JobsController {
         }
     }
 
-    func job(_ request: HTTPRequest) throws -> Job {
-        let id = request.pathParameters["id"] ?? ""
-        guard StoredName.isValid(id), let job = service.jobs.job(id) else {
-            throw ServiceError(.notFound, code: "job_not_found", "no job with id '\(id.prefix(64))'")
-        }
-        return job
-    }
+    func job(_ request: HTTPRequest) throws -> Job { try service.job(request) }
 
     /// A model alone validates: what training would still need comes back as `notes`.
     func validate(_ request: HTTPRequest) throws -> HTTPResponse {
@@ -46,8 +41,7 @@ struct JobsController {
     }
 
     func decodeSpec(_ request: HTTPRequest, for purpose: JobSpec.Purpose = .training) throws -> JobSpec {
-        let json = try RequestBody.json(request)
-        return try JobSpec(json: json, limits: service.limits, schema: json["data"]?["dataset"]?.stringValue.flatMap(service.datasets.schema), purpose: purpose)
+        try service.decodeSpec(try RequestBody.json(request), for: purpose)
     }
 
     func create(_ request: HTTPRequest) throws -> HTTPResponse {

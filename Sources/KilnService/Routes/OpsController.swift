@@ -13,7 +13,7 @@ struct OpsController {
             return .text(200, service.metrics.render(queueDepth: service.scheduler.queueDepth, running: service.scheduler.runningCount, jobsByStatus: counts),
                          contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
-        router.add("GET", "/") { _ in .text(200, Dashboard.render(service.jobs), contentType: "text/html; charset=utf-8") }
+        router.add("GET", "/") { request in service.jobsPage(request) }
         router.add("GET", "/openapi.yaml") { _ in
             HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/yaml")]), body: .bytes(Array(OpenAPIDocument.text.utf8)))
         }
