@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "CZlib"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
-        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
+        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"], exclude: ["Fixtures"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),

@@ -13,6 +13,9 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
         case shapeMismatch = "shape_mismatch"
         case unusedInput = "unused_input"
         case tooLarge = "model_too_large"
+        /// A well-formed model Kiln cannot run as given (a Keras Lambda, a custom layer
+        /// class, an option Kiln's layer lacks); the message says what to write instead.
+        case unsupportedLayer = "unsupported_layer"
     }
 
     public var code: Code
@@ -27,8 +30,9 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
         self.node = node
     }
 
-    /// HTTP status the service answers with: 422 for a well-formed model over budget.
-    public var status: Int { code == .tooLarge ? 422 : 400 }
+    /// HTTP status the service answers with: 422 for a well-formed model over budget or
+    /// one Kiln cannot run as given.
+    public var status: Int { code == .tooLarge || code == .unsupportedLayer ? 422 : 400 }
 
     public var description: String {
         let where_ = node.map { "node '\($0)' (\(path))" } ?? path

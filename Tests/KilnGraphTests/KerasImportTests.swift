@@ -1,0 +1,231 @@
+import Foundation
+import KilnGraph
+import KilnJSON
+import KilnTensor
+import XCTest
+
+/// Keras's own `to_json()` of a set of models (written by scripts/keras-fixtures.py),
+/// translated and built: every layer's output shape and parameter count must equal what
+/// Keras reported.
+final class KerasImportTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/keras")
+
+    func fixtureText(_ name: String) throws -> String {
+        try String(contentsOf: Self.fixtures.appendingPathComponent("\(name).json"), encoding: .utf8)
+    }
+
+    func fixture(_ name: String, replacing edits: [(String, String)] = []) throws -> JSON {
+        var text = try fixtureText(name)
+        for (old, new) in edits {
+            XCTAssertTrue(text.contains(old), "\(name) has no \(old)")
+            text = text.replacingOccurrences(of: old, with: new)
+        }
+        return try JSON.parse(text)
+    }
+
+    func graph(_ keras: JSON) throws -> ModelGraph {
+        try ModelGraph(json: ["keras": keras], path: "model")
+    }
+
+    func error(_ keras: JSON, file: StaticString = #filePath, line: UInt = #line) -> SpecError? {
+        do {
+            _ = try graph(keras)
+            XCTFail("expected a SpecError", file: file, line: line)
+            return nil
+        } catch {
+            return error as? SpecError
+        }
+    }
+
+    // MARK: Shapes and parameter counts against Keras
+
+    func testEveryFixtureMatchesKerasShapesAndParameterCounts() throws {
+        let models = ["mlp", "mnist_convnet", "lstm", "text_gru", "two_inputs", "w1_trunk", "w8_mlp", "conv_catalog"]
+        for name in models {
+            let f = try fixture(name)
+            let g: ModelGraph
+            do { g = try graph(f["keras"]!) } catch {
+                XCTFail("\(name): \(error)")
+                continue
+            }
+            let (trainable, frozen) = g.parameterCount
+            XCTAssertEqual(trainable + frozen, f["count_params"]!.intValue!, "\(name): parameter count")
+            for (layer, info) in f["layers"]!.objectMembers! {
+                // A layer whose Keras option needed a second Kiln node ends there.
+                guard let node = g.node("\(layer)_keepdims") ?? g.node(layer) else {
+                    XCTFail("\(name): no node for Keras layer '\(layer)'")
+                    continue
+                }
+                let expected = info["output_shape"]!.arrayValue!.map { $0.intValue! }
+                XCTAssertEqual(node.shape.dims, expected, "\(name): output shape of \(layer)")
+                XCTAssertTrue(node.shape.batched, "\(name): \(layer) has a batch axis")
+                let params = g.nodes.filter { $0.name == layer }.flatMap(\.parameters).map { Shapes.count($0.shape) }.reduce(0, +)
+                XCTAssertEqual(params, info["count_params"]!.intValue!, "\(name): parameters of \(layer)")
+            }
+        }
+    }
+
+    func testTranslationKeepsNamesOptionsAndGraphEdges() throws {
+        let model = try KerasModel.translate(try fixture("two_inputs")["keras"]!, path: "model.keras")
+        XCTAssertEqual(model["inputs"], ["a": [16], "b": [16]])
+        XCTAssertEqual(model["outputs"], ["score", "aux"])
+        let layers = model["layers"]!.arrayValue!
+        let byName = Dictionary(uniqueKeysWithValues: layers.map { ($0["name"]!.stringValue!, $0) })
+        XCTAssertEqual(byName["dense_b"], ["type": "dense", "name": "dense_b", "input": "b", "units": 32, "activation": "tanh", "use_bias": false,
+                                           "kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"])
+        XCTAssertEqual(byName["joined"]?["inputs"], ["sum", "product", "a"])
+        XCTAssertEqual(byName["norm"]?["type"], "layer_norm")
+
+        let cnn = try KerasModel.translate(try fixture("w1_trunk")["keras"]!, path: "model.keras")
+        let first = cnn["layers"]![0]!
+        XCTAssertEqual(first["kernel_initializer"], "he_normal")
+        XCTAssertEqual(first["kernel_regularizer"], ["l2": 1e-4])
+        XCTAssertEqual(first["padding"], "same")
+        XCTAssertEqual(cnn["layers"]![5]?["activity_regularizer"], ["l1": 1e-5, "l2": 1e-4])
+
+        let catalog = try KerasModel.translate(try fixture("conv_catalog")["keras"]!, path: "model.keras")
+        let strided = catalog["layers"]!.arrayValue!.first { $0["name"] == "strided" }!
+        XCTAssertEqual(strided["strides"], [2, 1])
+        XCTAssertEqual(strided["kernel_size"], [3, 5])
+        XCTAssertEqual(strided["use_bias"], false)
+        let bn = catalog["layers"]!.arrayValue!.first { $0["name"] == "bn" }!
+        XCTAssertEqual(bn["momentum"], 0.9)
+        XCTAssertEqual(bn["epsilon"], 1e-5)
+
+        let recurrent = try KerasModel.translate(try fixture("text_gru")["keras"]!, path: "model.keras")
+        let lstm = recurrent["layers"]!.arrayValue!.first { $0["type"] == "lstm" }!
+        XCTAssertEqual(lstm["unit_forget_bias"], false)
+        XCTAssertEqual(lstm["recurrent_initializer"], "glorot_uniform")
+    }
+
+    func testModelTextAndGetConfigAreAccepted() throws {
+        // model.to_json() sent as the string it returns, and model.get_config() without the wrapper.
+        let keras = try fixture("mlp")["keras"]!
+        let fromText = try graph(.string(keras.serialized()))
+        XCTAssertEqual(fromText.outputs, ["probs"])
+        let fromConfig = try graph(keras["config"]!)
+        XCTAssertEqual(fromConfig.parameterCount.trainable, 407_050)
+    }
+
+    func testActivationKilnLacksBecomesAnExpressionNode() throws {
+        let keras = try fixture("w8_mlp", replacing: [("\"activation\": \"gelu\"", "\"activation\": \"silu\"")])
+        let g = try graph(keras["keras"]!)
+        let dense = g.nodes.first { $0.type == "dense" && $0.shape.dims == [64] }!
+        let silu = g.node("\(dense.name)_silu")
+        XCTAssertEqual(silu?.type, "expression")
+        XCTAssertEqual(silu?.inputs, [dense.name])
+        XCTAssertEqual(g.nodes.last?.inputs, ["\(dense.name)_silu"], "the next layer reads the activation")
+    }
+
+    func testJobSpecTakesKerasModelLossAndMetricNames() throws {
+        let spec: JSON = [
+            "name": "keras-mlp",
+            "model": ["keras": try fixture("mlp")["keras"]!],
+            "data": ["source": "mnist"],
+            "train": [
+                "losses": [["node": "probs", "type": "SparseCategoricalCrossentropy", "target": "label"]],
+                "metrics": ["sparse_categorical_accuracy", "SparseTopKCategoricalAccuracy", "AUC", "precision", "Recall", "acc"],
+            ],
+        ]
+        let job = try JobSpec(json: spec)
+        XCTAssertEqual(job.train.losses[0].kind, .sparseCategoricalCrossentropy)
+        XCTAssertEqual(job.train.metrics, ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "auc", "precision", "recall", "accuracy"])
+        XCTAssertEqual(job.model.inputNames, ["image"])
+    }
+
+    func testKerasLossAndMetricAliases() {
+        for (keras, kiln) in [("SparseCategoricalCrossentropy", "sparse_categorical_crossentropy"), ("kl_divergence", "kl_divergence"),
+                              ("KLDivergence", "kl_divergence"), ("kld", "kl_divergence"), ("MeanSquaredError", "mse"), ("mse", "mse"),
+                              ("mean_absolute_error", "mae"), ("Huber", "huber"), ("CosineSimilarity", "cosine"), ("LogCosh", "log_cosh"),
+                              ("categorical_hinge", "categorical_hinge"), ("MeanSquaredLogarithmicError", "msle")] {
+            XCTAssertEqual(KerasNames.loss(keras), kiln, keras)
+        }
+        for (keras, kiln) in [("categorical_accuracy", "categorical_accuracy"), ("SparseCategoricalAccuracy", "sparse_categorical_accuracy"),
+                              ("top_k_categorical_accuracy", "top_k_categorical_accuracy"), ("auc", "auc"), ("AUC", "auc"),
+                              ("Precision", "precision"), ("recall", "recall"), ("RootMeanSquaredError", "root_mean_squared_error")] {
+            XCTAssertEqual(KerasNames.metric(keras), kiln, keras)
+        }
+        XCTAssertNil(KerasNames.loss("focal_wobble"))
+        XCTAssertNil(KerasNames.metric("f1_wobble"))
+    }
+
+    func testUnknownLossStillSuggests() {
+        var spec: JSON = [
+            "model": ["inputs": ["x": [2]], "layers": [["type": "dense", "units": 1]]],
+            "data": ["fields": ["x": [[1, 2]], "y": [[1]]]],
+            "train": ["losses": [["node": "dense_1", "type": "mean_squared_eror", "target": "y"]]],
+        ]
+        XCTAssertThrowsError(try JobSpec(json: spec)) { e in
+            let error = e as! SpecError
+            XCTAssertEqual(error.path, "train.losses[0].type")
+            XCTAssertTrue(error.message.contains("mean_squared_eror"), error.message)
+        }
+        spec = spec.setting("train", to: ["losses": [["node": "dense_1", "type": "MeanSquaredError", "target": "y"]], "metrics": ["nonsense"]])
+        XCTAssertThrowsError(try JobSpec(json: spec)) { e in XCTAssertEqual((e as! SpecError).path, "train.metrics[0]") }
+    }
+
+    // MARK: What Kiln refuses, with 422 and what to write instead
+
+    func testLambdaIs422NamingTheLayerAndTheKilnAlternative() throws {
+        let e = error(try fixture("lambda_model")["keras"]!)
+        XCTAssertEqual(e?.code, .unsupportedLayer)
+        XCTAssertEqual(e?.status, 422)
+        XCTAssertEqual(e?.node, "double_it")
+        XCTAssertEqual(e?.path, "model.keras.config.layers[2]")
+        XCTAssertTrue(e?.message.contains("Lambda") == true && e?.message.contains("expression") == true, e?.message ?? "")
+    }
+
+    func testCustomLayerClassIs422() throws {
+        let e = error(try fixture("custom_model")["keras"]!)
+        XCTAssertEqual(e?.status, 422)
+        XCTAssertEqual(e?.node, "scale")
+        XCTAssertEqual(e?.path, "model.keras.config.layers[1]")
+        XCTAssertTrue(e?.message.contains("MyPackage>Scale") == true, e?.message ?? "")
+    }
+
+    func testKerasSemanticsKilnLacksAreRefusedWithTheOption() throws {
+        let cases: [(String, (String, String), String)] = [
+            ("text_gru", ("\"reset_after\": true", "\"reset_after\": false"), "reset_after"),
+            ("lstm", ("\"recurrent_activation\": \"sigmoid\"", "\"recurrent_activation\": \"hard_sigmoid\""), "recurrent_activation"),
+            ("lstm", ("\"go_backwards\": false", "\"go_backwards\": true"), "go_backwards"),
+            ("lstm", ("\"return_state\": false", "\"return_state\": true"), "return_state"),
+            ("conv_catalog", ("\"axis\": -1", "\"axis\": 1"), "axis"),
+            ("conv_catalog", ("\"interpolation\": \"nearest\"", "\"interpolation\": \"bilinear\""), "interpolation"),
+            ("mnist_convnet", ("\"data_format\": \"channels_last\"", "\"data_format\": \"channels_first\""), "data_format"),
+            ("mlp", ("\"bias_regularizer\": null", "\"bias_regularizer\": {\"class_name\": \"L2\", \"config\": {\"l2\": 0.1}}"), "bias_regularizer"),
+            ("text_gru", ("\"mask_zero\": false", "\"mask_zero\": true"), "mask_zero"),
+        ]
+        for (name, edit, field) in cases {
+            guard let e = error(try fixture(name, replacing: [edit])["keras"]!) else { continue }
+            XCTAssertEqual(e.status, 422, "\(name) \(field): \(e)")
+            XCTAssertTrue(e.path.hasPrefix("model.keras.config.layers["), e.path)
+            XCTAssertTrue(e.path.hasSuffix(".config.\(field)"), "\(name): \(e.path)")
+            XCTAssertNotNil(e.node)
+        }
+    }
+
+    func testSharedLayerAndVariableLengthInputAreRefused() throws {
+        var keras = try fixture("two_inputs")["keras"]!
+        // dense_a called a second time, on b.
+        var layers = keras["config"]!["layers"]!.arrayValue!
+        let i = layers.firstIndex { $0["name"] == "dense_a" }!
+        let calls = layers[i]["inbound_nodes"]!.arrayValue!
+        layers[i] = layers[i].setting("inbound_nodes", to: .array(calls + calls))
+        keras = keras.setting("config", to: keras["config"]!.setting("layers", to: .array(layers)))
+        let shared = error(keras)
+        XCTAssertEqual(shared?.status, 422)
+        XCTAssertEqual(shared?.node, "dense_a")
+        XCTAssertTrue(shared?.message.contains("called 2 times") == true, shared?.message ?? "")
+
+        let ragged = error(try fixture("lstm", replacing: [("\"batch_shape\": [\n       null,\n       900,", "\"batch_shape\": [\n       null,\n       null,")])["keras"]!)
+        XCTAssertEqual(ragged?.status, 422)
+        XCTAssertEqual(ragged?.path, "model.keras.config.layers[0].config.batch_shape[1]")
+    }
+
+    func testMalformedKerasJSONIs400WithPath() {
+        XCTAssertEqual(error(["class_name": "Sequential"])?.path, "model.keras.config")
+        XCTAssertEqual(error(["class_name": "Sequential", "config": ["layers": 3]])?.path, "model.keras.config.layers")
+        XCTAssertEqual(error("{not json")?.status, 400)
+        XCTAssertEqual(error(["class_name": "MyModel", "config": [:]])?.status, 422)
+    }
+}
