@@ -14,11 +14,13 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
 
         // Libraries, bottom to top.
         .target(name: "KilnJSON"),
         .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
-        .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
+        .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "CPNG", "CJPEG", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
         // Vector loops for the optimizer updates (C for vector square roots).
         .target(name: "CKilnKernels"),
