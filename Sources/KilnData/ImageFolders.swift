@@ -134,7 +134,13 @@ public enum ImageFolders {
             }
             format = "tar.gz"
         }
-        guard tar.count >= 512, Array(tar[257..<262]) == Array("ustar".utf8) || tar[156] == UInt8(ascii: "0") || tar[156] == 0 else {
+        // A tar header: "ustar" magic, or (old tar) a valid header checksum.
+        let looksLikeTar = tar.count >= 512 && (Array(tar[257..<262]) == Array("ustar".utf8) || {
+            var sum = 0
+            for i in 0..<512 { sum += (i >= 148 && i < 156) ? 0x20 : Int(tar[i]) }
+            return Tar.octal(tar, 148, 8) == sum
+        }())
+        guard looksLikeTar else {
             throw DatasetError(field: "image archive", "not a zip, tar or tar.gz archive (its first bytes match none of them)")
         }
         let files = try Tar.regularFiles(tar, name: "\(format) archive")
