@@ -167,10 +167,52 @@ def custom_model():
 
 
 MODELS = [mlp, mnist_convnet, lstm, text_gru, two_inputs, w1_trunk, w8_mlp, conv_catalog, lambda_model, custom_model]
+# Small enough to store weights and predictions: Kiln must compute what Keras computes.
+CHECKED = {"lstm", "text_gru", "two_inputs", "conv_catalog"}
 
 
 def shape_of(t):
     return [int(d) for d in t.shape[1:]]
+
+
+def check(model):
+    """Random weights (moving variances positive) and Keras's inference outputs for two
+    random samples: {"inputs", "weights": {layer: {name: values}}, "outputs"}."""
+    import numpy as np
+    rng = np.random.default_rng(7)
+    weights = {}
+    for layer in model.layers:
+        values = []
+        for w in layer.weights:
+            key = w.path.split("/")[-1]
+            v = rng.uniform(0.5, 1.5, w.shape) if key == "moving_variance" else rng.normal(0, 0.3, w.shape)
+            values.append(v.astype("float32"))
+            weights.setdefault(layer.name, {})[key] = short(v.astype("float32"))
+        if values:
+            layer.set_weights(values)
+    inputs = {}
+    for t in model.inputs:
+        shape = (2,) + tuple(t.shape[1:])
+        if "int" in str(t.dtype):
+            inputs[t.name] = rng.integers(0, 1000, shape).astype("int32")
+        else:
+            inputs[t.name] = rng.normal(0, 1, shape).astype("float32")
+    names = [t.name for t in model.inputs]
+    outputs = model.predict([inputs[n] for n in names] if len(names) > 1 else inputs[names[0]], verbose=0)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    ends = model.get_config().get("output_layers")
+    output_names = [model.layers[-1].name] if ends is None else [ends[0]] if isinstance(ends[0], str) else [e[0] for e in ends]
+    return {
+        "inputs": {n: {"shape": list(v.shape), "values": short(v)} for n, v in inputs.items()},
+        "weights": weights,
+        "outputs": {n: {"shape": list(o.shape), "values": short(o)} for n, o in zip(output_names, outputs)},
+    }
+
+
+def short(values):
+    """float32 values as their shortest decimal forms (exact as float32)."""
+    import numpy as np
+    return [int(x) if np.issubdtype(values.dtype, np.integer) else float(str(x)) for x in np.asarray(values).ravel()]
 
 
 def describe(model, compile_args):
@@ -195,6 +237,8 @@ def main():
     for make in MODELS:
         model, compile_args = make()
         data = describe(model, compile_args)
+        if make.__name__ in CHECKED:
+            data["check"] = check(model)
         path = OUT / f"{make.__name__}.json"
         path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
         print(f"{path.relative_to(ROOT)}: {data['count_params']} parameters")

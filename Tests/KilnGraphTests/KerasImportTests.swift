@@ -65,6 +65,43 @@ final class KerasImportTests: XCTestCase {
         }
     }
 
+    /// With Keras's weights loaded by name, Kiln's predictions equal Keras's own (GRU
+    /// reset_after, LSTM gate order, batch-norm statistics, padding, dilation, strides,
+    /// transposed convolutions, pooling, layer norm, merges).
+    func testPredictionsEqualKerasWithKerasWeights() throws {
+        for name in ["lstm", "text_gru", "two_inputs", "conv_catalog"] {
+            let f = try fixture(name)
+            let check = try XCTUnwrap(f["check"], name)
+            let model = CompiledModel(graph: try graph(f["keras"]!), seed: 0, inference: true)
+            var loaded = 0
+            for (layer, weights) in check["weights"]!.objectMembers! {
+                for (weight, values) in weights.objectMembers! {
+                    let key = "\(layer).\(weight)"
+                    let shape = try XCTUnwrap(model.weights[key], "\(name): Kiln has no weight \(key)").value.shape
+                    XCTAssertTrue(model.load(key, Tensor(shape: shape, values: values.arrayValue!.map { Float($0.doubleValue!) })), "\(name): \(key)")
+                    loaded += 1
+                }
+            }
+            XCTAssertEqual(loaded, model.weightNames.count, "\(name): every Kiln weight comes from Keras")
+            var feeds: [String: Tensor] = [:]
+            for (input, value) in check["inputs"]!.objectMembers! {
+                feeds[input] = Tensor(shape: value["shape"]!.arrayValue!.map { $0.intValue! }, values: value["values"]!.arrayValue!.map { Float($0.doubleValue!) })
+            }
+            let outputs = check["outputs"]!.objectMembers!
+            let results = try model.run(feeds, targets: outputs.map(\.0), training: false)
+            for (output, expected) in outputs {
+                let got = try XCTUnwrap(results[output], "\(name): \(output)").value
+                XCTAssertEqual(got.shape, expected["shape"]!.arrayValue!.map { $0.intValue! }, "\(name): \(output)")
+                var worst = 0.0
+                for (i, e) in expected["values"]!.arrayValue!.enumerated() {
+                    let reference = e.doubleValue!
+                    worst = max(worst, abs(Double(got[flat: i]) - reference) / max(1, abs(reference)))
+                }
+                XCTAssertLessThan(worst, 1e-4, "\(name): \(output) differs from Keras by \(worst)")
+            }
+        }
+    }
+
     func testTranslationKeepsNamesOptionsAndGraphEdges() throws {
         let model = try KerasModel.translate(try fixture("two_inputs")["keras"]!, path: "model.keras")
         XCTAssertEqual(model["inputs"], ["a": [16], "b": [16]])
