@@ -136,6 +136,40 @@ final class KerasLossMetricTests: XCTestCase {
         XCTAssertEqual(zip(first, rest).map(+), stats("auc", scores, labels))
     }
 
+    /// Keras's JSON of a two-input, two-output functional model, with Keras's loss and
+    /// metric names, trains through Kiln's trainer.
+    func testKerasFunctionalModelTrainsWithKerasNames() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../KilnGraphTests/Fixtures/keras/two_inputs.json")
+        let keras = try XCTUnwrap(JSON.parse(Array(try Data(contentsOf: fixture)))["keras"])
+        var g = SeededGenerator(seed: 3)
+        var a: [JSON] = [], b: [JSON] = [], score: [JSON] = [], kind: [JSON] = []
+        for i in 0..<256 {
+            let xa = (0..<16).map { _ in g.nextNormal() }, xb = (0..<16).map { _ in g.nextNormal() }
+            a.append(JSON(xa)); b.append(JSON(xb))
+            score.append(JSON([xa[0] - xb[1]]))
+            kind.append(JSON(i % 4))
+        }
+        let json: JSON = [
+            "model": ["keras": keras],
+            "data": ["fields": ["a": .array(a), "b": .array(b), "score_target": .array(score), "kind": .array(kind)]],
+            "train": [
+                "epochs": 4, "batch_size": 32, "seed": 1, "optimizer": ["type": "adam", "learning_rate": 0.01],
+                "losses": [["node": "score", "type": "MeanSquaredError", "target": "score_target"],
+                           ["node": "aux", "type": "SparseCategoricalCrossentropy", "target": "kind"]],
+                "metrics": ["mae"],
+            ],
+        ]
+        let spec = try JobSpec(json: json)
+        let data = try TrainingData.resolve(spec, catalog: nil)
+        var history: [EpochMetrics] = []
+        try Trainer(spec: spec, model: CompiledModel(graph: spec.model, seed: 1), data: data).fit { history.append($0) }
+        let first = history.first!.values, last = history.last!.values
+        XCTAssertLessThan(last["score_loss"]!, first["score_loss"]! * 0.8, "the score head learns a linear target")
+        XCTAssertNotNil(last["score_mae"])
+        XCTAssertNotNil(last["aux_loss"])
+    }
+
     func testTrainerReportsStreamingMetricsPerEpochAndForValidation() throws {
         var g = SeededGenerator(seed: 11)
         var xs: [JSON] = [], ys: [JSON] = []
