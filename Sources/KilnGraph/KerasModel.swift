@@ -175,7 +175,7 @@ private struct Translator {
     }
 
     mutating func addInput(_ layer: KerasLayer) throws(SpecError) -> String {
-        var c = layer.reader
+        let c = layer.reader
         let shape = c.raw("batch_shape") ?? c.raw("batch_input_shape")
         guard let shape else { throw SpecError(.missingField, "an InputLayer needs batch_shape", path: "\(layer.path).config.batch_shape", node: layer.name) }
         if c.raw("sparse")?.boolValue == true { throw layer.unsupported("a sparse input; Kiln's inputs are dense arrays") }
@@ -216,7 +216,7 @@ private struct Translator {
         if node.fields.contains(where: { $0.0 == "expr" }) {
             node.fields.insert(("inputs", .object([("x", .string(refs[0]))])), at: 2)
         } else {
-            node.fields.insert(refs.count == 1 && node.arity1 ? ("input", .string(refs[0])) : ("inputs", JSON(refs)), at: 2)
+            node.fields.insert(node.readsList ? ("inputs", JSON(refs)) : ("input", .string(refs[0])), at: 2)
         }
         if let activity = c.raw("activity_regularizer"), !activity.isNull {
             node.fields.append(("activity_regularizer", try layer.regularizer(activity, key: "activity_regularizer")))
@@ -244,12 +244,13 @@ private struct Translator {
 
 // MARK: - One Keras layer
 
-/// A Kiln node under construction: its fields, and an optional node after it (an
-/// activation Kiln's layer lacks, as an `expression`; a reshape for `keepdims`).
+/// A Kiln node under construction: its fields, whether it reads a list of inputs (the
+/// merge layers), and an optional node after it (an activation Kiln's layer lacks, as
+/// an `expression`; a reshape for `keepdims`).
 private struct KilnNode {
     var fields: [(String, JSON)]
+    var readsList = false
     var followUp: (String, [(String, JSON)])? = nil
-    var arity1 = true
 }
 
 private struct KerasLayer {
@@ -479,10 +480,12 @@ extension Translator {
         /// A fused activation, or a follow-up expression node for one Kiln lacks.
         func activation(_ key: String = "activation", field: Bool = true) throws(SpecError) {
             guard let raw = c.raw(key), !raw.isNull else { return }
-            var name = raw.stringValue ?? raw["config"]?.stringValue ?? raw["config"]?["name"]?.stringValue ?? raw["class_name"]?.stringValue ?? ""
-            if name == "linear" && !field { fields.append(("activation", "linear")); return }
-            if name == "linear" { return }
-            if name == "leaky_relu" && raw.stringValue == nil { name = "" }  // a configured object: slope unknown
+            // Keras 3 writes built-in activations as their names.
+            let name = raw.stringValue ?? ""
+            if name == "linear" {
+                if !field { fields.append(("activation", "linear")) }
+                return
+            }
             if kilnActivations.contains(name) {
                 fields.append(("activation", .string(name)))
             } else if let formula = activationFormulas[name] {
@@ -604,12 +607,11 @@ extension Translator {
                 fields.append(("activation", "leaky_relu"))
             } else {
                 fields = [("type", "expression"), ("expr", .string("max(x, \(slope) * x)"))]
-                node.arity1 = false
             }
         case "Add", "Subtract", "Multiply", "Average":
-            node.arity1 = false
+            node.readsList = true
         case "Concatenate":
-            node.arity1 = false
+            node.readsList = true
             copy("axis")
         case "Embedding":
             copy("input_dim", "output_dim")
