@@ -223,3 +223,58 @@ final class KerasArraysTests: XCTestCase {
         XCTAssertEqual(back.values, a.values)
     }
 }
+
+/// One MNIST subset written as Keras's mnist.npz, as PNG class folders and as CSV must
+/// read back to the same rows, so any of them trains as the .npz upload does.
+final class SameDataEveryFormatTests: XCTestCase {
+    func testMNISTSubsetReadsTheSameFromNpzPNGFoldersAndCSV() throws {
+        let dir = try Fixtures.mnistDirectory()
+        func idx(_ name: String) throws -> DataArray {
+            try IDX.parse(Gzip.decompress(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))), name: name), name: name)
+        }
+        let images = try idx("t10k-images-idx3-ubyte.gz").rows(0..<400), labels = try idx("t10k-labels-idx1-ubyte.gz").rows(0..<400)
+        let pixels = 28 * 28
+        func row(_ r: Int) -> [UInt8] { images.values[(r * pixels)..<((r + 1) * pixels)].map { UInt8($0) } }
+        let splits = [("train", 0..<300), ("test", 300..<400)]
+
+        // Keras's mnist.npz: uint8 x_train [300, 28, 28], y_train [300], x_test, y_test.
+        var members: [(name: String, data: [UInt8], deflated: Bool)] = []
+        for (split, range) in splits {
+            members.append(("x_\(split).npy", NPY.encode(DataArray(shape: [range.count, 28, 28], dtype: .uint8, values: Array(images.values[(range.lowerBound * pixels)..<(range.upperBound * pixels)]))), true))
+            members.append(("y_\(split).npy", NPY.encode(DataArray(shape: [range.count], dtype: .uint8, values: Array(labels.values[range]))), true))
+        }
+        let npz = try XCTUnwrap(KerasArrays.splits(try NPZ.parse(ArchiveFixtures.zip(members))))
+
+        // PNG class folders, train/ and test/, inside one root folder.
+        var pngs: [(name: String, data: [UInt8], deflated: Bool)] = []
+        for (split, range) in splits {
+            for r in range {
+                let png = try XCTUnwrap(ImageCodec.encodePNG(DecodedImage(width: 28, height: 28, channels: 1, pixels: row(r))))
+                pngs.append(("mnist/\(split)/\(Int(labels.values[r]))/\(r).png", png, false))
+            }
+        }
+        let folders = try ImageFolders.parse(ArchiveFixtures.zip(pngs))
+        XCTAssertEqual(folders.classNames, (0...9).map(String.init))
+
+        // CSV: label, then one column per pixel.
+        var csv = "label," + (0..<pixels).map { "p\($0)" }.joined(separator: ",") + "\n"
+        for r in 0..<300 { csv += "\(Int(labels.values[r]))," + row(r).map(String.init).joined(separator: ",") + "\n" }
+        let table = try CSV.parse(Array(csv.utf8))
+
+        // The same rows, in a canonical order (by label, then pixels).
+        func canonical(_ image: DataArray, _ label: DataArray) -> [[Float]] {
+            (0..<label.rowCount).map { [label.values[$0]] + Array(image.values[($0 * pixels)..<(($0 + 1) * pixels)]) }
+                .sorted { $0.lexicographicallyPrecedes($1) }
+        }
+        let expected = [canonical(images.rows(0..<300), labels.rows(0..<300)), canonical(images.rows(300..<400), labels.rows(300..<400))]
+        XCTAssertEqual(npz.train["image"]?.shape, [300, 28, 28, 1])
+        XCTAssertEqual(folders.splits.train["image"]?.shape, [300, 28, 28, 1])
+        XCTAssertEqual(folders.splits.test?["image"]?.shape, [100, 28, 28, 1])
+        XCTAssertEqual(canonical(npz.train["image"]!, npz.train["label"]!), expected[0])
+        XCTAssertEqual(canonical(npz.test!["image"]!, npz.test!["label"]!), expected[1])
+        XCTAssertEqual(canonical(folders.splits.train["image"]!, folders.splits.train["label"]!), expected[0])
+        XCTAssertEqual(canonical(folders.splits.test!["image"]!, folders.splits.test!["label"]!), expected[1])
+        XCTAssertEqual(canonical(table["features"]!, table["label"]!), expected[0])
+        for d in [npz.train["image"]!, folders.splits.train["image"]!] { XCTAssertEqual(d.dtype, .uint8) }
+    }
+}
