@@ -195,7 +195,7 @@ public struct TrainSpec: Sendable {
             var ef = try FieldReader(e, path: f.fieldPath("early_stopping"))
             let monitor = try ef.string("monitor") ?? (validation == nil ? "loss" : "val_loss")
             let mode = try ef.string("mode", oneOf: ["auto", "min", "max"], default: "auto")!
-            let maximize = mode == "max" || (mode == "auto" && (monitor.hasSuffix("accuracy")))
+            let maximize = mode == "max" || (mode == "auto" && ["accuracy", "auc", "precision", "recall"].contains { monitor.hasSuffix($0) })
             earlyStopping = EarlyStopping(
                 monitor: monitor, patience: try ef.int("patience", minimum: 0) ?? 0,
                 minDelta: try ef.double("min_delta", range: 0...1e9) ?? 0, maximize: maximize,

@@ -144,6 +144,29 @@ final class KerasImportTests: XCTestCase {
         XCTAssertEqual(fromConfig.parameterCount.trainable, 407_050)
     }
 
+    /// tf.keras 2 wrote `batch_input_shape` and `inbound_nodes` as [[name, 0, 0, {}]] lists.
+    func testKeras2FunctionalJSON() throws {
+        let keras = try JSON.parse("""
+        {"class_name": "Functional", "config": {"name": "m", "layers": [
+          {"class_name": "InputLayer", "config": {"batch_input_shape": [null, 8], "dtype": "float32", "name": "x"}, "name": "x", "inbound_nodes": []},
+          {"class_name": "Dense", "config": {"name": "h", "units": 4, "activation": "swish", "use_bias": true,
+             "kernel_initializer": {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_in", "distribution": "truncated_normal"}},
+             "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": {"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.001}}},
+           "name": "h", "inbound_nodes": [[["x", 0, 0, {}]]]},
+          {"class_name": "Add", "config": {"name": "s"}, "name": "s", "inbound_nodes": [[["h", 0, 0, {}], ["h", 0, 0, {}]]]}],
+          "input_layers": [["x", 0, 0]], "output_layers": [["s", 0, 0]]}}
+        """)
+        let model = try KerasModel.translate(keras, path: "model.keras")
+        let layers = model["layers"]!.arrayValue!
+        XCTAssertEqual(layers[0]["kernel_initializer"], "he_normal")
+        XCTAssertEqual(layers[0]["kernel_regularizer"], ["l2": 0.001])
+        XCTAssertEqual(layers[1]["name"], "h_swish")
+        XCTAssertEqual(layers[2]["inputs"], ["h_swish", "h_swish"], "the Add reads the activation node")
+        let g = try graph(keras)
+        XCTAssertEqual(g.node("s")?.shape.dims, [4])
+        XCTAssertEqual(g.parameterCount.trainable, 36)
+    }
+
     func testActivationKilnLacksBecomesAnExpressionNode() throws {
         let keras = try fixture("w8_mlp", replacing: [("\"activation\": \"gelu\"", "\"activation\": \"silu\"")])
         let g = try graph(keras["keras"]!)
@@ -162,9 +185,11 @@ final class KerasImportTests: XCTestCase {
             "train": [
                 "losses": [["node": "probs", "type": "SparseCategoricalCrossentropy", "target": "label"]],
                 "metrics": ["sparse_categorical_accuracy", "SparseTopKCategoricalAccuracy", "AUC", "precision", "Recall", "acc"],
+                "validation": ["split": "test"], "early_stopping": ["monitor": "val_auc"],
             ],
         ]
         let job = try JobSpec(json: spec)
+        XCTAssertEqual(job.train.earlyStopping?.maximize, true, "AUC, like accuracy, is better higher (Keras's auto mode)")
         XCTAssertEqual(job.train.losses[0].kind, .sparseCategoricalCrossentropy)
         XCTAssertEqual(job.train.metrics, ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "auc", "precision", "recall", "accuracy"])
         XCTAssertEqual(job.model.inputNames, ["image"])
