@@ -15,9 +15,9 @@ final class CSVTests: XCTestCase {
     }
 
     func testNamedLabelColumnQuotesBOMAndNoFinalNewline() throws {
-        let text = "\u{FEFF}\"size\", price ,rooms\n\"12\",  3.25 ,1\n7,1.5,\"2\""
+        let text = "\u{FEFF}\"si\"\"ze\", price ,rooms\n\"12\",  3.25 ,1\n\n7,-1.5e0,\"2\"\r"
         let fields = try CSV.parse(Array(text.utf8), labelColumn: "price")
-        XCTAssertEqual(fields["label"]?.values, [3.25, 1.5])
+        XCTAssertEqual(fields["label"]?.values, [3.25, -1.5])
         XCTAssertEqual(fields["label"]?.dtype, .float32, "fractional labels stay float")
         XCTAssertEqual(fields["features"]?.values, [12, 1, 7, 2])
     }
@@ -36,6 +36,12 @@ final class CSVTests: XCTestCase {
         assertDatasetError(try CSV.parse(Array("a,b\n1,2\n".utf8), labelColumn: "y"), contains: ["no column named 'y'", "a, b"])
         assertDatasetError(try CSV.parse(Array("a,b\n\"1,2\n".utf8)), contains: ["line 2", "not closed"])
         assertDatasetError(try CSV.parse([]), contains: ["empty"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,".utf8)), contains: ["line 2, column 2", "empty cell"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,2,3\n".utf8)), contains: ["line 2", "more cells"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,0x10\n".utf8)), contains: ["'0x10' is not a number"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,inf\n".utf8)), contains: ["'inf' is not a number"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,1e39\n".utf8)), contains: ["'1e39' is not a number"])
+        assertDatasetError(try CSV.parse(Array("a,b\n1,\"2\"x\n".utf8)), contains: ["line 2", "after a quoted cell"])
         assertDatasetError(try CSV.parse(Array("a,b\n".utf8)), contains: ["no rows"])
         // A quoted cell may span lines; errors give the line its record starts on, and later lines count them.
         assertDatasetError(try CSV.parse(Array("a,b\n\"1\n\",2\n3,z\n".utf8)), contains: ["line 2, column 1 ('a')"])
