@@ -151,6 +151,8 @@ private struct Translator {
         for (j, name) in declared.enumerated() where !names.contains(name) {
             throw SpecError(.unknownNode, "'\(name)' is not an InputLayer of the model", path: "\(configPath).input_layers[\(j)]")
         }
+        // The model's inputs in Keras's order (predict's row form lists them so).
+        inputs.sort { a, b in (declared.firstIndex(of: a.0) ?? declared.count) < (declared.firstIndex(of: b.0) ?? declared.count) }
     }
 
     /// `[["name", 0, 0], ...]` or a single `["name", 0, 0]`, or a dict of them.

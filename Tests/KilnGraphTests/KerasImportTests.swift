@@ -135,6 +135,14 @@ final class KerasImportTests: XCTestCase {
         XCTAssertEqual(lstm["recurrent_initializer"], "glorot_uniform")
     }
 
+    func testInputsKeepKerasOrder() throws {
+        // Keras lists input_layers [b, a]: Kiln's inputs follow that order, not the layer list's.
+        var keras = try fixture("two_inputs")["keras"]!
+        keras = keras.setting("config", to: keras["config"]!.setting("input_layers", to: [["b", 0, 0], ["a", 0, 0]]))
+        XCTAssertEqual(try graph(keras).inputNames, ["b", "a"])
+        XCTAssertEqual(try graph(try fixture("two_inputs")["keras"]!).inputNames, ["a", "b"])
+    }
+
     func testModelTextAndGetConfigAreAccepted() throws {
         // model.to_json() sent as the string it returns, and model.get_config() without the wrapper.
         let keras = try fixture("mlp")["keras"]!
