@@ -274,10 +274,13 @@ private struct KerasLayer {
         self.path = path
         self.json = json
         self.config = config
-        // A custom class: registered by the user, or from a module outside Keras.
+        // A custom class: registered under a package of the user's ("MyPackage>Scale"),
+        // or from a module outside Keras.
         let registered = json["registered_name"]?.stringValue
+        let package = registered.flatMap { r in r.firstIndex(of: ">").map { String(r[..<$0]) } }
         let module = json["module"]?.stringValue ?? "keras.layers"
-        if (registered != nil && registered != className) || !(module == "keras.layers" || module == "keras" || module.hasPrefix("keras.layers.") || module.hasPrefix("keras.src.layers")) {
+        let kerasModule = module == "keras" || ["keras.layers", "keras.src.layers", "keras.models", "keras.src.models"].contains { module.hasPrefix($0) }
+        if (package != nil && !package!.hasPrefix("keras")) || (registered != nil && package == nil && registered != className) || !kerasModule {
             throw SpecError(.unsupportedLayer, "layer '\(name)' is the custom class '\(registered ?? "\(module).\(className)")', whose Python code Kiln cannot run. Write what it computes with Kiln's own layers in a Kiln model spec instead: an `expression` for an element-wise formula, `weight` + `matmul` for free weights, `taylor`, `elementwise_weights` and `bias` for the usual custom heads (docs/spec-language.md)", path: path, node: name)
         }
     }

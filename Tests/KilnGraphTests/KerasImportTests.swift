@@ -292,6 +292,21 @@ final class KerasImportTests: XCTestCase {
         XCTAssertEqual(ragged?.path, "model.keras.config.layers[0].config.batch_shape[1]")
     }
 
+    func testNestedModelAndUnknownLayerAreRefused() throws {
+        // The MLP as a layer of another Sequential model.
+        let inner = try fixture("mlp")["keras"]!
+        let outer: JSON = ["module": "keras", "class_name": "Sequential", "config": ["name": "outer", "layers": [
+            ["module": "keras.layers", "class_name": "InputLayer", "config": ["batch_shape": [nil, 28, 28, 1], "name": "image"]],
+            inner.setting("module", to: "keras.src.models.sequential"),
+        ]]]
+        let nested = error(outer)
+        XCTAssertEqual(nested?.status, 422)
+        XCTAssertTrue(nested?.message.contains("nested") == true, nested?.message ?? "")
+        let conv1d = error(try fixture("mlp", replacing: [("\"class_name\": \"Flatten\"", "\"class_name\": \"Conv1D\"")])["keras"]!)
+        XCTAssertEqual(conv1d?.path, "model.keras.config.layers[1].class_name")
+        XCTAssertTrue(conv1d?.message.contains("Conv1D") == true, conv1d?.message ?? "")
+    }
+
     func testMalformedKerasJSONIs400WithPath() {
         XCTAssertEqual(error(["class_name": "Sequential"])?.path, "model.keras.config")
         XCTAssertEqual(error(["class_name": "Sequential", "config": ["layers": 3]])?.path, "model.keras.config.layers")
