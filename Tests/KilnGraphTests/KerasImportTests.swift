@@ -203,6 +203,26 @@ final class KerasImportTests: XCTestCase {
         XCTAssertEqual(job.model.inputNames, ["image"])
     }
 
+    /// Every loss and metric the fixtures' compile() calls used, as Keras wrote them
+    /// (names, or objects with a class_name), has a Kiln name.
+    func testCompiledLossesAndMetricsOfTheFixturesAreKnown() throws {
+        var losses: [String] = [], metrics: [String] = []
+        func names(_ j: JSON, into out: inout [String]) {
+            if let s = j.stringValue { out.append(s) } else if let c = j["class_name"]?.stringValue { out.append(c) } else {
+                for item in j.arrayValue ?? [] { names(item, into: &out) }
+            }
+        }
+        for name in ["mlp", "mnist_convnet", "lstm", "text_gru", "two_inputs", "w1_trunk", "w8_mlp", "conv_catalog"] {
+            let compiled = try XCTUnwrap(try fixture(name)["keras"]?["compile_config"], name)
+            names(compiled["loss"]!, into: &losses)
+            names(compiled["metrics"]!, into: &metrics)
+        }
+        XCTAssertEqual(losses.count, 9)
+        XCTAssertEqual(metrics.count, 14)
+        for l in losses { XCTAssertNotNil(KerasNames.loss(l).flatMap(LossSpec.Kind.init(rawValue:)), l) }
+        for m in metrics { XCTAssertTrue(KerasNames.metric(m).map(TrainSpec.metricNames.contains) == true, m) }
+    }
+
     func testKerasLossAndMetricAliases() {
         for (keras, kiln) in [("SparseCategoricalCrossentropy", "sparse_categorical_crossentropy"), ("kl_divergence", "kl_divergence"),
                               ("KLDivergence", "kl_divergence"), ("kld", "kl_divergence"), ("MeanSquaredError", "mse"), ("mse", "mse"),
