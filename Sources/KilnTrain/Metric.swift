@@ -34,16 +34,21 @@ public enum Metric {
             let classes = p.shape.last ?? 1
             let rows = p.count / Swift.max(classes, 1)
             let sparse = LossSpec.holdsClassIndices(prediction: Array(p.shape.dropFirst()), target: Array(t.shape.dropFirst()))
-            let k = name.contains("top_k") ? topK : 1
+            let topK = name.contains("top_k")
             var correct = 0
             for r in 0..<rows {
                 let label = sparse ? Int(pt[r]) : argmax(pt + r * classes, classes)
                 guard label >= 0 && label < classes else { continue }
-                // The label is among the k highest when fewer than k scores beat it.
+                if !topK {
+                    if argmax(pp + r * classes, classes) == label { correct += 1 }
+                    continue
+                }
+                // Among the k highest when fewer than k scores beat it (ties count as
+                // in, as TensorFlow's in_top_k has it).
                 let score = pp[r * classes + label]
                 var higher = 0
                 for j in 0..<classes where pp[r * classes + j] > score { higher += 1 }
-                if higher < k { correct += 1 }
+                if higher < Metric.topK { correct += 1 }
             }
             // Per sample: rows per sample for sequence outputs.
             let rowsPerSample = Swift.max(rows / samples, 1)

@@ -92,6 +92,13 @@ final class KerasLossMetricTests: XCTestCase {
                                   target: Tensor(shape: [3, 4], values: [0, 1, 0, 0,  0, 0, 1, 0,  1, 0, 0, 0])), 1)
         // Top 5 of 4 classes: always right. The label ranks 1st, 3rd and 4th.
         XCTAssertEqual(Metric.sum("sparse_top_k_categorical_accuracy", prediction: scores, target: labels), 3)
+        // Six classes: the 6th-ranked label is out of the top 5.
+        let six = Tensor(shape: [2, 6], values: [0.5, 0.2, 0.1, 0.1, 0.05, 0.05,  0.3, 0.25, 0.2, 0.15, 0.1, 0.0])
+        XCTAssertEqual(Metric.sum("sparse_top_k_categorical_accuracy", prediction: six, target: Tensor(shape: [2], values: [5, 5])), 1,
+                       "a tie at the boundary counts as in (row 0); the lowest of six is out (row 1)")
+        // Plain accuracy is the argmax: equal scores pick the first class, not every tied one.
+        let flat = Tensor(shape: [2, 3], values: [1, 1, 1, 1, 1, 1])
+        XCTAssertEqual(Metric.sum("accuracy", prediction: flat, target: Tensor(shape: [2], values: [0, 2])), 1)
     }
 
     func stats(_ name: String, _ p: [Float], _ t: [Float]) -> [Double] {
