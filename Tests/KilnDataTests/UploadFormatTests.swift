@@ -284,3 +284,54 @@ final class SameDataEveryFormatTests: XCTestCase {
         for d in [npz.train["image"]!, folders.splits.train["image"]!] { XCTAssertEqual(d.dtype, .uint8) }
     }
 }
+
+/// Seeded byte mutations of valid uploads: every reader answers with data or a
+/// DatasetError, never a crash.
+final class UploadMutationTests: XCTestCase {
+    func testMutatedUploadsNeverCrashTheReaders() throws {
+        var g = SplitMix(seed: 23)
+        let csv = Array("a,label,b\r\n1.5,0,\"2\"\r\n-3,2,4e1\n\"x\"\"y\",1,2\n".utf8)
+        let boundary = "XyZ"
+        let multipart = Array("pre\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.csv\"\r\n\r\n1,2\r\n--XyZ\r\nContent-Disposition: form-data; name=g\r\n\r\nv\r\n--XyZ--\r\n".utf8)
+        let png = try XCTUnwrap(ImageCodec.encodePNG(DecodedImage(width: 4, height: 3, channels: 3, pixels: (0..<36).map { UInt8($0 * 7) })))
+        let jpeg = try XCTUnwrap(ImageCodec.encodeJPEG(DecodedImage(width: 8, height: 8, channels: 1, pixels: (0..<64).map { UInt8($0 * 3) })))
+        let zip = ArchiveFixtures.zip([("a/1.png", png, false), ("b/2.jpg", jpeg, true)])
+        let special: [UInt8] = [0, 10, 13, 34, 44, 45, 0xFF, 0x80]
+        func mutate(_ bytes: [UInt8]) -> [UInt8] {
+            var out = bytes
+            for _ in 0..<(1 + Int(g.next() % 4)) {
+                guard !out.isEmpty else { break }
+                let i = Int(g.next() % UInt64(out.count))
+                switch g.next() % 4 {
+                case 0: out[i] = special[Int(g.next() % UInt64(special.count))]
+                case 1: out[i] = UInt8(truncatingIfNeeded: g.next())
+                case 2: out.remove(at: i)
+                default: out.removeLast(Int(g.next() % UInt64(out.count)))
+                }
+            }
+            return out
+        }
+        var failures = 0
+        for _ in 0..<400 {
+            do { _ = try CSV.parse(mutate(csv)) } catch { failures += 1 }
+            do { _ = try Multipart.parse(mutate(multipart), boundary: boundary) } catch { failures += 1 }
+            do { _ = try ImageCodec.decode(mutate(png), name: "p.png") } catch { failures += 1 }
+            do { _ = try ImageCodec.decode(mutate(jpeg), name: "j.jpg") } catch { failures += 1 }
+            do { _ = try ImageFolders.parse(mutate(zip)) } catch { failures += 1 }
+        }
+        XCTAssertGreaterThan(failures, 400, "mutations are mostly refused")
+    }
+}
+
+/// A small seeded generator for the mutation tests.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

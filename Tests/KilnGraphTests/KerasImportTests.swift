@@ -327,6 +327,35 @@ final class KerasImportTests: XCTestCase {
         XCTAssertTrue(conv1d?.message.contains("Conv1D") == true, conv1d?.message ?? "")
     }
 
+    /// Seeded mutations of Keras's JSON (a value replaced by another kind, a key
+    /// dropped) end in a SpecError or a graph, never a crash.
+    func testMutatedKerasJSONNeverCrashes() throws {
+        var g = SeededGenerator(seed: 17)
+        let replacements: [JSON] = [.null, 0, -1, 3.5, "x", "", true, [], [nil], ["class_name": "Zeros"], [[1, 2]], 1e9]
+        func mutate(_ j: JSON, _ chance: UInt64) -> JSON {
+            if g.next() % chance == 0 { return replacements[Int(g.next() % UInt64(replacements.count))] }
+            if let members = j.objectMembers {
+                return .object(members.compactMap { k, v in g.next() % (chance * 4) == 0 ? nil : (k, mutate(v, chance)) })
+            }
+            if let items = j.arrayValue { return .array(items.map { mutate($0, chance) }) }
+            return j
+        }
+        var outcomes = (graphs: 0, errors: 0)
+        for name in ["mlp", "two_inputs", "text_gru", "conv_catalog"] {
+            let keras = try fixture(name)["keras"]!
+            for _ in 0..<150 {
+                do {
+                    _ = try graph(mutate(keras, 60))
+                    outcomes.graphs += 1
+                } catch {
+                    outcomes.errors += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(outcomes.errors, 100)
+        XCTAssertGreaterThan(outcomes.graphs, 10)
+    }
+
     func testMalformedKerasJSONIs400WithPath() {
         XCTAssertEqual(error(["class_name": "Sequential"])?.path, "model.keras.config")
         XCTAssertEqual(error(["class_name": "Sequential", "config": ["layers": 3]])?.path, "model.keras.config.layers")
