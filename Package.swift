@@ -15,11 +15,13 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
 
         // Libraries, bottom to top.
         .target(name: "KilnJSON"),
         .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
-        .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
+        .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "CPNG", "CJPEG", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
         // The job spec (model + data + train sections), decoded once into typed values.
         .target(name: "KilnSpec", dependencies: ["KilnGraph", "KilnJSON"]),
@@ -40,7 +42,7 @@ let package = Package(
         .target(name: "KilnTestSupport", dependencies: ["KilnJSON", "KilnData", "CZlib"], path: "Tests/KilnTestSupport"),
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
-        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnSpec", "KilnTensor", "KilnJSON"]),
+        .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnSpec", "KilnTensor", "KilnJSON"], exclude: ["Fixtures"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),

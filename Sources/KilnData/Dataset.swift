@@ -1,9 +1,10 @@
 // Datasets: named arrays (fields) that share their first axis.
 
 /// The element type a field represents. Values are always stored as `Float`; `int32`
-/// marks fields such as class labels whose values are whole numbers.
+/// marks fields such as class labels whose values are whole numbers, `uint8` whole
+/// numbers in 0...255 (images as decoded or uploaded), kept as such on disk.
 public enum DType: String, Sendable {
-    case float32, int32
+    case float32, int32, uint8
 }
 
 /// One named field: a dense row-major array whose axis 0 indexes rows (examples).

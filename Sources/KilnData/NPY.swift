@@ -1,7 +1,7 @@
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0).
 //
-// Accepted dtypes, little- or big-endian: f4, f8 → float32; i1, i2, i4, i8, u1, u2, u4,
-// u8, b1 → int32. Integer values must fit in Int32 (they are stored as Float, so values
+// Accepted dtypes, little- or big-endian: f4, f8 → float32; u1 → uint8; i1, i2, i4, i8,
+// u2, u4, u8, b1 → int32. Integer values must fit in Int32 (they are stored as Float, so values
 // beyond ±2^24 lose precision). Floating values must be finite. Arrays must be in C order
 // and have at least one axis (axis 0 is the row axis).
 
@@ -80,12 +80,14 @@ public enum NPY {
             initialized = count
         }
         if let failure { throw failure }
-        return DataArray(shape: shape, dtype: kind.isFloat ? .float32 : .int32, values: values)
+        let dtype: DType = kind.isFloat ? .float32 : kind.base == .unsigned && kind.size == 1 ? .uint8 : .int32
+        return DataArray(shape: shape, dtype: dtype, values: values)
     }
 
-    /// Encodes `array` as a version 1.0 .npy file: '<f4' for float32, '<i4' for int32.
+    /// Encodes `array` as a version 1.0 .npy file: '<f4' for float32, '<i4' for int32,
+    /// '|u1' for uint8.
     public static func encode(_ array: DataArray) -> [UInt8] {
-        let descr = array.dtype == .float32 ? "<f4" : "<i4"
+        let descr = array.dtype == .float32 ? "<f4" : array.dtype == .uint8 ? "|u1" : "<i4"
         let shapeText = array.shape.count == 1 ? "(\(array.shape[0]),)" : "(" + array.shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64.
@@ -96,11 +98,13 @@ public enum NPY {
         out += [UInt8(n & 0xff), UInt8(n >> 8)]
         out += Array(header.utf8)
         let dataStart = out.count
-        out += [UInt8](repeating: 0, count: array.values.count * 4)
+        out += [UInt8](repeating: 0, count: array.values.count * (array.dtype == .uint8 ? 1 : 4))
         out.withUnsafeMutableBytes { raw in
             let dst = raw.baseAddress! + dataStart
             array.values.withUnsafeBufferPointer { src in
-                if array.dtype == .float32 {
+                if array.dtype == .uint8 {
+                    for i in 0..<src.count { dst.storeBytes(of: UInt8(Swift.min(Swift.max(src[i].rounded(), 0), 255)), toByteOffset: i, as: UInt8.self) }
+                } else if array.dtype == .float32 {
                     for i in 0..<src.count { dst.storeBytes(of: src[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
                 } else {
                     for i in 0..<src.count {

@@ -20,96 +20,10 @@ public enum NPZ {
         return try r.get()
     }
 
-    struct Entry {
-        var name: String
-        var method: Int
-        var flags: Int
-        var crc: UInt32
-        var compressedSize: Int
-        var size: Int
-        var localOffset: Int
-    }
-
     static func parse(_ z: UnsafeRawBufferPointer, maxOutputBytes: Int) throws(DatasetError) -> [String: DataArray] {
         let file = "npz archive"
         func fail(_ why: String) -> DatasetError { DatasetError(field: file, why) }
-        func u16(_ o: Int) -> Int { Int(z[o]) | Int(z[o + 1]) << 8 }
-        func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
-        func u64(_ o: Int) -> Int? {
-            let v = UInt64(u32(o)) | UInt64(u32(o + 4)) << 32
-            return v <= UInt64(Int.max) ? Int(v) : nil
-        }
-
-        // End of central directory: 22 bytes plus a comment of up to 65535 bytes.
-        guard z.count >= 22 else { throw fail("not a zip archive (\(z.count) bytes)") }
-        var eocd = -1
-        var o = z.count - 22
-        let lowest = max(0, z.count - 22 - 65535)
-        while o >= lowest {
-            if z[o] == 0x50, z[o + 1] == 0x4b, z[o + 2] == 0x05, z[o + 3] == 0x06 { eocd = o; break }
-            o -= 1
-        }
-        guard eocd >= 0 else {
-            if z.count >= 4, z[0] == 0x50, z[1] == 0x4b {
-                throw fail("truncated zip archive (no end of central directory record)")
-            }
-            throw fail("not a zip archive (no end of central directory record)")
-        }
-        var entryCount = u16(eocd + 10)
-        var cdSize = u32(eocd + 12)
-        var cdOffset = u32(eocd + 16)
-        // Zip64: a locator right before the EOCD points at the zip64 EOCD record.
-        if (entryCount == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF), eocd >= 20,
-           u32(eocd - 20) == 0x0706_4b50 {
-            guard let rec = u64(eocd - 20 + 8), rec >= 0, rec + 56 <= z.count, u32(rec) == 0x0606_4b50,
-                  let n = u64(rec + 32), let size = u64(rec + 40), let off = u64(rec + 48) else {
-                throw fail("corrupt zip64 end of central directory record")
-            }
-            entryCount = n; cdSize = size; cdOffset = off
-        }
-        guard cdOffset <= z.count, cdSize <= z.count - cdOffset else {
-            throw fail("central directory lies outside the file (truncated archive?)")
-        }
-        guard entryCount <= cdSize / 46 else { throw fail("central directory declares \(entryCount) entries, which do not fit") }
-
-        var entries = [Entry]()
-        var p = cdOffset
-        for _ in 0..<entryCount {
-            guard p + 46 <= cdOffset + cdSize, u32(p) == 0x0201_4b50 else { throw fail("corrupt central directory entry") }
-            let flags = u16(p + 8)
-            let method = u16(p + 10)
-            let crc = UInt32(u32(p + 16))
-            var compressed = u32(p + 20)
-            var size = u32(p + 24)
-            let nameLength = u16(p + 28), extraLength = u16(p + 30), commentLength = u16(p + 32)
-            var localOffset = u32(p + 42)
-            let end = p + 46 + nameLength + extraLength + commentLength
-            guard end <= cdOffset + cdSize else { throw fail("corrupt central directory entry") }
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: z[(p + 46)..<(p + 46 + nameLength)]), as: UTF8.self)
-            // Zip64 extended information: 64-bit values for whichever fields are 0xFFFFFFFF, in order.
-            var e = p + 46 + nameLength
-            let extraEnd = e + extraLength
-            while e + 4 <= extraEnd {
-                let id = u16(e), len = u16(e + 2)
-                guard e + 4 + len <= extraEnd else { throw fail("corrupt extra field for member '\(name)'") }
-                if id == 0x0001 {
-                    var q = e + 4
-                    func next() throws(DatasetError) -> Int {
-                        guard q + 8 <= e + 4 + len, let v = u64(q) else { throw fail("corrupt zip64 field for member '\(name)'") }
-                        q += 8
-                        return v
-                    }
-                    if size == 0xFFFF_FFFF { size = try next() }
-                    if compressed == 0xFFFF_FFFF { compressed = try next() }
-                    if localOffset == 0xFFFF_FFFF { localOffset = try next() }
-                }
-                e += 4 + len
-            }
-            entries.append(Entry(name: name, method: method, flags: flags, crc: crc,
-                                 compressedSize: compressed, size: size, localOffset: localOffset))
-            p = end
-        }
-
+        let entries = try Zip.entries(z, archive: file)
         var fields = [String: DataArray]()
         var totalOut = 0
         for entry in entries {
@@ -122,42 +36,7 @@ public enum NPZ {
             if let slash = fieldName.lastIndex(of: "/") { fieldName = String(fieldName[fieldName.index(after: slash)...]) }
             guard !fieldName.isEmpty else { throw fail("member '\(entry.name)' has an empty name") }
             guard fields[fieldName] == nil else { throw fail("duplicate member '\(entry.name)'") }
-            if entry.flags & 1 != 0 { throw DatasetError(field: fieldName, "member is encrypted") }
-            let lo = entry.localOffset
-            guard lo <= z.count - 30, u32(lo) == 0x0403_4b50 else {
-                throw DatasetError(field: fieldName, "local header of member '\(entry.name)' is missing (truncated or corrupt archive)")
-            }
-            let dataStart = lo + 30 + u16(lo + 26) + u16(lo + 28)
-            guard dataStart <= z.count, entry.compressedSize <= z.count - dataStart else {
-                throw DatasetError(field: fieldName, "member '\(entry.name)' extends past the end of the archive (truncated?)")
-            }
-            let (sum, overflow) = totalOut.addingReportingOverflow(entry.size)
-            guard !overflow, sum <= maxOutputBytes else {
-                throw fail("members decompress to more than the limit of \(maxOutputBytes) bytes")
-            }
-            totalOut = sum
-            let raw = UnsafeRawBufferPointer(rebasing: z[dataStart..<(dataStart + entry.compressedSize)])
-            let member: [UInt8]
-            switch entry.method {
-            case 0:
-                guard entry.compressedSize == entry.size else {
-                    throw DatasetError(field: fieldName, "stored member sizes disagree (\(entry.compressedSize) vs \(entry.size))")
-                }
-                member = Array(raw)
-            case 8:
-                member = try Gzip.inflateRaw(raw, expectedSize: entry.size, name: fieldName, maxOutputBytes: maxOutputBytes)
-                guard member.count == entry.size else {
-                    throw DatasetError(field: fieldName, "member inflates to \(member.count) bytes, archive says \(entry.size)")
-                }
-            default:
-                throw DatasetError(field: fieldName, "unsupported zip compression method \(entry.method) (only stored and deflated)")
-            }
-            let crc = member.withUnsafeBufferPointer { b in
-                UInt32(crc32(0, b.baseAddress, uInt(b.count)))
-            }
-            guard crc == entry.crc else {
-                throw DatasetError(field: fieldName, "CRC-32 mismatch (archive is corrupt)")
-            }
+            let member = try Zip.read(z, entry, field: fieldName, archive: file, totalOut: &totalOut, maxOutputBytes: maxOutputBytes)
             fields[fieldName] = try NPY.parse(member, name: fieldName)
         }
         guard !fields.isEmpty else { throw fail("archive holds no .npy arrays") }

@@ -52,6 +52,8 @@ public struct ModelGraph: Sendable {
 
     /// Decodes and checks `model` (at JSON path `path`).
     public init(json: JSON, path: String = "model", limits: ModelLimits = ModelLimits(), schema: DataSchema = DataSchema()) throws(SpecError) {
+        // `{"keras": <model.to_json()>}`: a Keras model, translated to Kiln's own form.
+        let json = try json["keras"].map { k throws(SpecError) in try KerasModel.translate(k, path: "\(path).keras") } ?? json
         var fields = try FieldReader(json, path: path)
         var nodes: [Node] = []
         var index: [String: Int] = [:]

@@ -13,6 +13,9 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
         case shapeMismatch = "shape_mismatch"
         case unusedInput = "unused_input"
         case tooLarge = "model_too_large"
+        /// A well-formed model Kiln cannot run as given (a Keras Lambda, a custom layer
+        /// class, an option Kiln's layer lacks); the message says what to write instead.
+        case unsupportedLayer = "unsupported_layer"
     }
 
     public var code: Code

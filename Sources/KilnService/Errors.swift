@@ -7,9 +7,10 @@ import KilnJSON
 // KilnService knows a status code.
 
 extension SpecError: ResponseError {
-    /// 422 for a well-formed model over budget, 400 for everything else.
+    /// 422 for a well-formed model over budget or one Kiln cannot run as given (a Keras
+    /// layer it does not have), 400 for everything else.
     public var reply: ErrorReply {
-        ErrorReply(status: code == .tooLarge ? 422 : 400, code: code.rawValue, message: description, path: path)
+        ErrorReply(status: code == .tooLarge || code == .unsupportedLayer ? 422 : 400, code: code.rawValue, message: description, path: path)
     }
 }
 

@@ -510,8 +510,12 @@ components:
         name: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}
         model:
           type: object
-          required: [inputs, layers]
+          description: "Kiln's own graph (inputs, layers, outputs), or {\"keras\": <the JSON of Keras's model.to_json()>} (docs/keras.md)."
           properties:
+            keras:
+              type: object
+              description: "A Keras 3 Sequential or Functional model as model.to_json() writes it; what Kiln cannot run is a 422 unsupported_layer."
+              additionalProperties: true
             inputs:
               type: object
               additionalProperties:
@@ -563,12 +567,12 @@ components:
                 required: [node]
                 properties:
                   node: {type: string}
-                  type: {type: string}
+                  type: {type: string, description: "A Kiln loss name or Keras's class or function name for it (SparseCategoricalCrossentropy, kl_divergence, …)"}
                   target: {}
                   weight: {type: number}
             metrics:
               type: array
-              items: {type: string, enum: [accuracy, binary_accuracy, mse, mae]}
+              items: {type: string, description: "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, mse, mae, root_mean_squared_error, auc, precision, recall, or Keras's class and function names for them"}
             validation:
               type: object
               properties:

@@ -186,7 +186,9 @@ public struct TrainSpec: Sendable {
 
     public enum Validation: Sendable, Equatable { case split(String), fraction(Double) }
 
-    public static let metricNames = ["accuracy", "binary_accuracy", "mse", "mae"]
+    public static let metricNames = ["accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+                                     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+                                     "mse", "mae", "root_mean_squared_error", "auc", "precision", "recall"]
 
     public init(json: JSON, path: String, model: ModelGraph) throws(SpecError) {
         var f = try FieldReader(json, path: path)
@@ -203,7 +205,7 @@ public struct TrainSpec: Sendable {
         }
         if epochs > 100_000 { throw SpecError(.invalidField, "at most 100000 epochs, got \(epochs)", path: f.fieldPath("epochs")) }
         if batchSize > 65_536 { throw SpecError(.invalidField, "at most 65536 per batch, got \(batchSize)", path: f.fieldPath("batch_size")) }
-        metrics = try f.stringList("metrics") ?? []
+        metrics = (try f.stringList("metrics") ?? []).map { KerasNames.metric($0) ?? $0 }
         for (i, m) in metrics.enumerated() where !TrainSpec.metricNames.contains(m) {
             throw SpecError(.invalidField, "unknown metric '\(m)'\(Suggest.hint(m, TrainSpec.metricNames))", path: "\(f.fieldPath("metrics"))[\(i)]")
         }
@@ -223,7 +225,7 @@ public struct TrainSpec: Sendable {
             var ef = try FieldReader(e, path: f.fieldPath("early_stopping"))
             let monitor = try ef.string("monitor") ?? (validation == nil ? "loss" : "val_loss")
             let mode = try ef.string("mode", oneOf: ["auto", "min", "max"], default: "auto")!
-            let maximize = mode == "max" || (mode == "auto" && (monitor.hasSuffix("accuracy")))
+            let maximize = mode == "max" || (mode == "auto" && ["accuracy", "auc", "precision", "recall"].contains { monitor.hasSuffix($0) })
             earlyStopping = EarlyStopping(
                 monitor: monitor, patience: try ef.int("patience", minimum: 0) ?? 0,
                 minDelta: try ef.double("min_delta", range: 0...1e9) ?? 0, maximize: maximize,
@@ -269,7 +271,8 @@ public struct LossSpec: Sendable {
         case categoricalCrossentropy = "categorical_crossentropy"
         case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"
         case binaryCrossentropy = "binary_crossentropy"
-        case mse, mae, huber, cosine
+        case mse, mae, huber, cosine, mape, msle, poisson, hinge
+        case logCosh = "log_cosh", klDivergence = "kl_divergence", squaredHinge = "squared_hinge", categoricalHinge = "categorical_hinge"
     }
     public enum Target: Sendable { case field(String), value(shape: [Int], values: [Float]) }
 
@@ -287,7 +290,12 @@ public struct LossSpec: Sendable {
             throw SpecError(.unknownNode, "unknown node '\(node)'\(Suggest.hint(node, model.nodes.map(\.name)))", path: f.fieldPath("node"))
         }
         self.node = node
-        kind = try f.string("type", oneOf: Kind.allCases.map(\.rawValue)).flatMap(Kind.init(rawValue:))
+        kind = try f.string("type").map { t throws(SpecError) in
+            guard let k = Kind(rawValue: KerasNames.loss(t) ?? t) else {
+                throw SpecError(.invalidField, "'\(t)' is not one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))\(Suggest.hint(t, Kind.allCases.map(\.rawValue)))", path: f.fieldPath("type"))
+            }
+            return k
+        }
         if let t = f.raw("target") {
             if let name = t.stringValue {
                 target = .field(name)

@@ -20,6 +20,53 @@ public enum Loss {
         case .mae: return try p.sub(Variable(t)).abs().mean()
         case .huber: return try huber(p, t, delta: 1)
         case .cosine: return try cosine(p, t)
+        case .mape, .msle, .poisson, .logCosh, .klDivergence, .hinge, .squaredHinge, .categoricalHinge:
+            guard p.shape == t.shape else { throw TensorError.mismatch(kind.rawValue, p.shape, t.shape, "prediction and target differ") }
+            return try elementwise(kind, p, Variable(t))
+        }
+    }
+
+    /// The Keras losses built from differentiable element-wise ops (their gradients come
+    /// from the ops' own): each a mean over every element, Keras's mean over the last
+    /// axis then over the batch.
+    static func elementwise(_ kind: LossSpec.Kind, _ p: Variable, _ t: Variable) throws(TensorError) -> Variable {
+        func scalar(_ v: Float) -> Variable { Variable(Tensor(scalar: v)) }
+        func clip(_ x: Variable, _ lo: Float, _ hi: Float) throws(TensorError) -> Variable { try x.maximum(scalar(lo)).minimum(scalar(hi)) }
+        switch kind {
+        case .mape:
+            // 100·|t − p| / max(|t|, ε)
+            return try p.sub(t).abs().div(t.abs().maximum(scalar(epsilon))).mean().affine(scale: 100)
+        case .msle:
+            // (log(max(p, ε) + 1) − log(max(t, ε) + 1))²
+            let lp = try p.maximum(scalar(epsilon)).affine(scale: 1, shift: 1).log()
+            let lt = try t.maximum(scalar(epsilon)).affine(scale: 1, shift: 1).log()
+            return try lp.sub(lt).square().mean()
+        case .poisson:
+            // p − t·log(p + ε)
+            return try p.sub(t.mul(p.affine(scale: 1, shift: epsilon).log())).mean()
+        case .logCosh:
+            // log(cosh(e)) = e + softplus(−2e) − log 2, stable for large |e|
+            let e = try p.sub(t)
+            return try e.add(e.affine(scale: -2).softplus()).affine(scale: 1, shift: -Float(Foundation.log(2.0))).mean()
+        case .klDivergence:
+            // Σ over the last axis of t·log(t / p), both clipped to [ε, 1]
+            let tc = try clip(t, epsilon, 1), pc = try clip(p, epsilon, 1)
+            let perRow = try tc.mul(tc.div(pc).log()).sum(axes: [-1])
+            return try perRow.mean()
+        case .hinge, .squaredHinge:
+            // Targets of 0/1 are read as −1/1, as in Keras.
+            let values = t.value.storage.pointer
+            let binary = (0..<t.value.count).allSatisfy { values[$0] == 0 || values[$0] == 1 }
+            let signed = binary ? t.affine(scale: 2, shift: -1) : t
+            let margin = try signed.mul(p).affine(scale: -1, shift: 1).relu()
+            return try (kind == .hinge ? margin : margin.square()).mean()
+        case .categoricalHinge:
+            // max(0, max((1 − t)·p) − Σ t·p + 1) per row
+            let positive = try t.mul(p).sum(axes: [-1])
+            let negative = try t.affine(scale: -1, shift: 1).mul(p).max(axes: [-1])
+            return try negative.sub(positive).affine(scale: 1, shift: 1).relu().mean()
+        default:
+            preconditionFailure("\(kind) is not an element-wise loss")
         }
     }
 

@@ -62,6 +62,9 @@ public final class Trainer {
     /// Set when early stopping ended training before `epochs`.
     public private(set) var stoppedEarly: (epoch: Int, bestEpoch: Int)?
     var modWarned: Set<String> = []
+    /// Statistics of the streaming metrics (precision, recall, AUC, …) since the start
+    /// of the epoch or of the validation pass, by History key.
+    var metricTotals: [String: (metric: String, statistics: [Double])] = [:]
 
     public init(spec: JobSpec, model: CompiledModel, data: TrainingData) {
         self.spec = spec
@@ -114,6 +117,7 @@ public final class Trainer {
             var sums: [String: Double] = [:]
             var normSums: [String: Double] = [:]
             var samples = 0
+            metricTotals = [:]
             let steps = stepsPerEpoch
             for step in 0..<steps {
                 if shouldStop() { throw TrainError.cancelled }
@@ -130,6 +134,7 @@ public final class Trainer {
                 onStep(epoch, step + 1, steps)
             }
             var values = sums.mapValues { $0 / Double(max(samples, 1)) }
+            for (k, total) in metricTotals { values[k] = Metric.value(total.metric, statistics: total.statistics) }
             for (k, v) in inspectModWraps() { values[k] = v }
             if let validation = data.validation {
                 for (k, v) in try validate(validation) { values["val_\(k)"] = v }
@@ -280,13 +285,18 @@ public final class Trainer {
         var sums: [String: Double] = [:]
         var start = 0
         let size = max(spec.train.batchSize, 256)
+        let trainingTotals = metricTotals
+        metricTotals = [:]
+        defer { metricTotals = trainingTotals }
         while start < set.rowCount {
             let indices = Array(start..<min(set.rowCount, start + size))[...]
             let (_, parts) = try evaluate(indices, in: set, training: false, seed: 0)
             for (k, v) in parts { sums[k, default: 0] += v * Double(indices.count) }
             start += size
         }
-        return sums.mapValues { $0 / Double(max(set.rowCount, 1)) }
+        var values = sums.mapValues { $0 / Double(max(set.rowCount, 1)) }
+        for (k, total) in metricTotals { values[k] = Metric.value(total.metric, statistics: total.statistics) }
+        return values
     }
 
     /// Forward pass over some rows: the objective (Σ weight·loss + node losses +
@@ -321,7 +331,13 @@ public final class Trainer {
                 objective = try objective.map { try $0.add(weighted) } ?? weighted
                 if let target = lossTarget {
                     for (l, metric, key) in metricKeys() where l.path == loss.path {
-                        parts[key] = Metric.sum(metric, prediction: node.value, target: target) / Double(max(node.shape.first ?? 1, 1))
+                        if Metric.isStreaming(metric) {
+                            let batch = Metric.statistics(metric, prediction: node.value, target: target)
+                            let total = metricTotals[key]?.statistics ?? [Double](repeating: 0, count: batch.count)
+                            metricTotals[key] = (metric, zip(total, batch).map { $0 + $1 })
+                        } else {
+                            parts[key] = Metric.sum(metric, prediction: node.value, target: target) / Double(max(node.shape.first ?? 1, 1))
+                        }
                     }
                 }
             }
