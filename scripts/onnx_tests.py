@@ -90,7 +90,7 @@ CASES = {
         {"type": "dense", "input": "aw", "units": 2, "name": "out"}], ["out", "ab", "atb", "sum", "mean", "max", "w"]), {}),
     "weight_constant": (m({"x": [3]}, [
         {"type": "weight", "shape": [3], "name": "w", "initializer": {"type": "normal", "stddev": 1}},
-        {"type": "constant", "value": [[1.0, -2.0, 0.5]], "name": "c"},
+        {"type": "constant", "value": [1.0, -2.0, 0.5], "name": "c"},
         {"type": "multiply", "inputs": ["x", "w"], "name": "xw"},
         {"type": "add", "inputs": ["xw", "c"], "name": "out"}], ["out", "w", "c"]), {}),
     "elementwise_weights_bias": (m({"x": [3, 4]}, [
@@ -185,19 +185,20 @@ def summary_shapes(summary):
 
 def train(name, model, kinds):
     """Posts the model with random inline data and an mse loss on its first output."""
-    status, checked = call("POST", "/validate", {"model": model})
-    shapes = summary_shapes(checked["summary"]) if status == 200 else None
-    if shapes is None:
-        raise RuntimeError(f"validate: {status} {checked}")
-    first = model.get("outputs", [model["layers"][-1].get("name")])[0]
-    out_shape = shapes[first]
-    batched = out_shape and out_shape[0] is None
     fields = {}
     for inp, dims in model.get("inputs", {}).items():
         fields[inp] = values(kinds.get(inp), [ROWS] + dims).tolist()
     for extra, kind in kinds.items():
         if extra not in fields and isinstance(kind, str) and extra not in ("compare",):
             fields[extra] = values(kind, [ROWS, 1] if kind == "labels10" else [ROWS, int(kind[6:])]).tolist()
+    # The data goes along: a constant taken from the data needs its fields' shapes.
+    status, checked = call("POST", "/validate", {"model": model, **({"data": {"fields": fields}} if fields else {})})
+    if status != 200:
+        raise RuntimeError(f"validate: {status} {checked}")
+    shapes = summary_shapes(checked["summary"])
+    first = model.get("outputs", [model["layers"][-1].get("name")])[0]
+    out_shape = shapes[first]
+    batched = out_shape and out_shape[0] is None
     loss = {"node": first, "type": "mse"}
     if batched and fields:
         fields["kiln_target"] = rng.normal(0, 0.5, size=[ROWS] + out_shape[1:]).astype(np.float32).tolist()

@@ -60,8 +60,12 @@ public enum ModelExport {
         do {
             let format = try checkFormat(format ?? "onnx")
             let artifact: ModelArtifact
+            var name = model
             let fm = FileManager.default
             if fm.fileExists(atPath: "\(path)/model.json") {
+                if let bytes = fm.contents(atPath: "\(path)/job.json"), let json = try? JSON.parse([UInt8](bytes)), let job = Job(json: json) {
+                    name = job.name
+                }
                 let jobs = (path as NSString).deletingLastPathComponent
                 let id = (path as NSString).lastPathComponent
                 guard let a = try DirectoryArtifactStore(directory: (jobs as NSString).deletingLastPathComponent).latest(id) else {
@@ -80,8 +84,9 @@ public enum ModelExport {
                 guard let job = best else { return fail("no trained model or job named '\(model)' in \(path)") }
                 guard let a = try DirectoryArtifactStore(directory: path).latest(job.id) else { return fail("job \(job.id) has no checkpoint yet") }
                 artifact = a
+                name = job.name
             }
-            let bytes = try export(artifact, format: format, name: model ?? artifact.jobID)
+            let bytes = try export(artifact, format: format, name: name ?? artifact.jobID)
             try Data(bytes).write(to: URL(fileURLWithPath: output), options: .atomic)
             FileHandle.standardError.write(Data("kiln export: wrote \(bytes.count) bytes to \(output)\n".utf8))
             return 0
