@@ -88,6 +88,8 @@ CASES = {
         {"type": "mean", "input": "atb", "axis": -1, "keepdims": True, "name": "mean"},
         {"type": "max", "input": "aw", "axis": [1], "name": "max"},
         {"type": "dense", "input": "aw", "units": 2, "name": "out"}], ["out", "ab", "atb", "sum", "mean", "max", "w"]), {}),
+    # The constant has the sample's rank: a [1, 3] constant added to a (batch, 3) input
+    # is inferred as (batch, 1, 3) but computed as (batch, 3) (see docs/onnx.md).
     "weight_constant": (m({"x": [3]}, [
         {"type": "weight", "shape": [3], "name": "w", "initializer": {"type": "normal", "stddev": 1}},
         {"type": "constant", "value": [1.0, -2.0, 0.5], "name": "c"},
