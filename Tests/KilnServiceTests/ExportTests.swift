@@ -78,6 +78,10 @@ final class ExportTests: ServiceTestCase {
         XCTAssertTrue(String(decoding: given.body, as: UTF8.self).contains("dense_1"))
     }
 
+    func testANodeWithoutAnONNXFormIsUnprocessable() {
+        XCTAssertEqual(ServiceError(.unprocessable, code: "not_exportable", "node 'n' (t): has no ONNX form").reply.status, 422)
+    }
+
     func testModelIncludesTheArtifactGraph() throws {
         try trained()
         let model = try client.json("GET", "/models/tiny").json!
