@@ -19,10 +19,10 @@ public enum ModelExport {
         return format
     }
 
-    /// The model as a serialized ONNX `ModelProto`.
-    /// - Throws: `ServiceError(.unprocessable)` (422) naming a node with no ONNX form.
-    /// `outputs` (default: the model's) and `given` (inner nodes fed as inputs) are
-    /// node names, checked here (400 naming the bad one).
+    /// The model as a serialized ONNX `ModelProto`. `outputs` (default: the model's)
+    /// and `given` (inner nodes fed as inputs) are node names, checked here.
+    /// - Throws: `ServiceError(.invalid)` (400) naming an unknown node by its position;
+    ///   `ServiceError(.unprocessable)` (422) naming a node with no ONNX form.
     static func onnx(_ model: CompiledModel, name: String, outputs: [String]? = nil, given: [String] = []) throws -> [UInt8] {
         for (field, names) in [("outputs", outputs ?? []), ("inputs", given)] {
             for (i, n) in names.enumerated() where model.graph.node(n) == nil {
