@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "KilnSpec", dependencies: ["KilnGraph", "KilnJSON"]),
         // Vector loops for the optimizer updates (C for vector square roots).
         .target(name: "CKilnKernels"),
+        // Model export: a protobuf writer of its own and the ONNX translation of a graph.
+        .target(name: "KilnExport", dependencies: ["KilnGraph", "KilnTensor", "KilnJSON"]),
         .target(name: "KilnTrain", dependencies: ["CKilnKernels", "KilnTensor", "KilnGraph", "KilnSpec", "KilnData", "KilnJSON"]),
         // epoll, eventfd and accept4 for the HTTP event loop (empty off Linux).
         .target(name: "CKilnPoll"),
@@ -34,7 +36,7 @@ let package = Package(
         // PostgreSQL client, pool, notifications, chunked blobs, migrations and the job
         // queue that several nodes share (docs/cluster.md).
         .target(name: "KilnPostgres", dependencies: ["CLibPQ", "KilnJSON"]),
-        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
+        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnExport", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "KilnPostgres", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
@@ -43,6 +45,7 @@ let package = Package(
         .testTarget(name: "KilnJSONTests", dependencies: ["KilnJSON"]),
         .testTarget(name: "KilnTensorTests", dependencies: ["KilnTensor"]),
         .testTarget(name: "KilnGraphTests", dependencies: ["KilnGraph", "KilnSpec", "KilnTensor", "KilnJSON"], exclude: ["Fixtures"]),
+        .testTarget(name: "KilnExportTests", dependencies: ["KilnExport", "KilnGraph", "KilnTensor", "KilnJSON"]),
         .testTarget(name: "KilnDataTests", dependencies: ["KilnData", "KilnTestSupport"]),
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),

@@ -22,6 +22,7 @@ extension ServiceError: ResponseError {
         case .notFound: status = 404
         case .conflict: status = 409
         case .tooLarge: status = 413
+        case .unprocessable: status = 422
         case .unavailable: status = 503
         case .insufficientStorage: status = 507
         case .internalError: status = 500

@@ -154,7 +154,7 @@ paths:
     parameters:
       - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
     get:
-      summary: A model's summary, metrics and the job it came from
+      summary: A model's summary, graph, metrics and the job it came from
       responses:
         "200":
           description: The model.
@@ -166,6 +166,7 @@ paths:
                   name: {type: string}
                   job: {$ref: "#/components/schemas/Job"}
                   summary: {$ref: "#/components/schemas/Summary"}
+                  graph: {type: object, description: "The model artifact's graph: inputs, every layer with its type, name, inputs and full config, outputs"}
                   metrics: {type: object}
         "404": {$ref: "#/components/responses/Error"}
         "409": {$ref: "#/components/responses/Error"}
@@ -174,14 +175,36 @@ paths:
       - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
     get:
       summary: The model's weights as safetensors (F32, named <node>.<weight>)
+      parameters:
+        - {name: format, in: query, required: false, schema: {type: string, enum: [safetensors]}}
       responses:
         "200":
           description: A safetensors file.
           content:
             application/octet-stream:
               schema: {type: string, format: binary}
+        "400": {$ref: "#/components/responses/Error"}
         "404": {$ref: "#/components/responses/Error"}
         "409": {$ref: "#/components/responses/Error"}
+  /models/{name}/export:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: The model's prediction graph with its weights in another format (ONNX, opset 18, batch axis symbolic); see docs/onnx.md
+      parameters:
+        - {name: format, in: query, required: true, schema: {type: string, enum: [onnx]}}
+        - {name: outputs, in: query, required: false, description: "Comma-separated node names (default: the model's outputs)", schema: {type: string}}
+        - {name: inputs, in: query, required: false, description: "Comma-separated inner nodes fed from outside, as /predict allows", schema: {type: string}}
+      responses:
+        "200":
+          description: A serialized ONNX ModelProto.
+          content:
+            application/octet-stream:
+              schema: {type: string, format: binary}
+        "400": {$ref: "#/components/responses/Error"}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
+        "422": {$ref: "#/components/responses/Error"}
   /datasets:
     get:
       summary: Uploaded datasets

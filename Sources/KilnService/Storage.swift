@@ -99,7 +99,7 @@ public protocol DatasetStore: AnyObject, Sendable {
 /// A problem of the stores or the service that the client should hear about, with
 /// the status it maps to at the edge (`Errors.swift`).
 public struct ServiceError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case invalid, notFound, conflict, unavailable, insufficientStorage, tooLarge, internalError }
+    public enum Kind: Sendable { case invalid, notFound, conflict, unavailable, insufficientStorage, tooLarge, unprocessable, internalError }
     public var kind: Kind
     public var code: String
     public var message: String

@@ -70,6 +70,8 @@ case "validate", "train":
     guard let path = positional.first else { fail(usage) }
     let code = CommandLineTools.run(command, specPath: path, config: loadConfig())
     exit(code)
+case "export":  // kiln export DATA-DIR|JOB-DIR --model NAME --output FILE [--format onnx]
+    exit(ModelExport.command(path: positional.first, model: options["model"], output: options["output"], format: options["format"]))
 default:
     fail(usage)
 }

@@ -23,6 +23,8 @@ public struct Expression: Layer {
     public let aliases: [String]
     public let params: [Param]
     let tree: ExpressionNode
+    /// The parsed formula, for exporters that translate it to other operator sets.
+    public var formula: ExpressionNode { tree }
     /// The formula as one fused element-wise pass (forward and backward).
     let program: FusedProgram
 
@@ -123,13 +125,13 @@ public struct Expression: Layer {
 /// A parsed formula. Its operators are the closed enums of the element-wise table, so
 /// every operator a tree can hold has a value and a derivative; a name the table lacks
 /// is a parse error, never a fallback.
-indirect enum ExpressionNode: Sendable {
+public indirect enum ExpressionNode: Sendable {
     case number(Float)
     case variable(String)
     case unary(UnaryFunction, ExpressionNode)
     case binary(BinaryFunction, ExpressionNode, ExpressionNode)
 
-    var variables: [String] {
+    public var variables: [String] {
         switch self {
         case .number: return []
         case let .variable(v): return [v]

@@ -20,11 +20,14 @@ struct ModelsController {
             return .json(200, .object([
                 ("name", .string(job.name)), ("job", job.json),
                 ("summary", model.graph.summary()),
+                // The artifact's graph: what `ModelGraph(json:)` rebuilds the model from.
+                ("graph", model.graph.json),
                 ("metrics", service.jobs.metrics(job.id)),
             ]))
         }
         router.add("GET", "/models/:name/weights") { request in
             let name = request.pathParameters["name"] ?? ""
+            _ = try ModelExport.checkFormat(request.query["format"] ?? "safetensors", supported: ["safetensors"])
             let (job, _) = try service.predictor.model(name, path: "name")
             guard let artifact = try service.artifacts.latest(job.id) else {
                 throw ServiceError(.notFound, code: "no_checkpoint", "job \(job.id) has no checkpoint")
@@ -33,6 +36,17 @@ struct ModelsController {
                 ("Content-Type", "application/octet-stream"),
                 ("Content-Disposition", "attachment; filename=\"\(job.name).safetensors\""),
             ]), body: .bytes(artifact.weights))
+        }
+        router.add("GET", "/models/:name/export") { request in
+            let format = try ModelExport.checkFormat(request.query["format"])
+            let (job, model) = try service.predictor.model(request.pathParameters["name"] ?? "", path: "name")
+            // `outputs` and `inputs` (inner nodes fed from outside) as comma-separated node names.
+            func names(_ key: String) -> [String]? { request.query[key].map { $0.split(separator: ",").map(String.init) } }
+            let bytes = try ModelExport.onnx(model, name: job.name, outputs: names("outputs"), given: names("inputs") ?? [])
+            return HTTPResponse(status: 200, headers: HTTPHeaders([
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Disposition", "attachment; filename=\"\(job.name).\(format)\""),
+            ]), body: .bytes(bytes))
         }
     }
 }
