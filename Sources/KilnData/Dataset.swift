@@ -105,6 +105,8 @@ public struct DatasetSplits: Sendable {
 public struct DatasetError: Error, CustomStringConvertible, Sendable {
     public var field: String?
     public var message: String
+    /// Whether the data is refused for its size (a decompression bound) rather than its form.
+    public var tooLarge = false
 
     public init(field: String?, message: String) {
         self.field = field

@@ -29,7 +29,7 @@ public enum Gzip {
     static func inflateRaw(_ bytes: UnsafeRawBufferPointer, expectedSize: Int, name: String?,
                            maxOutputBytes: Int) throws(DatasetError) -> [UInt8] {
         guard expectedSize <= maxOutputBytes else {
-            throw DatasetError(field: name, "member size \(expectedSize) bytes exceeds the limit of \(maxOutputBytes) bytes")
+            throw DatasetError.overLimit(name, "member size \(expectedSize) bytes exceeds the limit of \(maxOutputBytes) bytes")
         }
         let out = try inflate(bytes, windowBits: -15, name: name, format: "deflate",
                               maxOutputBytes: expectedSize, sizeHint: max(expectedSize, 1), multiMember: false)
@@ -71,7 +71,7 @@ public enum Gzip {
 
         loop: while true {
             if produced > maxOutputBytes {
-                throw DatasetError(field: name, "decompressed data exceeds the limit of \(maxOutputBytes) bytes")
+                throw DatasetError.overLimit(name, "decompressed data exceeds the limit of \(maxOutputBytes) bytes")
             }
             if produced == out.count {
                 let grown = min(hardCap, max(out.count * 2, 1 << 16))
@@ -125,9 +125,18 @@ public enum Gzip {
             }
         }
         if produced > maxOutputBytes {
-            throw DatasetError(field: name, "decompressed data exceeds the limit of \(maxOutputBytes) bytes")
+            throw DatasetError.overLimit(name, "decompressed data exceeds the limit of \(maxOutputBytes) bytes")
         }
         out.removeLast(out.count - produced)
         return out
+    }
+}
+
+extension DatasetError {
+    /// Data refused for its size: the decompression bounds.
+    static func overLimit(_ field: String?, _ message: String) -> DatasetError {
+        var e = DatasetError(field: field, message)
+        e.tooLarge = true
+        return e
     }
 }

@@ -5,6 +5,10 @@
 import CZlib
 
 enum Zip {
+    /// A member may inflate to at most this many times its compressed size…
+    static let maxRatio = 200
+    /// …once it is larger than this (small members of zeros compress further).
+    static let ratioFloorBytes = 16 << 20
     struct Entry {
         var name: String
         var method: Int
@@ -116,7 +120,11 @@ enum Zip {
         }
         let (sum, overflow) = totalOut.addingReportingOverflow(entry.size)
         guard !overflow, sum <= maxOutputBytes else {
-            throw fail("members decompress to more than the limit of \(maxOutputBytes) bytes")
+            throw DatasetError.overLimit(file, "members decompress to more than the limit of \(maxOutputBytes) bytes (member '\(entry.name)')")
+        }
+        // No real array compresses this well: a member past the ratio is a decompression bomb.
+        if entry.size > Zip.ratioFloorBytes && entry.size / Swift.max(entry.compressedSize, 1) > Zip.maxRatio {
+            throw DatasetError.overLimit(fieldName, "member '\(entry.name)' would inflate \(entry.compressedSize) bytes to \(entry.size), more than \(Zip.maxRatio)× (refused as a decompression bomb)")
         }
         totalOut = sum
         let raw = UnsafeRawBufferPointer(rebasing: z[dataStart..<(dataStart + entry.compressedSize)])

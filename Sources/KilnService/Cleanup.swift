@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnJSON
 
 /// Removing what users are done with: finished jobs with their artifacts, uploaded
@@ -46,6 +47,14 @@ extension Service {
         try datasets.remove(id: id)
         Log.info("dataset_removed", [("id", .string(id))])
         return record
+    }
+
+    /// Adds a field to an uploaded dataset unless a queued or running job reads it.
+    func addField(to idOrName: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
+        guard StoredName.isValid(idOrName), let record = datasets.record(idOrName), let id = record["id"]?.stringValue else {
+            throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id or name '\(idOrName.prefix(64))'")
+        }
+        return try datasets.addField(id: id, field: field, train: train, test: test)
     }
 
     /// Finished jobs past the retention rules, oldest first: older than `keep_jobs_days`,

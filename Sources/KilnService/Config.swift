@@ -28,6 +28,8 @@ public struct Config: Sendable {
     public var maxBodyBytes = 64 << 20
     public var maxParameters = 100_000_000
     public var maxPredictBatch = 4096
+    /// What an upload may decompress to, in bytes (and no member past 200× its size).
+    public var maxDatasetBytes = 2 << 30
     /// HTTP connection limits and deadlines (seconds); see `HTTPServerConfiguration`.
     public var maxConnections = 16384
     public var maxConnectionsPerAddress = 0
@@ -75,6 +77,7 @@ public struct Config: Sendable {
             case "max_body_bytes": maxBodyBytes = try int(value, key, path)
             case "max_parameters": maxParameters = try int(value, key, path)
             case "max_predict_batch": maxPredictBatch = try int(value, key, path)
+            case "max_dataset_bytes": maxDatasetBytes = try int(value, key, path)
             case "auth_scope":
                 guard let scope = AuthMiddleware.Scope(rawValue: try string(value, key, path)) else {
                     throw ConfigError(message: "\(path): auth_scope must be 'writes' or 'all'")

@@ -320,6 +320,7 @@ public final class DirectoryArtifactStore: ArtifactStore, @unchecked Sendable {
 public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
     let directory: String
     private let lock = NSLock()
+    private let writing = NSLock()
     private var records: [String: JSON] = [:]
 
     public init(directory: String) throws {
@@ -371,6 +372,46 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         records[id] = nil
         lock.unlock()
         try removeTree(folder)
+    }
+
+    public func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
+        guard StoredName.isValid(id), StoredName.isValid(field) else {
+            throw ServiceError(.invalid, code: "invalid_name", "names must match [A-Za-z0-9_.-]{1,64}")
+        }
+        writing.lock()
+        defer { writing.unlock() }
+        lock.lock()
+        let current = records[id]
+        lock.unlock()
+        guard let current, let split = load(id) else { throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'") }
+        guard split.train.fields[field] == nil else {
+            throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
+        }
+        guard train.rowCount == split.train.rowCount else {
+            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
+        }
+        if let testSplit = split.test {
+            guard let test, test.rowCount == testSplit.rowCount else {
+                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
+            }
+        }
+        let folder = "\(directory)/\(id)"
+        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
+        trainFields[field] = train
+        if split.test != nil, let test { testFields[field] = test }
+        var json = DatasetRecord.make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
+        json = json.setting("created_at", to: current["created_at"] ?? .null)
+        do {
+            try AtomicFile.write(NPY.encode(train), to: "\(folder)/\(field).npy")
+            if split.test != nil, let test { try AtomicFile.write(NPY.encode(test), to: "\(folder)/test.\(field).npy") }
+            try AtomicFile.write(json.serialized(pretty: true), to: "\(folder)/dataset.json")
+        } catch {
+            throw ServiceError(.insufficientStorage, code: "storage_error", "could not store the field: \(error)")
+        }
+        lock.lock()
+        records[id] = json
+        lock.unlock()
+        return json
     }
 
     public func record(_ idOrName: String) -> JSON? {

@@ -94,6 +94,8 @@ public protocol DatasetStore: AnyObject, Sendable {
     func record(_ idOrName: String) -> JSON?
     /// Removes the dataset with this id (its files and record).
     func remove(id: String) throws
+    /// Adds a field (and its test-split rows) to the dataset with this id.
+    func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON
 }
 
 /// A problem of the stores or the service that the client should hear about, with
