@@ -14,10 +14,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
 
         // Libraries, bottom to top.
         .target(name: "KilnJSON"),
-        .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "KilnTensor", dependencies: ["COpenBLAS", "CDNNL"]),
         .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
         // Vector loops for the optimizer updates (C for vector square roots).

@@ -2,7 +2,7 @@
 # Installs the system libraries Kiln builds against, where missing (Debian).
 set -euo pipefail
 need=()
-for pkg in libopenblas-dev libcurl4-openssl-dev zlib1g-dev; do
+for pkg in libopenblas-dev libdnnl-dev libcurl4-openssl-dev zlib1g-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

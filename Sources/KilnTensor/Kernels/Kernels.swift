@@ -1,0 +1,119 @@
+import Foundation
+import Synchronization
+
+/// A kernel library behind the kernel seam.
+public enum KernelLibrary: String, CaseIterable, Sendable {
+    /// OpenBLAS `cblas_sgemm`, and im2col + sgemm for convolutions. Its kernels are the
+    /// ones the environment selects (`OPENBLAS_CORETYPE`), which Kiln never overrides.
+    case openblas
+    /// oneDNN (Debian's `libdnnl`): `dnnl_sgemm`, matmul primitives with the bias and
+    /// relu as post-ops, and direct NHWC convolutions. It picks AVX-512 or AVX2 code by
+    /// CPUID, whatever the environment says about OpenBLAS.
+    case onednn
+}
+
+/// The ops that have more than one implementation.
+public enum KernelOp: String, CaseIterable, Sendable {
+    /// Every matrix product (matmul, dense, recurrent layers, im2col products).
+    case matmul
+    /// conv2d forward and both backward passes (direct, or im2col + sgemm).
+    case convolution
+}
+
+/// How the engine chooses a library per op.
+public enum KernelPolicy: Equatable, Sendable, CustomStringConvertible {
+    /// The fastest library per op, from `Kernels.table`.
+    case auto
+    /// One library for every op (for comparisons and for bit-for-bit repeatability
+    /// against a run that used it).
+    case only(KernelLibrary)
+
+    /// `auto`, `openblas` or `onednn` (case-insensitive); nil for anything else.
+    public init?(name: String) {
+        let lowered = name.trimmingCharacters(in: .whitespaces).lowercased()
+        if lowered == "auto" { self = .auto; return }
+        guard let library = KernelLibrary(rawValue: lowered) else { return nil }
+        self = .only(library)
+    }
+
+    public var description: String {
+        switch self {
+        case .auto: return "auto"
+        case .only(let library): return library.rawValue
+        }
+    }
+}
+
+/// The kernel seam: which library runs each op. Process-wide, set from `KILN_KERNELS`
+/// (`auto`, `openblas`, `onednn`; default auto) at first use, or by assigning `policy`.
+///
+/// Under `.auto` the choice is a fixed table (`table`) measured with `kiln-bench
+/// kernels` (bench/README.md, docs/engine.md), not a timing taken at start-up: the same
+/// build on the same machine then always runs the same kernels, so a seeded run
+/// repeats bit for bit. Where oneDNN cannot start (no engine), everything falls back to
+/// OpenBLAS.
+public enum Kernels {
+    /// The library per op under `.auto`, when oneDNN is available. On this project's
+    /// machines (AVX-512, `OPENBLAS_CORETYPE=Haswell`), oneDNN's sgemm runs at about
+    /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
+    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet.
+    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn]
+
+    struct State {
+        var policy: KernelPolicy
+        var fromEnvironment: String?
+    }
+
+    static let state: Mutex<State> = {
+        let raw = ProcessInfo.processInfo.environment["KILN_KERNELS"]
+        var policy = KernelPolicy.auto
+        if let raw, !raw.isEmpty {
+            if let parsed = KernelPolicy(name: raw) {
+                policy = parsed
+            } else {
+                FileHandle.standardError.write(Data("kiln: KILN_KERNELS=\(raw) is not auto, openblas or onednn; using auto\n".utf8))
+            }
+        }
+        return Mutex(State(policy: policy, fromEnvironment: raw))
+    }()
+
+    /// The policy in force. Setting it takes effect for ops started afterwards.
+    public static var policy: KernelPolicy {
+        get { state.withLock { $0.policy } }
+        set { state.withLock { $0.policy = newValue } }
+    }
+
+    /// Whether oneDNN started (a CPU engine could be created).
+    public static var oneDNNAvailable: Bool { OneDNN.engine != nil }
+
+    /// The libraries that can run here: OpenBLAS always, oneDNN when it started.
+    public static var availableLibraries: [KernelLibrary] {
+        oneDNNAvailable ? [.openblas, .onednn] : [.openblas]
+    }
+
+    /// The library that runs `op` under the current policy.
+    @inline(__always)
+    public static func library(for op: KernelOp) -> KernelLibrary {
+        let wanted: KernelLibrary
+        switch policy {
+        case .auto: wanted = table[op] ?? .openblas
+        case .only(let library): wanted = library
+        }
+        return wanted == .onednn && !oneDNNAvailable ? .openblas : wanted
+    }
+
+    /// Runs `body` with `policy` in force, then restores the previous one (for tests
+    /// and benchmarks that compare the libraries).
+    public static func with<T>(_ policy: KernelPolicy, _ body: () throws -> T) rethrows -> T {
+        let saved = Kernels.policy
+        Kernels.policy = policy
+        defer { Kernels.policy = saved }
+        return try body()
+    }
+
+    /// One line for logs: the policy and the library each op runs on.
+    public static var summary: String {
+        let ops = KernelOp.allCases.map { "\($0.rawValue)=\(library(for: $0).rawValue)" }.joined(separator: " ")
+        return "kernels \(policy) (\(ops))\(oneDNNAvailable ? "" : "; oneDNN unavailable")"
+    }
+}
