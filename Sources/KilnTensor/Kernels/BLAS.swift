@@ -24,7 +24,8 @@ public enum BLAS {
     ) {
         _ = singleThreaded
         let library = Kernels.library(for: .matmul)
-        let cores = Parallel.cores
+        // Under oneDNN's own OpenMP threading, one call takes every core.
+        let cores = library == .onednn && !OneDNN.splits ? 1 : Parallel.cores
         if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) < 32 * cores && k >= 256 * cores {
             // A small result over a long inner axis (a kernel gradient summed over every
             // image position): each core multiplies a slice of k into its own C, then

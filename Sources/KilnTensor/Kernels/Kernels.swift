@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 import Synchronization
 
@@ -81,6 +82,42 @@ public enum Kernels {
     public static var policy: KernelPolicy {
         get { state.withLock { $0.policy } }
         set { state.withLock { $0.policy = newValue } }
+    }
+
+    /// Who runs oneDNN's work on the cores.
+    public enum OneDNNThreading: Sendable {
+        /// Kiln: one OpenMP thread per call, large work cut over the cores by Dispatch
+        /// (the default; see docs/engine.md for the measurement).
+        case kiln
+        /// oneDNN's own OpenMP team, one thread per core, on every call; no split (for
+        /// comparison only: its threads spin between calls against Kiln's workers).
+        case openMP
+    }
+
+    private static let threading = Mutex(OneDNNThreading.kiln)
+
+    /// Who runs oneDNN's work on the cores; `.kiln` unless set.
+    public static var oneDNNThreading: OneDNNThreading {
+        get { threading.withLock { $0 } }
+        set { threading.withLock { $0 = newValue } }
+    }
+
+    /// For benchmarks: C[m×n] = A[m×k]·B[k×n] (row-major) on `library` as it runs on its
+    /// own, with its own threads (OpenBLAS's pool, oneDNN's OpenMP team) on every core,
+    /// without Kiln's split. Kiln's own calls run single-threaded (see `BLAS`).
+    public static func sgemmOnLibraryThreads(
+        _ library: KernelLibrary, m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>
+    ) {
+        switch library {
+        case .openblas:
+            _ = BLAS.singleThreaded
+            openblas_set_num_threads(Int32(Parallel.cores))
+            BLAS.call(.openblas, false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+            openblas_set_num_threads(1)
+        case .onednn:
+            OneDNN.sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n, threads: Parallel.cores)
+        }
     }
 
     /// Whether oneDNN started (a CPU engine could be created).

@@ -87,7 +87,7 @@ extension OneDNN {
 
     static func convolution(_ g: WindowGeometry, batch: Int, filters: Int, bias: Bool, relu: Bool) -> Convolution? {
         let key = [1, batch, g.height, g.width, g.channels, filters, g.kernelH, g.kernelW, g.strideH, g.strideW,
-                   g.dilationH, g.dilationW, g.padTop, g.padLeft, g.outH, g.outW, bias ? 1 : 0, relu ? 1 : 0]
+                   g.dilationH, g.dilationW, g.padTop, g.padLeft, g.outH, g.outW, bias ? 1 : 0, relu ? 1 : 0, threadsPerCall]
         return cached(key) { Convolution(g, batch: batch, filters: filters, bias: bias, relu: relu) }
     }
 
@@ -96,7 +96,7 @@ extension OneDNN {
     static func batchBlocks(_ g: WindowGeometry, filters: Int) -> [Range<Int>] {
         let cores = Parallel.cores, n = g.batch
         let work = n * g.positions * g.patch * filters
-        guard cores > 1, n >= 2, work >= BLAS.splitThreshold else { return [0..<n] }
+        guard splits, cores > 1, n >= 2, work >= BLAS.splitThreshold else { return [0..<n] }
         let parts = Swift.min(cores, n), size = (n + parts - 1) / parts
         return stride(from: 0, to: n, by: size).map { $0..<Swift.min(n, $0 + size) }
     }

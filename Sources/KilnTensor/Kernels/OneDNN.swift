@@ -39,9 +39,16 @@ enum OneDNN {
         return unsafeBitCast(symbol, to: GetThreads.self)
     }()
 
-    /// Makes oneDNN calls from this thread run on this thread alone.
+    /// Makes oneDNN calls from this thread run on this thread alone (or, under
+    /// `Kernels.oneDNNThreading == .openMP`, on an OpenMP team of one thread per core).
     @inline(__always)
-    static func ownThisThread() { setOpenMPThreads?(1) }
+    static func ownThisThread() { setOpenMPThreads?(Int32(threadsPerCall)) }
+
+    /// OpenMP threads per oneDNN call.
+    static var threadsPerCall: Int { Kernels.oneDNNThreading == .openMP ? Parallel.cores : 1 }
+
+    /// Whether Kiln cuts oneDNN work over the cores itself.
+    static var splits: Bool { Kernels.oneDNNThreading == .kiln }
 
     /// The OpenMP threads a oneDNN call from this thread would use (for tests).
     static func threadsForThisThread() -> Int { Int(getOpenMPThreads?() ?? 1) }
@@ -53,9 +60,10 @@ enum OneDNN {
     static func sgemm(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, threads: Int? = nil
     ) {
-        ownThisThread()
+        if let threads { setOpenMPThreads?(Int32(threads)) } else { ownThisThread() }
+        defer { if threads != nil { ownThisThread() } }
         let status = dnnl_sgemm(transposeA ? 84 : 78, transposeB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha,
                                 a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
         precondition(status == dnnl_success, "dnnl_sgemm failed (\(status.rawValue)) for \(m)×\(n)×\(k)")
@@ -199,7 +207,7 @@ enum OneDNN {
 
     /// y[m×n] = relu?(x[m×k]·w[k×n] + bias), row-major, on this thread.
     static func matmulPrimitive(m: Int, k: Int, n: Int, bias: Bool, relu: Bool) -> Primitive? {
-        cached([0, m, k, n, bias ? 1 : 0, relu ? 1 : 0]) { () -> Primitive? in
+        cached([0, m, k, n, bias ? 1 : 0, relu ? 1 : 0, threadsPerCall]) { () -> Primitive? in
             var src = plainLayout([m, k], dnnl_ab), weights = plainLayout([k, n], dnnl_ab)
             var biasLayout = plainLayout([1, n], dnnl_ab), dst = plainLayout([m, n], dnnl_ab)
             var desc = dnnl_matmul_desc_t()
@@ -220,7 +228,7 @@ enum OneDNN {
     ) -> Bool {
         let cores = Parallel.cores
         var size = m
-        if cores > 1 && m * n * k >= BLAS.splitThreshold && m >= 32 * cores {
+        if splits && cores > 1 && m * n * k >= BLAS.splitThreshold && m >= 32 * cores {
             size = ((m + cores - 1) / cores + 15) / 16 * 16
         }
         let parts = (m + size - 1) / size
