@@ -148,8 +148,10 @@ extension Variable {
         if k == 0 {
             py.initialize(repeating: 0, count: y.count)
         } else if rows > 0 && n > 0 {
-            // oneDNN: one matmul primitive with the bias and relu as post-ops.
-            fused = Kernels.library(for: .matmul) == .onednn
+            // oneDNN: one matmul primitive with the bias and relu as post-ops, for
+            // products large enough to pay for a primitive call (memory objects, a
+            // stream); small ones (a prediction's few rows) take dnnl_sgemm below.
+            fused = Kernels.library(for: .matmul) == .onednn && rows * k * n >= OneDNN.primitiveThreshold
                 && OneDNN.dense(x: x.storage.pointer, w: w.storage.pointer, bias: bias?.value.storage.pointer, y: py,
                                 rows: rows, k: k, n: n, relu: relu)
             if !fused {
