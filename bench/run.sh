@@ -22,9 +22,9 @@ if [ "${KILN_BENCH_SKIP_TORCH:-0}" != 1 ]; then
     "$py" -c 'import torch' 2>/dev/null && torch_ok=1
 fi
 if [ "${KILN_BENCH_SKIP_KERAS:-0}" != 1 ]; then
-    "$py" -c 'import jax, keras' 2>/dev/null || bench/.venv/bin/pip install -q jax keras numpy \
+    KERAS_BACKEND=jax "$py" -c 'import jax, keras' 2>/dev/null || bench/.venv/bin/pip install -q jax keras numpy \
         || echo '{"note": "keras-jax skipped: pip install jax keras failed"}'
-    "$py" -c 'import jax, keras' 2>/dev/null && keras_ok=1
+    KERAS_BACKEND=jax "$py" -c 'import jax, keras' 2>/dev/null && keras_ok=1
 fi
 
 for part in "${parts[@]}"; do

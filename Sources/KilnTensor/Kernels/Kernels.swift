@@ -57,15 +57,11 @@ public enum Kernels {
     /// The library per op under `.auto`, when oneDNN is available. On this project's
     /// machines (AVX-512, `OPENBLAS_CORETYPE=Haswell`), oneDNN's sgemm runs at about
     /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
-    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet.
+    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet
+    /// (docs/engine.md has the figures).
     public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn]
 
-    struct State {
-        var policy: KernelPolicy
-        var fromEnvironment: String?
-    }
-
-    static let state: Mutex<State> = {
+    static let state: Mutex<KernelPolicy> = {
         let raw = ProcessInfo.processInfo.environment["KILN_KERNELS"]
         var policy = KernelPolicy.auto
         if let raw, !raw.isEmpty {
@@ -75,13 +71,13 @@ public enum Kernels {
                 FileHandle.standardError.write(Data("kiln: KILN_KERNELS=\(raw) is not auto, openblas or onednn; using auto\n".utf8))
             }
         }
-        return Mutex(State(policy: policy, fromEnvironment: raw))
+        return Mutex(policy)
     }()
 
     /// The policy in force. Setting it takes effect for ops started afterwards.
     public static var policy: KernelPolicy {
-        get { state.withLock { $0.policy } }
-        set { state.withLock { $0.policy = newValue } }
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
     }
 
     /// Who runs oneDNN's work on the cores.
