@@ -17,10 +17,11 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
 
         // Libraries, bottom to top.
         .target(name: "KilnJSON"),
-        .target(name: "KilnTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "KilnTensor", dependencies: ["COpenBLAS", "CDNNL"]),
         .target(name: "KilnData", dependencies: ["CCurl", "CZlib", "CPNG", "CJPEG", "KilnJSON"]),
         .target(name: "KilnGraph", dependencies: ["KilnTensor", "KilnJSON"]),
         // The job spec (model + data + train sections), decoded once into typed values.

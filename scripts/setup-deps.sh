@@ -5,7 +5,7 @@ need=()
 # libpq-dev is the PostgreSQL client (KilnPostgres); postgresql provides the initdb and
 # pg_ctl that the PostgreSQL tests and bench/pg-queue.sh start throwaway servers with.
 # python3-venv and curl: scripts/onnx-tests.sh (a test-only venv with onnxruntime).
-for pkg in libopenblas-dev libcurl4-openssl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libpq-dev postgresql python3-venv curl; do
+for pkg in libopenblas-dev libdnnl-dev libcurl4-openssl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libpq-dev postgresql python3-venv curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -133,6 +133,10 @@ extension Variable {
     private func convolve(kernel: Variable, plan: ConvolutionPlan, op: String, bias: Variable? = nil, relu: Bool = false) -> Variable {
         let g = plan.geometry, x = value, w = kernel.value
         let outShape = [g.batch, g.outH, g.outW, plan.columns]
+        if !plan.perSample && g.batch > 0 && Kernels.library(for: .convolution) == .onednn,
+           let direct = convolveDirect(kernel: kernel, plan: plan, op: op, bias: bias, relu: relu) {
+            return direct
+        }
         let (y, patches) = plan.imageToRows(x, w, keepPatches: kernel.requiresGrad)
         biasRelu(y, columns: plan.columns, bias: bias?.value, relu: relu)
         let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
@@ -143,6 +147,36 @@ extension Variable {
             if kernel.requiresGrad {
                 kernel.accumulate(plan.kernelGradient(x, rows, kernelShape: w.shape, patches: patches))
             }
+        }
+    }
+
+    /// conv2d on oneDNN's direct NHWC primitives (no im2col), nil when oneDNN has none
+    /// for this geometry. The bias and relu are post-ops of the forward primitive; the
+    /// backward passes fall back to the im2col products if oneDNN has no primitive for them.
+    private func convolveDirect(kernel: Variable, plan: ConvolutionPlan, op: String, bias: Variable?, relu: Bool) -> Variable? {
+        let g = plan.geometry, x = value, w = kernel.value, filters = plan.columns
+        let y = Tensor(uninitializedShape: [g.batch * g.positions, filters])
+        guard OneDNN.convolutionForward(g, filters: filters, image: x.storage.pointer, kernel: w.storage.pointer,
+                                        bias: bias?.value.storage.pointer, relu: relu, output: y.storage.pointer) else { return nil }
+        withExtendedLifetime(bias) {}
+        let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
+        let hasBias = bias != nil
+        return Variable(y.reshaped([g.batch, g.outH, g.outW, filters]), op: op, parents: parents) { grad in
+            let dz = preActivationGradient(grad, output: y, columns: filters, relu: relu, bias: bias)
+            let pz = dz.storage.pointer
+            if self.requiresGrad {
+                let dx = OneDNN.convolutionBackwardData(g, filters: filters, gradient: pz, kernel: w.storage.pointer, bias: hasBias, relu: relu)
+                    ?? plan.rowsToImage(dz.reshaped([g.batch * g.positions, filters]), w)
+                self.accumulate(dx)
+            }
+            if kernel.requiresGrad {
+                let dk = OneDNN.convolutionBackwardWeights(g, filters: filters, image: x.storage.pointer, gradient: pz, bias: hasBias, relu: relu)
+                    ?? plan.kernelGradient(x, dz.reshaped([g.batch * g.positions, filters]), kernelShape: w.shape)
+                kernel.accumulate(dk)
+            }
+            withExtendedLifetime(dz) {}
+            withExtendedLifetime(x) {}
+            withExtendedLifetime(w) {}
         }
     }
 }

@@ -130,7 +130,9 @@ extension Variable {
     /// relu when `relu` is set — the `dense` layer in one op. Forward, the bias and relu
     /// are applied in place to the sgemm output in one pass; backward, relu's mask is
     /// applied to g once and the three gradients follow from it (two sgemms and a column
-    /// sum), with no broadcast copies. Results equal `matmul`, `add`, `relu` in turn.
+    /// sum), with no broadcast copies. On OpenBLAS, results equal `matmul`, `add`, `relu`
+    /// in turn, bit for bit; on oneDNN the forward pass is one matmul primitive with the
+    /// bias and relu as post-ops (equal within rounding).
     public func dense(kernel: Variable, bias: Variable?, relu: Bool) throws(TensorError) -> Variable {
         let x = value, w = kernel.value
         guard x.rank >= 1, w.rank == 2, x.shape.last == w.shape[0] else {
@@ -142,13 +144,23 @@ extension Variable {
         }
         let y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [n])
         let py = y.storage.pointer
+        var fused = false
         if k == 0 {
             py.initialize(repeating: 0, count: y.count)
         } else if rows > 0 && n > 0 {
-            BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: k,
-                       a: x.storage.pointer, lda: k, b: w.storage.pointer, ldb: n, c: py, ldc: n)
+            // oneDNN: one matmul primitive with the bias and relu as post-ops, for
+            // products large enough to pay for a primitive call (memory objects, a
+            // stream); small ones (a prediction's few rows) take dnnl_sgemm below.
+            fused = Kernels.library(for: .matmul) == .onednn && rows * k * n >= OneDNN.primitiveThreshold
+                && OneDNN.dense(x: x.storage.pointer, w: w.storage.pointer, bias: bias?.value.storage.pointer, y: py,
+                                rows: rows, k: k, n: n, relu: relu)
+            if !fused {
+                BLAS.sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: k,
+                           a: x.storage.pointer, lda: k, b: w.storage.pointer, ldb: n, c: py, ldc: n)
+            }
         }
-        biasRelu(y, columns: n, bias: bias?.value, relu: relu)
+        if !fused { biasRelu(y, columns: n, bias: bias?.value, relu: relu) }
+        withExtendedLifetime(bias) {}
         let parents = bias.map { [self, kernel, $0] } ?? [self, kernel]
         return Variable(y, op: relu ? "dense_relu" : "dense", parents: parents) { g in
             let dz = preActivationGradient(g, output: y, columns: n, relu: relu, bias: bias)

@@ -14,6 +14,12 @@ final class ConvolutionTests: XCTestCase {
     ]
 
     func testConv2dForwardMatchesNaiveLoops() throws {
+        for library in Kernels.availableLibraries {
+            try Kernels.with(.only(library)) { try conv2dForwardMatchesNaiveLoops() }
+        }
+    }
+
+    func conv2dForwardMatchesNaiveLoops() throws {
         for (i, c) in cases.enumerated() {
             let x = randomTensor(c.input, seed: UInt64(i + 1))
             let k = randomTensor([c.kernel.0, c.kernel.1, c.input[3], 4], seed: UInt64(i + 50))
@@ -36,9 +42,17 @@ final class ConvolutionTests: XCTestCase {
             let x = randomTensor(c.input, seed: UInt64(i + 1)), k = randomTensor([c.kernel.0, c.kernel.1, c.input[3], 3], seed: UInt64(i + 9))
             let b = randomTensor([3], seed: UInt64(i + 30))
             let padding: Padding = c.same ? .same : .valid
-            let fused = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation, bias: Variable(b), relu: true)
-            let plain = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation).add(Variable(b)).relu()
-            XCTAssertEqual(fused.value.scalars, plain.value.scalars, "case \(i)")
+            for library in Kernels.availableLibraries {
+                try Kernels.with(.only(library)) {
+                    let fused = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation, bias: Variable(b), relu: true)
+                    let plain = try Variable(x).conv2d(kernel: Variable(k), strides: c.strides, padding: padding, dilation: c.dilation).add(Variable(b)).relu()
+                    if library == .openblas {
+                        XCTAssertEqual(fused.value.scalars, plain.value.scalars, "case \(i)")
+                    } else {
+                        assertClose(fused.value, plain.value, tolerance: 1e-5, "case \(i) \(library)")
+                    }
+                }
+            }
             try checkGradients([x, k, b], label: "conv2d + bias + relu case \(i)") { v in
                 try v[0].conv2d(kernel: v[1], strides: c.strides, padding: padding, dilation: c.dilation, bias: v[2], relu: true)
             }

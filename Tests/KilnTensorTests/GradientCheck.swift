@@ -2,11 +2,26 @@ import KilnTensor
 import XCTest
 
 /// Compares the autodiff gradient of `f` with central finite differences, for every
-/// element of every input. The scalar checked is Σ f(x)·w for fixed random weights w,
-/// accumulated in Double, so every output element contributes.
+/// element of every input, once on each kernel library that can run here (OpenBLAS,
+/// oneDNN). The scalar checked is Σ f(x)·w for fixed random weights w, accumulated in
+/// Double, so every output element contributes.
 func checkGradients(
     _ inputs: [Tensor], label: String = "", epsilon: Float = 1e-3, tolerance: Double = 2e-2,
     file: StaticString = #filePath, line: UInt = #line,
+    _ f: ([Variable]) throws -> Variable
+) rethrows {
+    for library in Kernels.availableLibraries {
+        try Kernels.with(.only(library)) {
+            try checkGradientsOnce(inputs, label: "\(label) [\(library.rawValue)]", epsilon: epsilon, tolerance: tolerance,
+                                   file: file, line: line, f)
+        }
+    }
+}
+
+/// `checkGradients` on the kernels of the current policy.
+func checkGradientsOnce(
+    _ inputs: [Tensor], label: String, epsilon: Float, tolerance: Double,
+    file: StaticString, line: UInt,
     _ f: ([Variable]) throws -> Variable
 ) rethrows {
     var generator = SeededGenerator(seed: 7)

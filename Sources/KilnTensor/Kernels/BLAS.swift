@@ -1,7 +1,9 @@
 import COpenBLAS
 import Dispatch
 
-/// Thin wrappers over CBLAS, in row-major terms.
+/// Matrix products in row-major terms, on the library `Kernels` picks for `.matmul`
+/// (OpenBLAS's `cblas_sgemm` or oneDNN's `dnnl_sgemm`), both run single-threaded and
+/// split over the cores here.
 public enum BLAS {
     /// OpenBLAS runs single-threaded: its worker threads spin (sched_yield) between
     /// calls and fight the Dispatch workers of the element-wise kernels for the cores.
@@ -21,7 +23,9 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         _ = singleThreaded
-        let cores = Parallel.cores
+        let library = Kernels.library(for: .matmul)
+        // Under oneDNN's own OpenMP threading, one call takes every core.
+        let cores = library == .onednn && !OneDNN.splits ? 1 : Parallel.cores
         if cores > 1 && m * n * k >= splitThreshold && Swift.max(m, n) < 32 * cores && k >= 256 * cores {
             // A small result over a long inner axis (a kernel gradient summed over every
             // image position): each core multiplies a slice of k into its own C, then
@@ -35,9 +39,9 @@ public enum BLAS {
                 let a0 = transposeA ? a + start * lda : a + start
                 let b0 = transposeB ? b + start : b + start * ldb
                 if p == 0 {
-                    call(transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, beta, c, ldc)
+                    call(library, transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, beta, c, ldc)
                 } else {
-                    call(transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, 0, pp + (p - 1) * m * n, n)
+                    call(library, transposeA, transposeB, m, n, depth, alpha, a0, lda, b0, ldb, 0, pp + (p - 1) * m * n, n)
                 }
             }
             for p in 1..<parts {
@@ -53,27 +57,31 @@ public enum BLAS {
                 let parts = (m + size - 1) / size
                 DispatchQueue.concurrentPerform(iterations: parts) { p in
                     let start = p * size, rows = Swift.min(m, start + size) - start
-                    call(transposeA, transposeB, rows, n, k, alpha, transposeA ? a + start : a + start * lda, lda, b, ldb, beta, c + start * ldc, ldc)
+                    call(library, transposeA, transposeB, rows, n, k, alpha, transposeA ? a + start : a + start * lda, lda, b, ldb, beta, c + start * ldc, ldc)
                 }
             } else {
                 let size = ((n + cores - 1) / cores + 15) / 16 * 16
                 let parts = (n + size - 1) / size
                 DispatchQueue.concurrentPerform(iterations: parts) { p in
                     let start = p * size, cols = Swift.min(n, start + size) - start
-                    call(transposeA, transposeB, m, cols, k, alpha, a, lda, transposeB ? b + start * ldb : b + start, ldb, beta, c + start, ldc)
+                    call(library, transposeA, transposeB, m, cols, k, alpha, a, lda, transposeB ? b + start * ldb : b + start, ldb, beta, c + start, ldc)
                 }
             }
             return
         }
-        call(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        call(library, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
     @inline(__always)
     static func call(
-        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ library: KernelLibrary, _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
+        if library == .onednn {
+            OneDNN.sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

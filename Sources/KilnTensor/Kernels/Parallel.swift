@@ -11,6 +11,14 @@ public enum Parallel {
     /// Cores used for element-wise work (the BLAS library manages its own threads).
     public static let cores: Int = max(1, sysconfCores())
 
+    /// Calls `body(i)` for every i in `0..<count`, concurrently when there is more than
+    /// one (one call per core: the blocks of a split product or batch).
+    @inline(__always)
+    public static func run(_ count: Int, _ body: (Int) -> Void) {
+        if count == 1 { body(0); return }
+        withoutActuallyEscaping(body) { body in DispatchQueue.concurrentPerform(iterations: count, execute: body) }
+    }
+
     /// The sum of `body` over the chunks of `0..<count` (see `forEachChunk`), added in
     /// chunk order, so the result does not depend on which core finishes first.
     public static func sum(_ count: Int, minimumChunk: Int = 1 << 15, _ body: (Range<Int>) -> Double) -> Double {
