@@ -5,3 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"
+# The real client libraries (tritonclient, requests, prometheus_client, promtool) and the
+# command line against a live server (docs/serving.md).
+scripts/compat-tests.sh
