@@ -1,7 +1,8 @@
 import Foundation
+import KilnJSON
 import KilnService
 
-/// `kiln serve | validate | train | predict | help`; `kiln --help`, `kiln --version`.
+/// `kiln serve | validate | train | predict | jobs | help`; `kiln --help`, `kiln --version`.
 /// Help asked for goes to stdout with exit 0; a usage error goes to stderr with exit 2.
 let arguments = Array(CommandLine.arguments.dropFirst())
 
@@ -18,6 +19,7 @@ let usage = """
       validate SPEC.json    check a job spec and print its summary
       train SPEC.json       train a spec here, with a progress bar; --output DIR keeps the model
       predict INPUT.json    run a model on a request body ({"inputs": …} or {"instances": […]})
+      jobs [list|show|cancel|metrics]   the jobs of a running server
       help [COMMAND]        this text, or a command's
 
     options:
@@ -52,12 +54,23 @@ let commandHelp: [String: String] = [
                           running on DIR meanwhile); datasets are cached there too
         """,
     "predict": """
-        usage: kiln predict --model DIR|NAME INPUT.json [--data-dir DIR] [--config FILE]
+        usage: kiln predict --model DIR|NAME INPUT.json [--server URL | --data-dir DIR] [--config FILE]
 
         Runs a model on INPUT.json, a /predict body without "model": {"inputs": {name: array}}
         or {"instances": [row, …]}. --model is an artifact directory written by
-        kiln train --output, or the name (or job id) of a model in the data directory
-        (one no server is running on).
+        kiln train --output, or the name (or job id) of a model: on the server given by
+        --server (or KILN_SERVER), else in the data directory (one no server is running on).
+        """,
+    "jobs": """
+        usage: kiln jobs [list]                      [--server URL]
+               kiln jobs show ID                     [--server URL]
+               kiln jobs cancel ID                   [--server URL]
+               kiln jobs metrics ID [--follow]       [--server URL]
+
+        The jobs of a running server: --server URL, else KILN_SERVER, else
+        http://127.0.0.1:8080; the token (for cancel) from KILN_AUTH_TOKEN. metrics
+        --follow prints each new epoch as a JSON line until the job ends (exit 0 when it
+        succeeded).
         """,
 ]
 
@@ -82,7 +95,10 @@ var i = 1
 while i < arguments.count {
     let a = arguments[i]
     if a == "--help" || a == "-h" { printHelp(command) }
-    if a.hasPrefix("--") {
+    if a == "--follow" {
+        options["follow"] = "1"
+        i += 1
+    } else if a.hasPrefix("--") {
         guard i + 1 < arguments.count else { fail("\(a) needs a value\n\(commandHelp[command]!)") }
         options[String(a.dropFirst(2))] = arguments[i + 1]
         i += 2
@@ -93,7 +109,8 @@ while i < arguments.count {
 }
 let known: [String: Set<String>] = [
     "serve": ["config", "host", "port", "data-dir"], "validate": ["config"],
-    "train": ["config", "output", "data-dir"], "predict": ["config", "model", "data-dir"],
+    "train": ["config", "output", "data-dir"], "predict": ["config", "model", "data-dir", "server"],
+    "jobs": ["server", "follow"],
 ]
 for key in options.keys where !known[command]!.contains(key) { fail("kiln \(command) has no option --\(key)\n\(commandHelp[command]!)") }
 
@@ -138,7 +155,31 @@ case "validate", "train":
     exit(code)
 case "predict":
     guard let path = positional.first, let model = options["model"] else { fail(commandHelp[command]!) }
-    exit(CommandLineTools.predict(model: model, inputPath: path, config: loadConfig()))
+    let environment = ProcessInfo.processInfo.environment
+    guard options["server"] != nil || (environment["KILN_SERVER"] != nil && options["data-dir"] == nil) else {
+        exit(CommandLineTools.predict(model: model, inputPath: path, config: loadConfig()))
+    }
+    let client = ServerClient(server: options["server"], environment: environment)
+    guard let bytes = FileManager.default.contents(atPath: path), let body = try? JSON.parse([UInt8](bytes)), body.objectMembers != nil else {
+        fail("\(path) is not a JSON object")
+    }
+    do {
+        exit(client.show(try client.call("POST", "/predict", body: Data(body.setting("model", to: .string(model)).serialized().utf8))))
+    } catch { fail("\(error)") }
+case "jobs":
+    let client = ServerClient(server: options["server"], environment: ProcessInfo.processInfo.environment)
+    let action = positional.first ?? "list"
+    let id = positional.count > 1 ? positional[1] : nil
+    do {
+        switch (action, id) {
+        case ("list", nil): exit(try client.list())
+        case ("show", let id?): exit(client.show(try client.call("GET", "/jobs/\(id)")))
+        case ("cancel", let id?): exit(client.show(try client.call("DELETE", "/jobs/\(id)")))
+        case ("metrics", let id?):
+            exit(options["follow"] != nil ? try client.follow(id) : client.show(try client.call("GET", "/jobs/\(id)/metrics")))
+        default: fail(commandHelp["jobs"]!)
+        }
+    } catch { fail("\(error)") }
 default:
     fail(usage)
 }

@@ -84,14 +84,4 @@ def test_errors():
         assert isinstance(r.json()["error"], str) and r.json()["error"], r.text
 
 
-def test_tensorflow_serving_api_json():
-    """tensorflow-serving-api's predict request, as JSON, when that package installs."""
-    try:
-        from google.protobuf import json_format  # noqa: F401
-        from tensorflow_serving.apis import predict_pb2  # noqa: F401
-    except ImportError:
-        print("     tensorflow-serving-api is not installed: its JSON form is covered by the documented examples above")
-        return
-
-
 run(globals())
