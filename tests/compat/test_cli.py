@@ -7,7 +7,7 @@ import os
 import subprocess
 import tempfile
 
-from common import close, run
+from common import URL, call, close, models, predict, run
 
 KILN = os.environ["KILN_BIN"]
 SPEC = {
@@ -56,6 +56,40 @@ def test_train_output_then_predict():
         close(a, b, 0)
         bad = kiln("predict", "--model", "artifact", "spec.json", cwd=d)
         assert bad.returncode == 1 and json.loads(bad.stdout)["error"]["path"].startswith("inputs"), bad.stdout
+
+
+def test_server_commands():
+    env = dict(os.environ, KILN_SERVER=URL)
+    ids = models()
+    listed = subprocess.run([KILN, "jobs"], capture_output=True, text=True, timeout=60, env=env)
+    assert listed.returncode == 0 and ids["m"][0] in listed.stdout and "succeeded" in listed.stdout, listed
+    shown = subprocess.run([KILN, "jobs", "show", ids["two"][0]], capture_output=True, text=True, timeout=60, env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["name"] == "two", shown
+    followed = kiln("jobs", "metrics", ids["m"][0], "--follow", "--server", URL)
+    assert followed.returncode == 0, followed
+    assert [json.loads(line)["epoch"] for line in followed.stdout.splitlines()] == [1, 2]
+    missing = kiln("jobs", "show", "job-nope", "--server", URL)
+    assert missing.returncode == 1 and json.loads(missing.stdout)["error"]["code"] == "job_not_found"
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/input.json", "w") as f:
+            json.dump({"inputs": {"x": [[0.1, 0.2], [0.3, -0.4]]}}, f)
+        r = kiln("predict", "--model", "m", "--server", URL, f"{d}/input.json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        close(json.loads(r.stdout)["outputs"]["y"], predict("m", {"x": [[0.1, 0.2], [0.3, -0.4]]})["y"])
+        # A long job, cancelled from the command line.
+        spec = dict(SPEC, name="cli-cancel", train=dict(SPEC["train"], epochs=100000))
+        status, _, job = call("POST", "/jobs", spec)
+        assert status == 201, job
+        cancelled = kiln("jobs", "cancel", job["id"], "--server", URL)
+        assert cancelled.returncode == 0, cancelled
+        _, _, after = call("GET", f"/jobs/{job['id']}")
+        for _ in range(100):
+            if after["status"] == "cancelled":
+                break
+            import time
+            time.sleep(0.1)
+            _, _, after = call("GET", f"/jobs/{job['id']}")
+        assert after["status"] == "cancelled", after
 
 
 run(globals())
