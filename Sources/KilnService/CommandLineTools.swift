@@ -42,14 +42,14 @@ public enum CommandLineTools {
             let trainer = Trainer(spec: spec, model: model, data: data)
             let terminal = isatty(STDERR_FILENO) != 0
             let started = Date()
-            var lastLoss = ""
-            trainer.onStep = { epoch, step, steps in
+            trainer.onStep = { [unowned trainer] epoch, step, steps in
                 guard terminal else { return }
                 let width = 30, filled = width * step / max(steps, 1)
                 let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
                 let done = Double((epoch - 1) * steps + step) / Double(max(spec.train.epochs * steps, 1))
                 let eta = done > 0 ? Date().timeIntervalSince(started) * (1 - done) / done : 0
-                FileHandle.standardError.write(Data("\repoch \(epoch)/\(spec.train.epochs) [\(bar)] \(step)/\(steps) ETA \(CommandLineTools.duration(eta))\(lastLoss)".utf8))
+                let loss = trainer.runningLoss.map { String(format: " loss %.4f", $0) } ?? ""
+                FileHandle.standardError.write(Data("\repoch \(epoch)/\(spec.train.epochs) [\(bar)] \(step)/\(steps) ETA \(CommandLineTools.duration(eta))\(loss)".utf8))
             }
             let graphHash = SHA256.hex(Array(ModelArtifactGraph.json(spec).serialized(sortedKeys: true).utf8))
             let store = try output.map { try ArtifactDirectory(path: $0, spec: spec, json: json) }
@@ -57,7 +57,6 @@ public enum CommandLineTools {
             var epochs: [JSON] = []
             try trainer.fit { metrics in
                 epochs.append(metrics.json)
-                if let loss = metrics.values["loss"] { lastLoss = String(format: " loss %.4f", loss) }
                 let weights = Checkpoint.encode(model, metadata: [
                     "job": registered?.id ?? spec.name, "epoch": String(metrics.epoch), "graph_sha256": graphHash, "metrics": metrics.json.serialized(),
                 ])
