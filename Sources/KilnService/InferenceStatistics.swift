@@ -29,6 +29,9 @@ final class InferenceStatistics: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [Key: Entry] = [:]
     private var latency: [String: Histogram] = [:]
+    /// Per-name totals for `/metrics`: counters that never go down, even when a version
+    /// is removed.
+    private var totals: [String: (success: Int, failure: Int, samples: Int)] = [:]
 
     func record(name: String, version: String, batch: Int, seconds: Double, success: Bool) {
         let ns = UInt64(max(seconds, 0) * 1e9)
@@ -46,6 +49,9 @@ final class InferenceStatistics: @unchecked Sendable {
         }
         e.lastInference = UInt64(Date().timeIntervalSince1970 * 1000)
         entries[Key(name: name, version: version)] = e
+        var t = totals[name] ?? (0, 0, 0)
+        if success { t.success += 1; t.samples += batch } else { t.failure += 1 }
+        totals[name] = t
         var h = latency[name] ?? Histogram()
         for (i, limit) in ServiceMetrics.buckets.enumerated() where seconds <= limit { h.buckets[i] += 1 }
         h.sum += seconds
@@ -53,7 +59,7 @@ final class InferenceStatistics: @unchecked Sendable {
         latency[name] = h
     }
 
-    /// Forgets a removed model version.
+    /// Forgets a removed model version's statistics (the `/metrics` totals stay).
     func forget(version: String) {
         lock.lock()
         entries = entries.filter { $0.key.version != version }
@@ -93,14 +99,7 @@ final class InferenceStatistics: @unchecked Sendable {
     func render() -> String {
         lock.lock()
         defer { lock.unlock() }
-        var byName: [String: (success: Int, failure: Int, samples: Int)] = [:]
-        for (key, e) in entries {
-            var t = byName[key.name] ?? (0, 0, 0)
-            t.success += e.successCount
-            t.failure += e.failureCount
-            t.samples += e.inferenceCount
-            byName[key.name] = t
-        }
+        let byName = totals
         var out = "# HELP kiln_model_inference_requests_total Inference calls by model and outcome.\n# TYPE kiln_model_inference_requests_total counter\n"
         for name in byName.keys.sorted() {
             let label = ServiceMetrics.escape(name)
