@@ -25,15 +25,15 @@ def kiln(*args, cwd=None):
 def test_help_and_version():
     for args in (["--help"], ["-h"], ["help"]):
         r = kiln(*args)
-        assert r.returncode == 0 and "usage: kiln" in r.stdout and "serve" in r.stdout, (args, r)
+        assert r.returncode == 0 and "USAGE: kiln <subcommand>" in r.stdout and "serve" in r.stdout, (args, r)
     r = kiln("--version")
-    assert r.returncode == 0 and r.stdout.startswith("kiln "), r
-    for command in ("serve", "train", "validate", "predict"):
-        for args in ([command, "--help"], ["help", command]):
+    assert r.returncode == 0 and r.stdout.startswith("kiln ") and len(r.stdout.split()) == 2, r
+    for command in ("serve", "train", "validate", "predict", "jobs", "jobs list", "jobs metrics"):
+        for args in ([*command.split(), "--help"], ["help", *command.split()]):
             r = kiln(*args)
-            assert r.returncode == 0 and f"usage: kiln {command}" in r.stdout, (args, r)
+            assert r.returncode == 0 and f"USAGE: kiln {command}" in r.stdout, (args, r)
     r = kiln("bogus")
-    assert r.returncode == 2 and "unknown command" in r.stderr
+    assert r.returncode == 64 and "Unexpected argument 'bogus'" in r.stderr, r
 
 
 def test_train_output_then_predict():
