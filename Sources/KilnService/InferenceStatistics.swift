@@ -134,7 +134,8 @@ extension Service {
             metrics.inference.record(name: job.name, version: job.id, batch: batch, seconds: elapsed(), success: true)
             return result
         } catch {
-            if let job = version.flatMap({ jobs.job($0) }) ?? jobs.resolveModel(name) {
+            let versionJob = version.flatMap { jobs.job($0) }.flatMap { $0.name == name || $0.id == name ? $0 : nil }
+            if let job = version == nil ? jobs.resolveModel(name) : versionJob {
                 metrics.inference.record(name: job.name, version: job.id, batch: 0, seconds: elapsed(), success: false)
             }
             throw error
