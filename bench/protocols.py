@@ -1,7 +1,8 @@
 """Latency of one prediction through each serving protocol against a running Kiln, with
 the clients users have: /predict and TF Serving (requests, JSON), tritonclient JSON and
 binary. A 784-64-10 MLP (trained here on random rows), batches of 1 and 64 rows; p50 and
-p99 over a bounded number of calls on loopback. One JSON line per figure; nothing is
+p99 over a bounded number of calls on loopback, and the server's own mean time per call
+(from /v2/models/{name}/stats) to tell server from client cost. One JSON line per figure; nothing is
 asserted. Run by bench/protocols.sh."""
 import json
 import os
@@ -32,17 +33,26 @@ session = requests.Session()
 triton = httpclient.InferenceServerClient(url=URL.split("://", 1)[1])
 
 
+def server_time():
+    """(calls, seconds) the server spent answering, from its statistics."""
+    success = requests.get(f"{URL}/v2/models/bench-mlp/stats").json()["model_stats"][0]["inference_stats"]["success"]
+    return success["count"], success["ns"] / 1e9
+
+
 def measure(name, batch, call):
     for _ in range(10):
         call()
     times = []
+    calls_before, seconds_before = server_time()
     for _ in range(CALLS):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
+    calls_after, seconds_after = server_time()
     times.sort()
     print(json.dumps({"figure": name, "batch": batch, "calls": CALLS,
-                      "p50_ms": round(times[len(times) // 2] * 1e3, 3), "p99_ms": round(times[int(len(times) * 0.99) - 1] * 1e3, 3)}))
+                      "p50_ms": round(times[len(times) // 2] * 1e3, 3), "p99_ms": round(times[int(len(times) * 0.99) - 1] * 1e3, 3),
+                      "server_mean_ms": round((seconds_after - seconds_before) / max(calls_after - calls_before, 1) * 1e3, 3)}))
 
 
 for batch in (1, 64):

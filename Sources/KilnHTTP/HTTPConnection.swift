@@ -37,6 +37,12 @@ final class HTTPConnection {
     private(set) var isClosed = false
     /// Guards the descriptor between the loop's close and a worker's send.
     private let descriptorLock = NSLock()
+    /// Whether the loop received input while a worker held this connection's request,
+    /// and whether the worker has handed its answer back: a hand-back that skips the
+    /// wake-up must not leave a request that arrived meanwhile waiting for the clock.
+    private let handBackLock = NSLock()
+    private var inputWhileBusy = false
+    private var handedBack = false
     private var descriptorClosed = false
 
     private enum Phase { case idle, head, body }
@@ -80,7 +86,16 @@ final class HTTPConnection {
             close()
             return
         }
-        if event.readable { inputReady = true }
+        if event.readable {
+            inputReady = true
+            if busy {
+                // The worker's hand-back, if it has not happened yet, must wake the loop
+                // to read this input; if it has, the loop runs it after this event.
+                handBackLock.lock()
+                if !handedBack { inputWhileBusy = true }
+                handBackLock.unlock()
+            }
+        }
         // A stream ends the moment its client goes; a request in progress is answered
         // first (its client may only have half-closed) and the end of input read after.
         if event.peerClosed && stream != nil {
@@ -185,6 +200,10 @@ final class HTTPConnection {
         // bookkeeping: the loop takes it up at its next wake-up (the client's next
         // request, or the clock), sparing a wake-up per request.
         let nothingPending = eventIndex >= events.count
+        handBackLock.lock()
+        inputWhileBusy = false
+        handedBack = false
+        handBackLock.unlock()
         loop.pool.submit { [self] in
             let response = handler(request)
             var written: Written?
@@ -195,9 +214,14 @@ final class HTTPConnection {
                 }
                 server.onRequestCompleted?(request, response.status, Socket.now() - started)
             }
-            let settled = nothingPending && HTTPConnection.keepsAlive(request, response)
+            // Decided and queued under the lock the loop takes when input arrives, so
+            // either the loop sees the answer queued or the answer wakes the loop.
+            handBackLock.lock()
+            let settled = nothingPending && !inputWhileBusy && HTTPConnection.keepsAlive(request, response)
                 && written.map { $0.sent == $0.bytes.count } == true
+            handedBack = true
             loop.execute(wake: !settled) { self.respond(to: request, with: response, started: started, written: written) }
+            handBackLock.unlock()
         }
     }
 
