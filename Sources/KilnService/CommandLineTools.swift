@@ -35,6 +35,7 @@ public enum CommandLineTools {
             print(spec.validation.serialized(pretty: true))
             return 0
         }
+        var registered: RegisteredModel?
         do {
             let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror, checksums: config.datasetChecksums)
             let data = try TrainingData.resolve(spec, catalog: catalog)
@@ -53,7 +54,7 @@ public enum CommandLineTools {
             }
             let graphHash = SHA256.hex(Array(ModelArtifactGraph.json(spec).serialized(sortedKeys: true).utf8))
             let store = try output.map { try ArtifactDirectory(path: $0, spec: spec, json: json) }
-            let registered = try register ? RegisteredModel(config: config, spec: spec) : nil
+            registered = try register ? RegisteredModel(config: config, spec: spec) : nil
             var epochs: [JSON] = []
             try trainer.fit { metrics in
                 epochs.append(metrics.json)
@@ -72,6 +73,8 @@ public enum CommandLineTools {
             print(JSON.object(result).serialized(pretty: true))
             return 0
         } catch {
+            // A model stored as a job in the data directory is marked failed, not left running.
+            try? registered?.fail("\(error)")
             print(JSON.object([("error", .object([("code", "training_failed"), ("message", .string("\(error)"))]))]).serialized(pretty: true))
             return 1
         }
@@ -174,5 +177,9 @@ struct RegisteredModel {
 
     func complete() throws {
         try jobs.complete(id, warnings: [])
+    }
+
+    func fail(_ error: String) throws {
+        try jobs.fail(id, error: Redact.text(error))
     }
 }
