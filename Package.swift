@@ -9,6 +9,10 @@ let package = Package(
     products: [
         .executable(name: "kiln", targets: ["kiln"]),
     ],
+    dependencies: [
+        // The command line's subcommands, options and help.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
     targets: [
         // System libraries.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -38,7 +42,7 @@ let package = Package(
         // queue that several nodes share (docs/cluster.md).
         .target(name: "KilnPostgres", dependencies: ["CLibPQ", "KilnJSON"]),
         .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnExport", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
-        .executableTarget(name: "kiln", dependencies: ["KilnService"]),
+        .executableTarget(name: "kiln", dependencies: ["KilnService", "KilnJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "KilnPostgres", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
         // Tests.

@@ -5,5 +5,11 @@ cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"
-# ONNX export against ONNX Runtime (a test-only venv); only for the whole suite.
-if [ $# -eq 0 ]; then scripts/onnx-tests.sh; fi
+# Only for the whole suite: the real client libraries (tritonclient, requests,
+# prometheus_client, promtool) and the command line against a live server
+# (docs/serving.md), and ONNX export against ONNX Runtime (docs/onnx.md), each in a
+# test-only venv.
+if [ $# -eq 0 ]; then
+    scripts/compat-tests.sh
+    scripts/onnx-tests.sh
+fi

@@ -25,6 +25,17 @@ public enum Gzip {
                            maxOutputBytes: maxOutputBytes, sizeHint: hint, multiMember: true)
     }
 
+    /// Inflates an HTTP `Content-Encoding: deflate` body: zlib-wrapped deflate as RFC
+    /// 9110 defines it, or raw deflate as some clients send it. Fails on corrupt data or
+    /// output larger than `maxOutputBytes`.
+    public static func inflateZlib(_ bytes: [UInt8], maxOutputBytes: Int) throws(DatasetError) -> [UInt8] {
+        let hint = min(maxOutputBytes, max(bytes.count * 4, 1 << 12))
+        // A zlib header is two bytes whose big-endian value is a multiple of 31, method 8.
+        let wrapped = bytes.count >= 2 && bytes[0] & 0x0f == 8 && (Int(bytes[0]) << 8 | Int(bytes[1])) % 31 == 0
+        return try inflate(bytes, windowBits: wrapped ? 15 : -15, name: nil, format: "deflate",
+                           maxOutputBytes: maxOutputBytes, sizeHint: hint, multiMember: false)
+    }
+
     /// Inflates raw deflate data (zip method 8) whose size is known from the archive.
     static func inflateRaw(_ bytes: UnsafeRawBufferPointer, expectedSize: Int, name: String?,
                            maxOutputBytes: Int) throws(DatasetError) -> [UInt8] {

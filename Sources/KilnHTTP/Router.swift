@@ -33,17 +33,28 @@ public final class Router: @unchecked Sendable {
         var handler: Handler
         var changesState: Bool
         var renderError: ErrorRenderer?
-        /// Literal segments count more than parameters when two patterns match.
-        var specificity: Int { segments.filter { if case .literal = $0 { return true } else { return false } }.count }
+        /// Literal segments count more than parameters with a literal suffix, and those
+        /// more than bare parameters, when two patterns match.
+        var specificity: Int {
+            segments.reduce(0) { total, segment in
+                switch segment {
+                case .literal: return total + 2
+                case let .parameter(_, suffix): return total + (suffix.isEmpty ? 0 : 1)
+                }
+            }
+        }
     }
 
     enum Segment: Equatable {
         case literal(String)
-        case parameter(String)
+        /// `:name`, or `:name:verb`: a value followed by the literal suffix `:verb`
+        /// (TensorFlow Serving's `/v1/models/{name}:predict`).
+        case parameter(String, suffix: String)
     }
 
     private var routes: [Route] = []
     private var middleware: [any Middleware] = []
+    private var prefixRenderers: [(prefix: [String], render: ErrorRenderer)] = []
 
     /// How a `ResponseError` becomes an answer, unless its route says otherwise.
     public var renderError: ErrorRenderer = { .error($0) }
@@ -59,7 +70,8 @@ public final class Router: @unchecked Sendable {
     /// - Parameters:
     ///   - method: "GET", "POST", ... (case-sensitive, as on the wire).
     ///   - pattern: like "/jobs/:id/metrics"; a `:name` segment matches one non-empty
-    ///     segment and is passed percent-decoded in `pathParameters`.
+    ///     segment and is passed percent-decoded in `pathParameters`; `:name:verb`
+    ///     matches a segment ending in `:verb` and passes what precedes it.
     ///   - changesState: whether the call changes stored state (for auth); by default
     ///     every method but GET, HEAD and OPTIONS does.
     ///   - renderError: how this route's errors are answered, if not by `renderError`.
@@ -68,11 +80,21 @@ public final class Router: @unchecked Sendable {
     public func add(_ method: String, _ pattern: String, changesState: Bool? = nil,
                     renderError: ErrorRenderer? = nil, _ handler: @escaping Handler) {
         let segments = Router.split(pattern).map { text -> Segment in
-            text.hasPrefix(":") ? .parameter(String(text.dropFirst())) : .literal(text)
+            guard text.hasPrefix(":") else { return .literal(text) }
+            let body = text.dropFirst()
+            guard let colon = body.firstIndex(of: ":") else { return .parameter(String(body), suffix: "") }
+            return .parameter(String(body[..<colon]), suffix: String(body[colon...]))
         }
         let writes = changesState ?? !["GET", "HEAD", "OPTIONS"].contains(method)
         routes.append(Route(method: method, pattern: pattern, segments: segments, handler: handler,
                             changesState: writes, renderError: renderError))
+    }
+
+    /// How errors are answered for every request whose path lies under `prefix` (such as
+    /// `/v2`), its 404s and 405s included, unless the matched route says otherwise. A
+    /// protocol that owns a path prefix thus answers in its own error form everywhere.
+    public func renderErrors(under prefix: String, _ render: @escaping ErrorRenderer) {
+        prefixRenderers.append((Router.split(prefix), render))
     }
 
     /// Adds middleware; the first added runs outermost.
@@ -82,7 +104,7 @@ public final class Router: @unchecked Sendable {
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
         let (match, route, respond) = resolve(request)
-        let render = route?.renderError ?? renderError
+        let render = route?.renderError ?? prefixRenderer(request) ?? renderError
         var next: (HTTPRequest) -> HTTPResponse = { [self] r in run(respond, r, match, render) }
         for m in middleware.reversed() {
             let inner = next
@@ -95,6 +117,12 @@ public final class Router: @unchecked Sendable {
             response.body = .bytes([])
         }
         return response
+    }
+
+    private func prefixRenderer(_ request: HTTPRequest) -> ErrorRenderer? {
+        guard !prefixRenderers.isEmpty else { return nil }
+        let segments = Router.requestSegments(request)
+        return prefixRenderers.last { $0.prefix.count <= segments.count && Array(segments.prefix($0.prefix.count)) == $0.prefix }?.render
     }
 
     /// The route a request takes, and what answers it: the route's handler, or the
@@ -189,9 +217,9 @@ extension Router {
             switch part {
             case let .literal(text):
                 guard text == segment else { return nil }
-            case let .parameter(name):
-                guard !segment.isEmpty else { return nil }
-                parameters[name] = segment
+            case let .parameter(name, suffix):
+                guard segment.count > suffix.count, segment.hasSuffix(suffix) else { return nil }
+                parameters[name] = String(segment.dropLast(suffix.count))
             }
         }
         return parameters

@@ -28,6 +28,7 @@ extension Service {
         try artifacts.remove(job.id)
         try jobs.remove(job.id)
         predictor.forget(job.id)
+        metrics.inference.forget(version: job.id)
         Log.info("job_removed", [("id", .string(job.id)), ("name", .string(job.name))])
     }
 

@@ -43,6 +43,8 @@ paths:
           content:
             text/plain:
               schema: {type: string}
+            application/openmetrics-text:
+              schema: {type: string}
   /openapi.yaml:
     get:
       summary: This document
@@ -100,36 +102,268 @@ paths:
     parameters:
       - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
     post:
-      summary: Open Inference Protocol inference
+      summary: Open Inference Protocol inference (JSON, or the binary tensor data extension with Inference-Header-Content-Length; gzip or deflate bodies)
+      parameters:
+        - {name: Inference-Header-Content-Length, in: header, required: false, schema: {type: integer, minimum: 0}, description: "Bytes of JSON before the binary tensor data."}
+        - {name: Content-Encoding, in: header, required: false, schema: {type: string, enum: [gzip, deflate, identity]}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/InferRequest"}
+      responses:
+        "200":
+          description: Output tensors (FP32 flat row-major data; BYTES for classification; binary after the JSON when asked).
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/InferResponse"}
+            application/octet-stream:
+              schema: {type: string, format: binary}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
+        "415": {$ref: "#/components/responses/V2Error"}
+  /v2/models/stats:
+    get:
+      summary: Open Inference Protocol statistics of every model version called so far
+      responses:
+        "200": {description: 'Statistics: {"model_stats": [...]}.', content: {application/json: {schema: {type: object}}}}
+  /v2/repository/index:
+    post:
+      summary: Open Inference Protocol repository index (each model name, its latest version and state)
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema: {type: object, properties: {ready: {type: boolean}}}
+      responses:
+        "200": {description: The index., content: {application/json: {schema: {type: array, items: {type: object}}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
+        "415": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/config:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: Triton-style model configuration (dims without the batch, max_batch_size)
+      responses:
+        "200": {description: The configuration., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/stats:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: Open Inference Protocol statistics (counts and cumulative times)
+      responses:
+        "200": {description: Statistics., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/versions/{version}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "A job id of the model."}
+    get:
+      summary: Open Inference Protocol model metadata of one version
+      responses:
+        "200": {description: Model metadata., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/versions/{version}/ready:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "A job id of the model."}
+    get:
+      summary: Whether this version can serve
+      responses:
+        "200": {description: Ready., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/versions/{version}/infer:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "A job id of the model."}
+    post:
+      summary: Open Inference Protocol inference of one version (JSON, or the binary tensor data extension with Inference-Header-Content-Length; gzip or deflate bodies)
+      parameters:
+        - {name: Inference-Header-Content-Length, in: header, required: false, schema: {type: integer, minimum: 0}, description: "Bytes of JSON before the binary tensor data."}
+        - {name: Content-Encoding, in: header, required: false, schema: {type: string, enum: [gzip, deflate, identity]}}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/InferRequest"}
+      responses:
+        "200":
+          description: Output tensors (FP32 flat row-major data; BYTES for classification; binary after the JSON when asked).
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/InferResponse"}
+            application/octet-stream:
+              schema: {type: string, format: binary}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
+        "415": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/versions/{version}/config:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "A job id of the model."}
+    get:
+      summary: Triton-style model configuration of one version (dims without the batch, max_batch_size)
+      responses:
+        "200": {description: The configuration., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v2/models/{name}/versions/{version}/stats:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "A job id of the model."}
+    get:
+      summary: Open Inference Protocol statistics (counts and cumulative times) of one version
+      responses:
+        "200": {description: Statistics., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: TensorFlow Serving model status of all versions
+      responses:
+        "200": {description: '{"model_version_status": [{version, state, status}]}.', content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/metadata:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    get:
+      summary: TensorFlow Serving model metadata (signature_def serving_default with dtypes and shapes)
+      responses:
+        "200": {description: The metadata., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}:predict:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    post:
+      summary: TensorFlow Serving predict (row form instances → predictions, columnar inputs → outputs)
       requestBody:
         required: true
         content:
           application/json:
             schema:
               type: object
-              required: [inputs]
               properties:
-                id: {type: string}
-                inputs: {type: array, items: {$ref: "#/components/schemas/InferTensor"}}
-                outputs:
-                  type: array
-                  items: {type: object, required: [name], properties: {name: {type: string}}}
+                signature_name: {type: string}
+                instances: {type: array, items: {}}
+                inputs: {}
       responses:
-        "200":
-          description: Output tensors (FP32, flat row-major data).
-          content:
-            application/json:
-              schema:
-                type: object
-                properties:
-                  model_name: {type: string}
-                  model_version: {type: string}
-                  id: {type: string}
-                  outputs: {type: array, items: {$ref: "#/components/schemas/InferTensor"}}
+        "200": {description: 'Predictions or outputs.', content: {application/json: {schema: {type: object}}}}
         "400": {$ref: "#/components/responses/V2Error"}
         "404": {$ref: "#/components/responses/V2Error"}
         "409": {$ref: "#/components/responses/V2Error"}
-        "413": {$ref: "#/components/responses/Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
+        "415": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/versions/{version}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[0-9]{1,9}$"}, description: "n: the n-th succeeded job of the name."}
+    get:
+      summary: TensorFlow Serving model status
+      responses:
+        "200": {description: '{"model_version_status": [{version, state, status}]}.', content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/versions/{version}/metadata:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[0-9]{1,9}$"}, description: "n: the n-th succeeded job of the name."}
+    get:
+      summary: TensorFlow Serving model metadata (signature_def serving_default with dtypes and shapes)
+      responses:
+        "200": {description: The metadata., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/versions/{version}:predict:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: version, in: path, required: true, schema: {type: string, pattern: "^[0-9]{1,9}$"}, description: "n: the n-th succeeded job of the name."}
+    post:
+      summary: TensorFlow Serving predict (row form instances → predictions, columnar inputs → outputs)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                signature_name: {type: string}
+                instances: {type: array, items: {}}
+                inputs: {}
+      responses:
+        "200": {description: 'Predictions or outputs.', content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
+        "415": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/labels/{label}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: label, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "stable: the latest succeeded job."}
+    get:
+      summary: TensorFlow Serving model status
+      responses:
+        "200": {description: '{"model_version_status": [{version, state, status}]}.', content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/labels/{label}/metadata:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: label, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "stable: the latest succeeded job."}
+    get:
+      summary: TensorFlow Serving model metadata (signature_def serving_default with dtypes and shapes)
+      responses:
+        "200": {description: The metadata., content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+  /v1/models/{name}/labels/{label}:predict:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: label, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}, description: "stable: the latest succeeded job."}
+    post:
+      summary: TensorFlow Serving predict (row form instances → predictions, columnar inputs → outputs)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                signature_name: {type: string}
+                instances: {type: array, items: {}}
+                inputs: {}
+      responses:
+        "200": {description: 'Predictions or outputs.', content: {application/json: {schema: {type: object}}}}
+        "400": {$ref: "#/components/responses/V2Error"}
+        "404": {$ref: "#/components/responses/V2Error"}
+        "409": {$ref: "#/components/responses/V2Error"}
+        "413": {$ref: "#/components/responses/AnyError"}
         "415": {$ref: "#/components/responses/V2Error"}
   /models:
     get:
@@ -500,7 +734,56 @@ components:
             required: [error]
             properties:
               error: {type: string}
+    AnyError:
+      description: An error in the protocol's form or Kiln's envelope (a body refused before routing).
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [error]
+            properties:
+              error: {}
   schemas:
+    InferRequest:
+      type: object
+      properties:
+        id: {type: string}
+        parameters: {type: object, properties: {binary_data_output: {type: boolean}}}
+        inputs:
+          type: array
+          items:
+            type: object
+            required: [name, shape, datatype]
+            properties:
+              name: {type: string}
+              shape: {type: array, items: {type: integer, minimum: 0}}
+              datatype: {type: string, enum: [BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64]}
+              parameters: {type: object, properties: {binary_data_size: {type: integer, minimum: 0}}}
+              data: {type: array, items: {}}
+        outputs:
+          type: array
+          items:
+            type: object
+            required: [name]
+            properties:
+              name: {type: string}
+              parameters: {type: object, properties: {binary_data: {type: boolean}, classification: {type: integer, minimum: 1}}}
+    InferResponse:
+      type: object
+      properties:
+        model_name: {type: string}
+        model_version: {type: string}
+        id: {type: string}
+        outputs:
+          type: array
+          items:
+            type: object
+            properties:
+              name: {type: string}
+              datatype: {type: string}
+              shape: {type: array, items: {type: integer}}
+              data: {type: array, items: {}}
+              parameters: {type: object}
     TensorMetadata:
       type: object
       properties:

@@ -73,6 +73,12 @@ final class Predictor: @unchecked Sendable {
             throw ServiceError(.invalid, code: "missing_field", "'model' (a model name or job id) is required", path: "model")
         }
         let (job, model) = try self.model(name)
+        return try predict(body, model: model, id: job.id)
+    }
+
+    /// `/predict` on a loaded model; `id` names it in the answer.
+    func predict(_ body: PackedJSON, model: CompiledModel, id: String) throws -> JSON {
+        guard body.objectMembers != nil else { throw ServiceError(.invalid, code: "invalid_request", "expected a JSON object") }
         let graph = model.graph
         var requested = graph.outputs
         if let outs = body["outputs"]?.json {
@@ -80,7 +86,7 @@ final class Predictor: @unchecked Sendable {
                 throw ServiceError(.invalid, code: "invalid_field", "expected a list of node names", path: "outputs")
             }
             for (i, o) in list.enumerated() where graph.node(o) == nil {
-                throw ServiceError(.invalid, code: "unknown_node", "model '\(job.name)' has no node '\(o)'; its nodes are \(graph.nodes.map(\.name).joined(separator: ", "))", path: "outputs[\(i)]")
+                throw ServiceError(.invalid, code: "unknown_node", "model '\(id)' has no node '\(o)'; its nodes are \(graph.nodes.map(\.name).joined(separator: ", "))", path: "outputs[\(i)]")
             }
             requested = list
         }
@@ -106,7 +112,7 @@ final class Predictor: @unchecked Sendable {
             throw ServiceError(.invalid, code: "invalid_input", error.description)
         }
         for o in requested where !values[o]!.value.isFinite {
-            Log.error("prediction_not_finite", [("model", .string(job.id)), ("node", .string(o))])
+            Log.error("prediction_not_finite", [("model", .string(id)), ("node", .string(o))])
         }
         if rowsForm {
             let batch = feeds.values.first?.shape.first ?? 1
@@ -114,9 +120,9 @@ final class Predictor: @unchecked Sendable {
                 if requested.count == 1 { return Predictor.row(values[requested[0]]!.value, r) }
                 return .object(requested.map { ($0, Predictor.row(values[$0]!.value, r)) })
             }
-            return .object([("model", .string(job.id)), ("predictions", .array(rows))])
+            return .object([("model", .string(id)), ("predictions", .array(rows))])
         }
-        return .object([("model", .string(job.id)), ("outputs", .object(requested.map { ($0, Predictor.nested(values[$0]!.value)) }))])
+        return .object([("model", .string(id)), ("outputs", .object(requested.map { ($0, Predictor.nested(values[$0]!.value)) }))])
     }
 
     /// Inputs the requested nodes depend on.

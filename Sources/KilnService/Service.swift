@@ -101,6 +101,7 @@ public final class Service: @unchecked Sendable {
         JobsController(service: self).register(router)
         ModelsController(service: self).register(router)
         PredictController(service: self).register(router)
+        TFServingController(service: self).register(router)
         DatasetsController(service: self).register(router)
         registerDashboardRoutes()
     }

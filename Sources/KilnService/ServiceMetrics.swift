@@ -25,6 +25,9 @@ final class ServiceMetrics: @unchecked Sendable {
     private var requests: [RequestKey: Int] = [:]
     private var latency: [String: Latency] = [:]          // by route
     private var trainedSamples = 0
+    private var epochsTrained = 0
+    /// Per-model inference counts and latency (also `/v2/models/stats`).
+    let inference = InferenceStatistics()
     private var trainingSeconds = 0.0
     /// The HTTP server's connection counters, set when it starts.
     var httpStatistics: () -> HTTPServerStatistics? = { nil }
@@ -43,6 +46,7 @@ final class ServiceMetrics: @unchecked Sendable {
     func recordTraining(samples: Int, seconds: Double) {
         lock.lock()
         trainedSamples += samples
+        epochsTrained += 1
         trainingSeconds += seconds
         lock.unlock()
     }
@@ -71,7 +75,22 @@ final class ServiceMetrics: @unchecked Sendable {
         out += "# HELP kiln_trained_samples_total Samples trained on since start.\n# TYPE kiln_trained_samples_total counter\nkiln_trained_samples_total \(trainedSamples)\n"
         let rate = trainingSeconds > 0 ? Double(trainedSamples) / trainingSeconds : 0
         out += "# HELP kiln_training_samples_per_second Mean training throughput since start.\n# TYPE kiln_training_samples_per_second gauge\nkiln_training_samples_per_second \(rate)\n"
+        out += "# HELP kiln_epochs_trained_total Epochs finished since start.\n# TYPE kiln_epochs_trained_total counter\nkiln_epochs_trained_total \(epochsTrained)\n"
         if let http = httpStatistics() { out += ServiceMetrics.render(http) }
+        return out
+    }
+
+    /// A label value as the exposition format writes it (backslash, quote and newline escaped).
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for c in value {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
         return out
     }
 

@@ -53,6 +53,8 @@ public final class Trainer {
     public let optimizer: Optimizer
     /// Called after each step with (epoch, step, steps per epoch).
     public var onStep: (Int, Int, Int) -> Void = { _, _, _ in }
+    /// The mean loss of the current epoch's steps so far (for progress displays).
+    public private(set) var runningLoss: Double?
     /// Checked between steps; returning true stops training with `.cancelled`.
     public var shouldStop: () -> Bool = { false }
     /// Trouble explained in words, each said once (constant inputs, vanishing or
@@ -131,6 +133,7 @@ public final class Trainer {
                 for (w, norm) in zip(weights, optimizer.step(weights)) { normSums[w.name, default: 0] += norm }
                 for (k, v) in parts { sums[k, default: 0] += v * Double(batchSize) }
                 samples += batchSize
+                runningLoss = sums["loss"].map { $0 / Double(samples) }
                 onStep(epoch, step + 1, steps)
             }
             var values = sums.mapValues { $0 / Double(max(samples, 1)) }

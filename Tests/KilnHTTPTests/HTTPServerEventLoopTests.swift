@@ -20,6 +20,27 @@ final class HTTPServerEventLoopTests: HTTPServerTestCase {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
     }
 
+    /// A request that arrives while a worker holds the previous one on the same
+    /// connection is answered as soon as that worker is done, not at the loop's next
+    /// clock tick (up to 250 ms later): the worker's hand-back wakes the loop.
+    func testRequestArrivingWhileBusyIsAnsweredWithoutWaitingForTheClock() throws {
+        let client = try RawHTTPClient(port: port)
+        var delays: [Double] = []
+        for _ in 0..<5 {
+            client.send(get("/block"))
+            usleep(50_000)   // the loop has dispatched /block to a worker
+            client.send(get("/healthz"))
+            usleep(50_000)   // and has read /healthz while that worker is busy
+            let released = Date()
+            release.signal()
+            XCTAssertEqual(try client.readResponse(timeout: 5).text, "released")
+            XCTAssertEqual(try client.readResponse(timeout: 5).text, "ok")
+            delays.append(Date().timeIntervalSince(released))
+        }
+        // Waiting for the clock, the delays were up to one tick (here 0.1 s) each.
+        XCTAssertLessThan(delays.max() ?? 1, 0.05, "\(delays)")
+    }
+
     func test500IdleConnectionsAndHealthzStillServed() throws {
         let threadsBefore = threadCount()
         var idle: [RawHTTPClient] = []

@@ -65,6 +65,35 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(response.headers["Content-Type"], "text/plain; charset=utf-8")
     }
 
+    func testParameterWithLiteralSuffix() {
+        let router = Router()
+        router.add("GET", "/v1/models/:name") { request in .text(200, "status \(request.pathParameters["name"]!)") }
+        router.add("POST", "/v1/models/:name:predict") { request in .text(200, "predict \(request.pathParameters["name"]!)") }
+        router.add("POST", "/v1/models/:name/versions/:version:predict") { request in
+            .text(200, "predict \(request.pathParameters["name"]!) v\(request.pathParameters["version"]!)")
+        }
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "POST", target: "/v1/models/m:predict"))), "predict m")
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "POST", target: "/v1/models/a:b:predict"))), "predict a:b")
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "POST", target: "/v1/models/m/versions/2:predict"))), "predict m v2")
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "GET", target: "/v1/models/m"))), "status m")
+        // The suffix alone is no value; a GET on the predict path is the status route's.
+        XCTAssertEqual(router.handle(HTTPRequest(method: "POST", target: "/v1/models/:predict")).status, 405)
+        XCTAssertEqual(router.handle(HTTPRequest(method: "POST", target: "/v1/models/m:classify")).status, 405)
+        XCTAssertEqual(body(router.handle(HTTPRequest(method: "GET", target: "/v1/models/m:predict"))), "status m:predict")
+    }
+
+    func testErrorRendererByPathPrefix() {
+        let router = makeRouter()
+        router.add("GET", "/v2/thing") { _ in throw HTTPError(409, code: "busy", message: "busy now") }
+        router.renderErrors(under: "/v2") { reply in .json(reply.status, ["error": .string(reply.message)]) }
+        for (method, target, status) in [("GET", "/v2/nowhere", 404), ("POST", "/v2/thing", 405), ("GET", "/v2/thing", 409), ("GET", "/v2", 404)] {
+            let response = router.handle(HTTPRequest(method: method, target: target))
+            XCTAssertEqual(response.status, status, target)
+            XCTAssertNotNil(json(response)?["error"]?.stringValue, target)
+        }
+        XCTAssertEqual(json(router.handle(HTTPRequest(method: "GET", target: "/v2x")))?["error"]?["code"], "not_found", "a prefix is whole segments")
+    }
+
     func testPathParameters() {
         let router = makeRouter()
         XCTAssertEqual(json(router.handle(HTTPRequest(method: "GET", target: "/jobs/abc-1")))?["id"], "abc-1")

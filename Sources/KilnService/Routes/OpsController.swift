@@ -8,10 +8,16 @@ struct OpsController {
 
     func register(_ router: Router) {
         router.add("GET", "/healthz") { _ in .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
-        router.add("GET", "/metrics") { _ in
-            let counts = Dictionary(grouping: service.jobs.all(), by: { $0.status.rawValue }).mapValues(\.count)
-            return .text(200, service.metrics.render(queueDepth: service.scheduler.queueDepth, running: service.scheduler.runningCount, jobsByStatus: counts),
-                         contentType: "text/plain; version=0.0.4; charset=utf-8")
+        router.add("GET", "/metrics") { request in
+            let jobs = service.jobs.all()
+            let counts = Dictionary(grouping: jobs, by: { $0.status.rawValue }).mapValues(\.count)
+            let text = ServiceMetrics.renderProcess() + ServiceMetrics.renderBuildInfo()
+                + service.metrics.render(queueDepth: service.scheduler.queueDepth, running: service.scheduler.runningCount, jobsByStatus: counts)
+                + ServiceMetrics.renderJobs(jobs) + service.metrics.inference.render()
+            if ServiceMetrics.wantsOpenMetrics(request.headers["Accept"]) {
+                return .text(200, ServiceMetrics.openMetrics(text), contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            }
+            return .text(200, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.add("GET", "/") { request in service.jobsPage(request) }
         router.add("GET", "/openapi.yaml") { _ in
