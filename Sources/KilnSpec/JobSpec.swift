@@ -163,6 +163,38 @@ public struct DataSpec: Sendable {
     }
 }
 
+/// The metrics a job can report (Keras's names and History keys).
+public enum MetricKind: String, CaseIterable, Sendable {
+    case accuracy
+    case binaryAccuracy = "binary_accuracy"
+    case categoricalAccuracy = "categorical_accuracy"
+    case sparseCategoricalAccuracy = "sparse_categorical_accuracy"
+    case topKCategoricalAccuracy = "top_k_categorical_accuracy"
+    case sparseTopKCategoricalAccuracy = "sparse_top_k_categorical_accuracy"
+    case mse, mae
+    case rootMeanSquaredError = "root_mean_squared_error"
+    case auc, precision, recall
+
+    /// Computed from statistics summed over the epoch (as Keras's stateful metrics),
+    /// not as a mean of per-batch values.
+    public var isStreaming: Bool {
+        switch self {
+        case .precision, .recall, .auc, .rootMeanSquaredError: return true
+        case .accuracy, .binaryAccuracy, .categoricalAccuracy, .sparseCategoricalAccuracy,
+             .topKCategoricalAccuracy, .sparseTopKCategoricalAccuracy, .mse, .mae: return false
+        }
+    }
+
+    /// Larger is better (early stopping's `auto` mode).
+    public var maximizes: Bool {
+        switch self {
+        case .accuracy, .binaryAccuracy, .categoricalAccuracy, .sparseCategoricalAccuracy, .topKCategoricalAccuracy,
+             .sparseTopKCategoricalAccuracy, .auc, .precision, .recall: return true
+        case .mse, .mae, .rootMeanSquaredError: return false
+        }
+    }
+}
+
 /// `train`: epochs, batches, optimizer, losses, metrics, validation.
 public struct TrainSpec: Sendable {
     public var epochs: Int
@@ -170,7 +202,7 @@ public struct TrainSpec: Sendable {
     public var seed: UInt64
     public var optimizer: OptimizerSpec
     public var losses: [LossSpec]
-    public var metrics: [String]
+    public var metrics: [MetricKind]
     public var validation: Validation?
     public var earlyStopping: EarlyStopping?
 
@@ -186,9 +218,7 @@ public struct TrainSpec: Sendable {
 
     public enum Validation: Sendable, Equatable { case split(String), fraction(Double) }
 
-    public static let metricNames = ["accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-                                     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
-                                     "mse", "mae", "root_mean_squared_error", "auc", "precision", "recall"]
+    public static let metricNames = MetricKind.allCases.map(\.rawValue)
 
     public init(json: JSON, path: String, model: ModelGraph) throws(SpecError) {
         var f = try FieldReader(json, path: path)
@@ -205,9 +235,12 @@ public struct TrainSpec: Sendable {
         }
         if epochs > 100_000 { throw SpecError(.invalidField, "at most 100000 epochs, got \(epochs)", path: f.fieldPath("epochs")) }
         if batchSize > 65_536 { throw SpecError(.invalidField, "at most 65536 per batch, got \(batchSize)", path: f.fieldPath("batch_size")) }
-        metrics = (try f.stringList("metrics") ?? []).map { KerasNames.metric($0) ?? $0 }
-        for (i, m) in metrics.enumerated() where !TrainSpec.metricNames.contains(m) {
-            throw SpecError(.invalidField, "unknown metric '\(m)'\(Suggest.hint(m, TrainSpec.metricNames))", path: "\(f.fieldPath("metrics"))[\(i)]")
+        metrics = []
+        for (i, name) in (try f.stringList("metrics") ?? []).enumerated() {
+            guard let kind = MetricKind(rawValue: KerasNames.metric(name) ?? name) else {
+                throw SpecError(.invalidField, "unknown metric '\(name)'\(Suggest.hint(name, TrainSpec.metricNames))", path: "\(f.fieldPath("metrics"))[\(i)]")
+            }
+            metrics.append(kind)
         }
         if let v = f.raw("validation") {
             var vf = try FieldReader(v, path: f.fieldPath("validation"))
@@ -225,7 +258,7 @@ public struct TrainSpec: Sendable {
             var ef = try FieldReader(e, path: f.fieldPath("early_stopping"))
             let monitor = try ef.string("monitor") ?? (validation == nil ? "loss" : "val_loss")
             let mode = try ef.string("mode", oneOf: ["auto", "min", "max"], default: "auto")!
-            let maximize = mode == "max" || (mode == "auto" && ["accuracy", "auc", "precision", "recall"].contains { monitor.hasSuffix($0) })
+            let maximize = mode == "max" || (mode == "auto" && MetricKind.allCases.contains { $0.maximizes && monitor.hasSuffix($0.rawValue) })
             earlyStopping = EarlyStopping(
                 monitor: monitor, patience: try ef.int("patience", minimum: 0) ?? 0,
                 minDelta: try ef.double("min_delta", range: 0...1e9) ?? 0, maximize: maximize,

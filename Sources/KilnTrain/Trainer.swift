@@ -66,7 +66,7 @@ public final class Trainer {
     var modWarned: Set<String> = []
     /// Statistics of the streaming metrics (precision, recall, AUC, …) since the start
     /// of the epoch or of the validation pass, by History key.
-    var metricTotals: [String: (metric: String, statistics: [Double])] = [:]
+    var metricTotals: [String: (metric: MetricKind, statistics: [Double])] = [:]
 
     public init(spec: JobSpec, model: CompiledModel, data: TrainingData) {
         self.spec = spec
@@ -80,13 +80,13 @@ public final class Trainer {
     var regularizedNodes: [String] { model.graph.nodes.filter { $0.activityRegularizer != nil }.map(\.name) }
 
     /// Metric names reported per loss: plain names for a single loss, else prefixed.
-    func metricKeys() -> [(loss: LossSpec, metric: String, key: String)] {
-        var keys: [(LossSpec, String, String)] = []
+    func metricKeys() -> [(loss: LossSpec, metric: MetricKind, key: String)] {
+        var keys: [(LossSpec, MetricKind, String)] = []
         let targeted = spec.train.losses.filter { $0.kind != nil }
         for loss in targeted {
             for m in spec.train.metrics {
                 let resolved = Metric.resolve(m, loss: loss.kind)
-                keys.append((loss, resolved, targeted.count == 1 ? m : "\(loss.node)_\(m)"))
+                keys.append((loss, resolved, targeted.count == 1 ? m.rawValue : "\(loss.node)_\(m.rawValue)"))
             }
         }
         return keys
@@ -334,7 +334,7 @@ public final class Trainer {
                 objective = try objective.map { try $0.add(weighted) } ?? weighted
                 if let target = lossTarget {
                     for (l, metric, key) in metricKeys() where l.path == loss.path {
-                        if Metric.isStreaming(metric) {
+                        if metric.isStreaming {
                             let batch = Metric.statistics(metric, prediction: node.value, target: target)
                             let total = metricTotals[key]?.statistics ?? [Double](repeating: 0, count: batch.count)
                             metricTotals[key] = (metric, zip(total, batch).map { $0 + $1 })

@@ -200,7 +200,7 @@ final class KerasImportTests: XCTestCase {
         let job = try JobSpec(json: spec)
         XCTAssertEqual(job.train.earlyStopping?.maximize, true, "AUC, like accuracy, is better higher (Keras's auto mode)")
         XCTAssertEqual(job.train.losses[0].kind, .sparseCategoricalCrossentropy)
-        XCTAssertEqual(job.train.metrics, ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "auc", "precision", "recall", "accuracy"])
+        XCTAssertEqual(job.train.metrics.map(\.rawValue), ["sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "auc", "precision", "recall", "accuracy"])
         XCTAssertEqual(job.model.inputNames, ["image"])
     }
 

@@ -88,40 +88,40 @@ final class KerasLossMetricTests: XCTestCase {
     func testCategoricalAndTopKAccuracy() {
         let scores = Tensor(shape: [3, 4], values: [0.1, 0.6, 0.2, 0.1,  0.4, 0.3, 0.2, 0.1,  0.1, 0.2, 0.3, 0.4])
         let labels = Tensor(shape: [3], values: [1, 2, 0])
-        XCTAssertEqual(Metric.sum("sparse_categorical_accuracy", prediction: scores, target: labels), 1)
-        XCTAssertEqual(Metric.sum("categorical_accuracy", prediction: scores,
+        XCTAssertEqual(Metric.sum(MetricKind(rawValue: "sparse_categorical_accuracy")!, prediction: scores, target: labels), 1)
+        XCTAssertEqual(Metric.sum(MetricKind(rawValue: "categorical_accuracy")!, prediction: scores,
                                   target: Tensor(shape: [3, 4], values: [0, 1, 0, 0,  0, 0, 1, 0,  1, 0, 0, 0])), 1)
         // Top 5 of 4 classes: always right. The label ranks 1st, 3rd and 4th.
-        XCTAssertEqual(Metric.sum("sparse_top_k_categorical_accuracy", prediction: scores, target: labels), 3)
+        XCTAssertEqual(Metric.sum(MetricKind(rawValue: "sparse_top_k_categorical_accuracy")!, prediction: scores, target: labels), 3)
         // Six classes: the 6th-ranked label is out of the top 5.
         let six = Tensor(shape: [2, 6], values: [0.5, 0.2, 0.1, 0.1, 0.05, 0.05,  0.3, 0.25, 0.2, 0.15, 0.1, 0.0])
-        XCTAssertEqual(Metric.sum("sparse_top_k_categorical_accuracy", prediction: six, target: Tensor(shape: [2], values: [5, 5])), 1,
+        XCTAssertEqual(Metric.sum(MetricKind(rawValue: "sparse_top_k_categorical_accuracy")!, prediction: six, target: Tensor(shape: [2], values: [5, 5])), 1,
                        "a tie at the boundary counts as in (row 0); the lowest of six is out (row 1)")
         // Plain accuracy is the argmax: equal scores pick the first class, not every tied one.
         let flat = Tensor(shape: [2, 3], values: [1, 1, 1, 1, 1, 1])
-        XCTAssertEqual(Metric.sum("accuracy", prediction: flat, target: Tensor(shape: [2], values: [0, 2])), 1)
+        XCTAssertEqual(Metric.sum(MetricKind(rawValue: "accuracy")!, prediction: flat, target: Tensor(shape: [2], values: [0, 2])), 1)
     }
 
     func stats(_ name: String, _ p: [Float], _ t: [Float]) -> [Double] {
-        Metric.statistics(name, prediction: Tensor(shape: [p.count, 1], values: p), target: Tensor(shape: [t.count, 1], values: t))
+        Metric.statistics(MetricKind(rawValue: name)!, prediction: Tensor(shape: [p.count, 1], values: p), target: Tensor(shape: [t.count, 1], values: t))
     }
 
     func testPrecisionRecallAndRMSEAccumulateOverBatches() {
         // Batch 1: TP 1, FP 1, FN 1; batch 2: TP 1, FP 0, FN 1.
         let a = stats("precision", [0.9, 0.8, 0.1], [1, 0, 1]), b = stats("precision", [0.7, 0.2], [1, 1])
-        XCTAssertEqual(Metric.value("precision", statistics: zip(a, b).map(+)), 2.0 / 3.0, accuracy: 1e-12)
+        XCTAssertEqual(Metric.value(MetricKind(rawValue: "precision")!, statistics: zip(a, b).map(+)), 2.0 / 3.0, accuracy: 1e-12)
         let c = stats("recall", [0.9, 0.8, 0.1], [1, 0, 1]), d = stats("recall", [0.7, 0.2], [1, 1])
-        XCTAssertEqual(Metric.value("recall", statistics: zip(c, d).map(+)), 2.0 / 4.0, accuracy: 1e-12)
+        XCTAssertEqual(Metric.value(MetricKind(rawValue: "recall")!, statistics: zip(c, d).map(+)), 2.0 / 4.0, accuracy: 1e-12)
         // The mean of per-batch precisions (0.5 and 1) would be 0.75: the epoch's ratio is not.
         let e = stats("root_mean_squared_error", [1, 2], [0, 0]), f = stats("root_mean_squared_error", [3], [0])
-        XCTAssertEqual(Metric.value("root_mean_squared_error", statistics: zip(e, f).map(+)), (14.0 / 3).squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(Metric.value(MetricKind(rawValue: "root_mean_squared_error")!, statistics: zip(e, f).map(+)), (14.0 / 3).squareRoot(), accuracy: 1e-9)
         // Class-index targets count as one-hot rows.
-        let sparse = Metric.statistics("recall", prediction: Tensor(shape: [2, 2], values: [0.9, 0.1, 0.8, 0.2]), target: Tensor(shape: [2], values: [0, 1]))
+        let sparse = Metric.statistics(.recall, prediction: Tensor(shape: [2, 2], values: [0.9, 0.1, 0.8, 0.2]), target: Tensor(shape: [2], values: [0, 1]))
         XCTAssertEqual(sparse, [1, 2])
     }
 
     func testAUCAgainstTheExactAreaAndItsExtremes() {
-        func auc(_ p: [Float], _ t: [Float]) -> Double { Metric.value("auc", statistics: stats("auc", p, t)) }
+        func auc(_ p: [Float], _ t: [Float]) -> Double { Metric.value(MetricKind(rawValue: "auc")!, statistics: stats("auc", p, t)) }
         XCTAssertEqual(auc([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1]), 1, accuracy: 1e-9)
         XCTAssertEqual(auc([0.9, 0.6, 0.4, 0.1], [0, 0, 1, 1]), 0, accuracy: 1e-9)
         XCTAssertEqual(auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]), 0.5, accuracy: 1e-9)
@@ -140,7 +140,7 @@ final class KerasLossMetricTests: XCTestCase {
         let exact = wins / Double(pos.count * neg.count)
         // Split into batches: the sum of statistics is the whole set's.
         let first = stats("auc", Array(scores[..<700]), Array(labels[..<700])), rest = stats("auc", Array(scores[700...]), Array(labels[700...]))
-        XCTAssertEqual(Metric.value("auc", statistics: zip(first, rest).map(+)), exact, accuracy: 5e-3)
+        XCTAssertEqual(Metric.value(MetricKind(rawValue: "auc")!, statistics: zip(first, rest).map(+)), exact, accuracy: 5e-3)
         XCTAssertEqual(zip(first, rest).map(+), stats("auc", scores, labels))
     }
 

@@ -52,8 +52,8 @@ final class LossTests: XCTestCase {
 
     func testAccuracyMetric() {
         let p = Tensor(shape: [3, 2], values: [0.9, 0.1, 0.2, 0.8, 0.6, 0.4])
-        XCTAssertEqual(Metric.sum("accuracy", prediction: p, target: Tensor(shape: [3], values: [0, 1, 1])), 2)
-        XCTAssertEqual(Metric.sum("accuracy", prediction: p, target: Tensor(shape: [3, 2], values: [1, 0, 0, 1, 0, 1])), 2)
-        XCTAssertEqual(Metric.sum("binary_accuracy", prediction: Tensor(shape: [2, 1], values: [0.7, 0.2]), target: Tensor(shape: [2, 1], values: [1, 1])), 1)
+        XCTAssertEqual(Metric.sum(.accuracy, prediction: p, target: Tensor(shape: [3], values: [0, 1, 1])), 2)
+        XCTAssertEqual(Metric.sum(.accuracy, prediction: p, target: Tensor(shape: [3, 2], values: [1, 0, 0, 1, 0, 1])), 2)
+        XCTAssertEqual(Metric.sum(.binaryAccuracy, prediction: Tensor(shape: [2, 1], values: [0.7, 0.2]), target: Tensor(shape: [2, 1], values: [1, 1])), 1)
     }
 }
