@@ -32,7 +32,7 @@ let package = Package(
         // PostgreSQL client, pool, notifications, chunked blobs, migrations and the job
         // queue that several nodes share (docs/cluster.md).
         .target(name: "KilnPostgres", dependencies: ["CLibPQ", "KilnJSON"]),
-        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
+        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnPostgres", "KilnTrain", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService"]),
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "KilnPostgres", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnPostgresTests", dependencies: ["KilnPostgres", "KilnTestSupport", "KilnJSON"]),
-        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
+        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnPostgres", "KilnTestSupport", "KilnJSON"]),
     ],
     swiftLanguageModes: [.v5]
 )

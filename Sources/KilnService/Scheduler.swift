@@ -17,6 +17,8 @@ public final class Scheduler: @unchecked Sendable {
     let node: String
     let maxConcurrent: Int
     let maxQueued: Int
+    /// False on an `api` node: it queues jobs but never trains.
+    let trains: Bool
     let limits: ModelLimits
     private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
     private let lock = NSLock()
@@ -36,7 +38,8 @@ public final class Scheduler: @unchecked Sendable {
     var onEpoch: (Int, Double) -> Void = { _, _ in }
 
     init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, catalog: DatasetCatalog, node: String,
-         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
+         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true) {
+        self.trains = trains
         self.jobs = jobs
         self.artifacts = artifacts
         self.datasets = datasets
@@ -55,6 +58,7 @@ public final class Scheduler: @unchecked Sendable {
 
     /// Requeues jobs a previous process left running, then starts what is queued.
     func recover() {
+        guard trains else { return }
         do {
             for id in try jobs.requeueAbandoned() {
                 Log.info("job_requeued", [("id", .string(id)), ("epoch", JSON(jobs.job(id)?.epoch ?? 0))])
@@ -71,10 +75,16 @@ public final class Scheduler: @unchecked Sendable {
             throw ServiceError(.unavailable, code: "queue_full", "the job queue is full; try again later", retryAfter: 30)
         }
         lock.lock()
-        decoded[job.id] = spec
+        // Kept for this node's run; on a node that does not train, a worker decodes it.
+        if trains { decoded[job.id] = spec }
         lock.unlock()
         do {
             try jobs.create(job, spec: spec)
+        } catch let error as ServiceError {
+            lock.lock()
+            decoded[job.id] = nil
+            lock.unlock()
+            throw error
         } catch {
             lock.lock()
             decoded[job.id] = nil
@@ -95,10 +105,21 @@ public final class Scheduler: @unchecked Sendable {
             return true
         }
         lock.lock()
-        defer { lock.unlock() }
-        guard running.contains(id) else { return false }
-        cancelled.insert(id)
-        return true
+        if running.contains(id) {
+            cancelled.insert(id)
+            lock.unlock()
+            return true
+        }
+        lock.unlock()
+        // Running on another node: it hears of it (`kiln_cancel`, or its next heartbeat).
+        return try jobs.cancelRunning(id)
+    }
+
+    /// Stops a job this node runs at its next step (cancelled on another node).
+    func stopLocal(_ id: String) {
+        lock.lock()
+        if running.contains(id) { cancelled.insert(id) }
+        lock.unlock()
     }
 
     /// Stops starting jobs and interrupts running ones; waits up to `timeout` seconds
@@ -117,7 +138,7 @@ public final class Scheduler: @unchecked Sendable {
     private func pump() {
         while true {
             lock.lock()
-            guard !stopping, running.count < maxConcurrent else { lock.unlock(); return }
+            guard trains, !stopping, running.count < maxConcurrent else { lock.unlock(); return }
             let claimed: Job?
             do {
                 claimed = try jobs.claim(node: node)
@@ -217,8 +238,8 @@ public final class Scheduler: @unchecked Sendable {
                 let weights = Checkpoint.encode(model, metadata: [
                     "job": id, "epoch": String(metrics.epoch), "graph_sha256": graphHash, "metrics": line.serialized(),
                 ])
-                try artifacts.writeCheckpoint(id, weights: weights, optimizer: Checkpoint.encodeOptimizer(trainer.optimizer, epoch: metrics.epoch))
-                try jobs.recordEpoch(id, line, warnings: initWarnings + trainer.warnings)
+                try jobs.commitEpoch(id, metrics: line, warnings: initWarnings + trainer.warnings, weights: weights,
+                                     optimizer: Checkpoint.encodeOptimizer(trainer.optimizer, epoch: metrics.epoch), artifacts: artifacts)
                 onChange(id)
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
             }
@@ -228,6 +249,12 @@ public final class Scheduler: @unchecked Sendable {
             record(id, "job_interrupted") { try jobs.requeue(id) }
         } catch TrainError.cancelled where wasCancelled(id) {
             record(id, "job_cancelled") { try jobs.markCancelled(id) }
+        } catch let error as ServiceError where error.code == "database_unavailable" {
+            // The job is not at fault: it stays claimed, and when its lease runs out a
+            // worker (this one, once the database is back) resumes it from its checkpoint.
+            Log.error("job_interrupted", [("id", .string(id)), ("error", .string(error.message))])
+        } catch let error as ClaimLost {
+            Log.info("job_lost", [("id", .string(id)), ("reason", .string(error.description))])
         } catch TrainError.cancelled {
             Log.info("job_lost", [("id", .string(id)), ("reason", "its claim was taken over or cancelled elsewhere")])
         } catch {
