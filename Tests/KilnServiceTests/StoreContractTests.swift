@@ -206,6 +206,22 @@ final class DirectoryStoreContractTests: StoreContractTests {
     override func tearDown() {
         for dir in directories { try? FileManager.default.removeItem(atPath: dir) }
     }
+
+    /// What the directory adds: a reopened store reads what the last one wrote, and
+    /// `commitEpoch` wrote the checkpoint file before the metrics.
+    func testReopenedDirectoryHoldsTheCommittedEpoch() throws {
+        let s = try XCTUnwrap(makeStores())
+        let job = try newJob(s.jobs)
+        _ = try s.jobs.claim(node: "n")
+        try s.artifacts.writeGraph(job.id, try JobSpec(json: Self.specJSON).model.json)
+        let c = try checkpoint(job.id, epoch: 1)
+        try s.jobs.commitEpoch(job.id, metrics: c.metrics, warnings: [], weights: c.weights, optimizer: c.optimizer, artifacts: s.artifacts)
+        let dir = try XCTUnwrap(directories.last)
+        let reopened = try DirectoryJobStore(directory: dir)
+        XCTAssertEqual(reopened.metrics(job.id)["epochs"]?.arrayValue?.count, 1)
+        XCTAssertEqual(try DirectoryArtifactStore(directory: dir).latest(job.id)?.epoch, 1)
+        XCTAssertEqual(try reopened.requeueAbandoned(), [job.id], "a job left running by a process that is gone is queued again")
+    }
 }
 
 /// The contract on PostgreSQL: a throwaway server for the process, a database per test.
@@ -233,6 +249,7 @@ final class PostgresStoreContractTests: StoreContractTests {
         let artifacts = PostgresArtifactStore(database: database)
         let job = try newJob(slow)
         XCTAssertEqual(try slow.claim(node: "slow")?.id, job.id)
+        try artifacts.writeGraph(job.id, try JobSpec(json: Self.specJSON).model.json)
         let one = try checkpoint(job.id, epoch: 1)
         try slow.commitEpoch(job.id, metrics: one.metrics, warnings: [], weights: one.weights, optimizer: one.optimizer, artifacts: artifacts)
         usleep(700_000)
