@@ -179,5 +179,33 @@ final class ClusterTests: XCTestCase {
         for node in nodes where node.process.isRunning {
             XCTAssertEqual(try node.client.json("POST", "/predict", ["model": "killed", "instances": [[0.5, 0.25]]]).status, 200, node.name)
         }
+
+        // PostgreSQL stops while jobs train: nodes answer 503 with the reason, and once
+        // it is back every acknowledged job finishes, each epoch recorded once.
+        var acknowledged: [String] = []
+        for i in 0..<4 {
+            let created = try nodes[i % 2 == 0 ? 0 : 1].client.json("POST", "/jobs", spec(name: "outage-\(i)", epochs: 4, units: 32, rows: 256))
+            XCTAssertEqual(created.status, 201)
+            acknowledged.append(try XCTUnwrap(created.json?["id"]?.stringValue))
+        }
+        waitFor("an outage job to record an epoch", timeout: 20) { (try epochs(acknowledged[0]).count) >= 1 }
+        let server = try ClusterDatabase.shared()
+        try server.stop()
+        let health = try api.client.json("GET", "/healthz")
+        XCTAssertEqual(health.status, 503)
+        XCTAssertEqual(health.json?["database"]?["status"], "unavailable")
+        XCTAssertNotNil(health.json?["database"]?["error"]?.stringValue)
+        let unreachable = try api.client.json("GET", "/jobs/\(acknowledged[0])")
+        XCTAssertEqual(unreachable.status, 503)
+        XCTAssertEqual(unreachable.json?["error"]?["code"], "database_unavailable")
+        XCTAssertEqual(try survivor.client.json("GET", "/healthz").status, 503)
+        Thread.sleep(forTimeInterval: 1)
+        try server.start()
+        waitFor("the api node to see the database again", timeout: 10) { try api.client.json("GET", "/healthz").status == 200 }
+        for id in acknowledged {
+            let done = try finished(id)
+            XCTAssertEqual(done["status"], "succeeded", done.serialized())
+            XCTAssertEqual(try epochs(id).compactMap { $0["epoch"]?.intValue }, [1, 2, 3, 4], "each epoch recorded once")
+        }
     }
 }
