@@ -4,10 +4,14 @@
 #   - landing → prediction: a node `all` trains small models; as each lands, how long
 #     until the other node (`api`) answers its first /predict for it (polled every 5 ms);
 #   - epoch overhead: the same training job on one node with the data directory and
-#     with the PostgreSQL stores, wall time per epoch (job start to finish / epochs).
+#     with the PostgreSQL stores, wall time per epoch (job start to finish / epochs),
+#     runs interleaved; on a shared machine this moves by more than the overhead, so
+#   - the commit itself: `kiln-bench pg-commit` times JobStore.commitEpoch of the same
+#     model's checkpoint on both stores, interleaved, and gives the difference as a
+#     share of the data-directory epoch measured above.
 # Prints JSON lines.
-# Usage: bench/pg-cluster.sh [MODELS] [RUNS]
-# KILN_BIN=path uses an already built kiln instead of building one.
+# Usage: bench/pg-cluster.sh [MODELS] [RUNS] [COMMITS]
+# KILN_BIN / KILN_BENCH_BIN=path use an already built kiln / kiln-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -18,6 +22,11 @@ if [ -z "$kiln" ]; then
     kiln=.build/release/kiln
 fi
 kiln=$(realpath "$kiln")
+bench=${KILN_BENCH_BIN:-}
+if [ -z "$bench" ]; then
+    swift build -c release --product kiln-bench >/dev/null
+    bench=.build/release/kiln-bench
+fi
 
 work=$(mktemp -d /tmp/kiln-pg-cluster-XXXXXX)
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -48,4 +57,7 @@ trainer_port=$(free_port); api_port=$(free_port); dir_port=$(free_port)
 start trainer "$trainer_port" "$db" all
 start api "$api_port" "$db" api
 start local "$dir_port"
-python3 bench/pg_cluster.py "$trainer_port" "$api_port" "$dir_port" "${1:-20}" "${2:-3}"
+python3 bench/pg_cluster.py "$trainer_port" "$api_port" "$dir_port" "${1:-20}" "${2:-3}" "$work/epoch_seconds"
+as_postgres "$bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U kiln -d postgres -c "CREATE DATABASE commits" >/dev/null
+mkdir -p "$work/commit-dir"
+"$bench" pg-commit "postgresql://kiln@127.0.0.1:$pg_port/commits" "$work/commit-dir" "${3:-30}" "$(cat "$work/epoch_seconds")"

@@ -44,12 +44,12 @@ def spec(name, epochs, units, rows):
                       "losses": [{"node": "y", "type": "mse", "target": "y"}]}}
 
 
-def finish(port, job_id):
+def finish(port, job_id, poll=0.01):
     while True:
         status, job = call(port, "GET", f"/jobs/{job_id}")
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
-        time.sleep(0.01)
+        time.sleep(poll)
 
 
 def parse_time(text):
@@ -78,12 +78,29 @@ def landing(trainer, api, models):
                       "max_ms": round(delays[-1] * 1000, 1), "target_ms": 1000}))
 
 
+def post_to_start(trainer, api, samples):
+    """A job posted to the api node, started by the idle worker (woken by NOTIFY)."""
+    delays = []
+    for i in range(samples):
+        posted = time.time()
+        status, job = call(api, "POST", "/jobs", spec(f"start-{i}", 1, 8, 32))
+        assert status == 201, job
+        done = finish(trainer, job["id"])
+        delays.append(parse_time(done["started_at"]) - posted)
+    delays.sort()
+    print(json.dumps({"figure": "post_to_start_on_idle_worker", "samples": samples,
+                      "p50_ms": round(statistics.median(delays) * 1000, 1),
+                      "max_ms": round(delays[-1] * 1000, 1), "target_p50_ms": 100}))
+
+
 def epoch_seconds(port, runs, epochs, units, rows):
     per_epoch = []
     for r in range(runs):
         status, job = call(port, "POST", "/jobs", spec(f"overhead-{r}", epochs, units, rows))
         assert status == 201, job
-        done = finish(port, job["id"])
+        # Polled slowly: the times come from the job record, and a poll must not
+        # take CPU from the training it measures.
+        done = finish(port, job["id"], poll=0.5)
         assert done["status"] == "succeeded", done
         per_epoch.append((parse_time(done["finished_at"]) - parse_time(done["started_at"])) / epochs)
     return per_epoch
@@ -91,11 +108,13 @@ def epoch_seconds(port, runs, epochs, units, rows):
 
 def main():
     trainer, api, local, models, runs = (int(a) for a in sys.argv[1:6])
+    epoch_file = sys.argv[6] if len(sys.argv) > 6 else None
     for port in (trainer, api, local):
         wait_ready(port)
     landing(trainer, api, models)
-    # An epoch of about a second; its checkpoint (weights and Adam state) is a few MB.
-    epochs, units, rows = 4, 256, 8192
+    post_to_start(trainer, api, models)
+    # An epoch of about a second on 2 cores; its checkpoint (weights, Adam state) is 3 MB.
+    epochs, units, rows = 4, 512, 16384
     directory, database = [], []
     for _ in range(runs):  # interleaved, so load on the shared machine hits both alike
         directory += epoch_seconds(local, 1, epochs, units, rows)
@@ -104,6 +123,9 @@ def main():
     print(json.dumps({"figure": "epoch_seconds", "units": units, "rows": rows, "epochs": epochs, "runs": runs,
                       "data_directory": round(d, 4), "postgresql": round(p, 4),
                       "overhead_percent": round((p / d - 1) * 100, 1), "target_percent": 5}))
+    if epoch_file:
+        with open(epoch_file, "w") as f:
+            f.write(f"{d}\n")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ public final class PostgresDatabase: @unchecked Sendable {
         if was { Log.info("database_available", []) }
     }
 
-    func shutdown() { pool.shutdown() }
+    public func shutdown() { pool.shutdown() }
 }
 
 /// While the database is away, calls that need it are answered 503 with the reason
