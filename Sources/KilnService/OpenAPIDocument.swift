@@ -210,17 +210,18 @@ paths:
         "413": {$ref: "#/components/responses/Error"}
   /healthz:
     get:
-      summary: Liveness
+      summary: Liveness, and readiness with a shared database
       responses:
         "200":
-          description: The service is up.
+          description: The service is up (and reaches its database, when it has one).
           content:
             application/json:
-              schema:
-                type: object
-                properties:
-                  status: {type: string}
-                  version: {type: string}
+              schema: {$ref: "#/components/schemas/Health"}
+        "503":
+          description: The node's database (database_url) is unreachable; the reason is in database.error.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Health"}
   /validate:
     post:
       summary: Check a job spec and return the model summary, without training
@@ -395,6 +396,19 @@ components:
             properties:
               error: {type: string}
   schemas:
+    Health:
+      type: object
+      properties:
+        status: {type: string, enum: [ok, unavailable]}
+        version: {type: string}
+        role: {type: string, enum: [all, api, worker], description: With database_url only.}
+        node: {type: string, description: With database_url only.}
+        database:
+          type: object
+          description: With database_url only.
+          properties:
+            status: {type: string, enum: [ok, unavailable]}
+            error: {type: string}
     TensorMetadata:
       type: object
       properties:

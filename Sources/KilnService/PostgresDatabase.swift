@@ -1,4 +1,5 @@
 import Foundation
+import KilnData
 import KilnHTTP
 import KilnJSON
 import KilnPostgres
@@ -37,8 +38,10 @@ public final class PostgresDatabase: @unchecked Sendable {
             markReachable()
             return value
         } catch let error as PostgresError where Self.isUnreachable(error) {
-            markAway("\(error)")
-            throw ServiceError(.unavailable, code: "database_unavailable", "the database is unreachable: \(error)", retryAfter: 5)
+            // Credentials in a URL never reach a client or the log.
+            let reason = Redact.text("\(error)")
+            markAway(reason)
+            throw ServiceError(.unavailable, code: "database_unavailable", "the database is unreachable: \(reason)", retryAfter: 5)
         }
     }
 

@@ -21,6 +21,13 @@ final class ClusterTests: XCTestCase {
     var url = ""
 
     override func tearDown() {
+        // A failed run shows the end of each node's log.
+        if (testRun?.failureCount ?? 0) + (testRun?.unexpectedExceptionCount ?? 0) > 0 {
+            for node in nodes {
+                let text = (try? String(contentsOfFile: node.directory + "/kiln.log", encoding: .utf8)) ?? ""
+                print("--- \(node.name) (running: \(node.process.isRunning))\n" + text.split(separator: "\n").suffix(15).joined(separator: "\n"))
+            }
+        }
         for node in nodes {
             if node.process.isRunning { kill(node.process.processIdentifier, SIGKILL); node.process.waitUntilExit() }
             try? FileManager.default.removeItem(atPath: node.directory)
@@ -41,8 +48,10 @@ final class ClusterTests: XCTestCase {
         environment["KILN_NODE_NAME"] = name
         environment["KILN_LEASE_SECONDS"] = "3"
         p.environment = environment
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        FileManager.default.createFile(atPath: directory + "/kiln.log", contents: nil)
+        let log = FileHandle(forWritingAtPath: directory + "/kiln.log")
+        p.standardOutput = log
+        p.standardError = log
         try p.run()
         let node = Node(name: name, process: p, client: HTTPTestClient(port: port), directory: directory)
         nodes.append(node)
@@ -156,22 +165,34 @@ final class ClusterTests: XCTestCase {
 
         // SIGKILL of the worker running a job: the other resumes it from its checkpoint
         // and ends with the metrics of an uninterrupted run of the same seed.
-        let reference = try XCTUnwrap(workerA.client.json("POST", "/jobs", spec(name: "reference", epochs: 8, units: 32, rows: 256)).json?["id"]?.stringValue)
+        let reference = try XCTUnwrap(workerA.client.json("POST", "/jobs", spec(name: "reference", epochs: 12, units: 256, rows: 2048)).json?["id"]?.stringValue)
+        // A stream on the api node follows the epochs of a job a worker trains.
+        let followed = Locked<String?>(nil)
+        let streamed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { [api] in
+            let body = (try? api.client.request("GET", "/jobs/\(reference)/metrics?follow=1")).map { String(decoding: $0.body, as: UTF8.self) }
+            followed.set(body)
+            streamed.signal()
+        }
         XCTAssertEqual(try finished(reference)["status"], "succeeded")
-        let victim = try XCTUnwrap(workerB.client.json("POST", "/jobs", spec(name: "killed", epochs: 8, units: 32, rows: 256)).json?["id"]?.stringValue)
-        waitFor("two epochs of the job to be killed", timeout: 20) { (try epochs(victim).count) >= 2 }
+        XCTAssertEqual(streamed.wait(timeout: .now() + 10), .success)
+        let events = followed.get() ?? ""
+        XCTAssertEqual(events.components(separatedBy: "event: epoch\n").count - 1, 12, events)
+        XCTAssertTrue(events.contains("event: end\ndata: {\"id\":\"\(reference)\""), events)
+        let victim = try XCTUnwrap(workerB.client.json("POST", "/jobs", spec(name: "killed", epochs: 12, units: 256, rows: 2048)).json?["id"]?.stringValue)
+        waitFor("an epoch of the job to be killed", timeout: 20) { (try epochs(victim).count) >= 1 }
         let doomedName = try XCTUnwrap(job(victim)["node"]?.stringValue)
         let doomed = try XCTUnwrap(nodes.first { $0.name == doomedName })
         kill(doomed.process.processIdentifier, SIGKILL)
         doomed.process.waitUntilExit()
         let atKill = try epochs(victim).count
-        XCTAssertLessThan(atKill, 8, "the kill landed mid-job")
+        XCTAssertLessThan(atKill, 12, "the kill landed mid-job")
         let survivor = try XCTUnwrap(nodes.first { $0.name != doomedName && $0.name != "api-1" })
         let done = try finished(victim)
         XCTAssertEqual(done["status"], "succeeded", done.serialized())
         XCTAssertEqual(done["node"]?.stringValue, survivor.name)
         let resumed = try epochs(victim), uninterrupted = try epochs(reference)
-        XCTAssertEqual(resumed.compactMap { $0["epoch"]?.intValue }, Array(1...8), "each epoch recorded once")
+        XCTAssertEqual(resumed.compactMap { $0["epoch"]?.intValue }, Array(1...12), "each epoch recorded once")
         let attempts = try admin.query("SELECT attempts FROM kiln_jobs WHERE id = $1", [.text(victim)])[0].int("attempts")
         XCTAssertEqual(attempts, 2, "claimed again once, after the lease expired")
         let a = try XCTUnwrap(resumed.last?["loss"]?.doubleValue), b = try XCTUnwrap(uninterrupted.last?["loss"]?.doubleValue)
@@ -208,4 +229,13 @@ final class ClusterTests: XCTestCase {
             XCTAssertEqual(try epochs(id).compactMap { $0["epoch"]?.intValue }, [1, 2, 3, 4], "each epoch recorded once")
         }
     }
+}
+
+/// A value shared with a background thread.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ new: Value) { lock.lock(); value = new; lock.unlock() }
 }
