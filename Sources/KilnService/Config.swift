@@ -168,6 +168,7 @@ public struct Config: Sendable {
         guard Log.Level(name: logLevel) != nil else {
             throw ConfigError(message: "log_level must be debug, info, warning or error, got '\(logLevel)'")
         }
+        guard leaseSeconds >= 3 else { throw ConfigError(message: "lease_seconds must be at least 3 (a running job heartbeats every 2 s)") }
         if let url = databaseURL {
             let scheme = url.lowercased()
             guard scheme.hasPrefix("postgresql://") || scheme.hasPrefix("postgres://") else {

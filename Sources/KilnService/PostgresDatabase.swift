@@ -32,6 +32,7 @@ public final class PostgresDatabase: @unchecked Sendable {
     var failures: Int { lock.lock(); defer { lock.unlock() }; return failureCount }
 
     /// Runs `body`; a failure to reach the database marks it away and becomes a 503.
+    @discardableResult
     func run<T>(_ body: () throws -> T) throws -> T {
         do {
             let value = try body()

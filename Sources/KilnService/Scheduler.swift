@@ -183,6 +183,10 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func run(_ id: String, spec given: JobSpec?) {
+        // Renews the claim every 2 s from the start (data downloads and checkpoint
+        // writes included), not only between steps.
+        let heartbeat = Heartbeat(jobs: jobs, id: id, node: node)
+        defer { heartbeat.stop() }
         do {
             Log.info("job_started", [("id", .string(id)), ("node", .string(node))])
             let spec = try given ?? decodeStored(id)
@@ -216,16 +220,9 @@ public final class Scheduler: @unchecked Sendable {
             if recorded < startEpoch, let pendingMetrics {
                 try jobs.recordEpoch(id, pendingMetrics, warnings: initWarnings)
             }
-            var lastBeat = Date()
-            var lost = false
             trainer.shouldStop = { [unowned self] in
-                if isCancelled(id) { return true }
                 // A claim that is no longer ours (cancelled elsewhere, taken over) stops the run.
-                if Date().timeIntervalSince(lastBeat) > 2 {
-                    lastBeat = Date()
-                    if (try? jobs.heartbeat(id, node: node)) == false { lost = true }
-                }
-                return lost
+                isCancelled(id) || heartbeat.lost
             }
             trainer.onStep = { [jobs] epoch, step, steps in
                 jobs.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
@@ -286,6 +283,29 @@ public final class Scheduler: @unchecked Sendable {
             ? "init_from \(source.id): every weight was restored"
             : "init_from \(source.id): initialised anew (no matching name and shape): \(fresh.joined(separator: ", "))"
     }
+}
+
+/// Renews a running job's claim on a timer; `lost` once the store says the job is no
+/// longer this node's (cancelled elsewhere, or taken over after its lease ran out).
+/// A heartbeat that fails (database away) is tried again at the next tick.
+final class Heartbeat: @unchecked Sendable {
+    static let interval = 2.0
+    private let lock = NSLock()
+    private var isLost = false
+    private let timer: DispatchSourceTimer
+
+    init(jobs: JobStore, id: String, node: String) {
+        timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        timer.schedule(deadline: .now() + Heartbeat.interval, repeating: Heartbeat.interval)
+        timer.setEventHandler { [weak self] in
+            if (try? jobs.heartbeat(id, node: node)) == false { self?.markLost() }
+        }
+        timer.resume()
+    }
+
+    var lost: Bool { lock.lock(); defer { lock.unlock() }; return isLost }
+    private func markLost() { lock.lock(); isLost = true; lock.unlock() }
+    func stop() { timer.cancel() }
 }
 
 /// The graph a model artifact holds for a spec.

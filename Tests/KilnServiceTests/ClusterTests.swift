@@ -48,7 +48,7 @@ final class ClusterTests: XCTestCase {
         environment["KILN_NODE_NAME"] = name
         environment["KILN_LEASE_SECONDS"] = "3"
         p.environment = environment
-        FileManager.default.createFile(atPath: directory + "/kiln.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory + "/kiln.log", contents: nil)
         let log = FileHandle(forWritingAtPath: directory + "/kiln.log")
         p.standardOutput = log
         p.standardError = log
@@ -205,7 +205,7 @@ final class ClusterTests: XCTestCase {
         // it is back every acknowledged job finishes, each epoch recorded once.
         var acknowledged: [String] = []
         for i in 0..<4 {
-            let created = try nodes[i % 2 == 0 ? 0 : 1].client.json("POST", "/jobs", spec(name: "outage-\(i)", epochs: 4, units: 32, rows: 256))
+            let created = try (i % 2 == 0 ? api : survivor).client.json("POST", "/jobs", spec(name: "outage-\(i)", epochs: 4, units: 32, rows: 256))
             XCTAssertEqual(created.status, 201)
             acknowledged.append(try XCTUnwrap(created.json?["id"]?.stringValue))
         }
