@@ -181,6 +181,9 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(events.contains("event: end\ndata: {\"id\":\"\(reference)\""), events)
         let victim = try XCTUnwrap(workerB.client.json("POST", "/jobs", spec(name: "killed", epochs: 12, units: 256, rows: 2048)).json?["id"]?.stringValue)
         waitFor("an epoch of the job to be killed", timeout: 20) { (try epochs(victim).count) >= 1 }
+        // The api node loads the job's first checkpoint now; later epochs must replace it.
+        let instance: JSON = ["model": .string(victim), "instances": [[0.5, 0.25]]]
+        XCTAssertEqual(try api.client.json("POST", "/predict", instance).status, 200)
         let doomedName = try XCTUnwrap(job(victim)["node"]?.stringValue)
         let doomed = try XCTUnwrap(nodes.first { $0.name == doomedName })
         kill(doomed.process.processIdentifier, SIGKILL)
@@ -200,6 +203,10 @@ final class ClusterTests: XCTestCase {
         for node in nodes where node.process.isRunning {
             XCTAssertEqual(try node.client.json("POST", "/predict", ["model": "killed", "instances": [[0.5, 0.25]]]).status, 200, node.name)
         }
+        // The api node dropped its cached model when the epochs landed (kiln_epochs, kiln_models).
+        let fromTrainer = try survivor.client.json("POST", "/predict", instance).json?["predictions"]
+        XCTAssertNotNil(fromTrainer)
+        XCTAssertEqual(try api.client.json("POST", "/predict", instance).json?["predictions"], fromTrainer)
 
         // PostgreSQL stops while jobs train: nodes answer 503 with the reason, and once
         // it is back every acknowledged job finishes, each epoch recorded once.
