@@ -90,6 +90,13 @@ public final class PostgresDatabase: @unchecked Sendable {
     public func shutdown() { pool.shutdown() }
 }
 
+extension PostgresError {
+    var isInvalidArgument: Bool {
+        if case .invalidArgument = self { return true }
+        return false
+    }
+}
+
 /// While the database is away, calls that need it are answered 503 with the reason
 /// (and so is a call during which a read failed), instead of a 404 for a job that
 /// could not be read. `/healthz`, `/metrics` and the API description need no database.

@@ -74,11 +74,16 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     public func newID() -> String { StoredName.newID("job") }
 
     public func create(_ job: Job, spec: JobSpec) throws {
-        try database.run {
-            try pool.query("""
-                WITH j AS (INSERT INTO kiln_jobs (id, name, spec, record, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id, status)
-                SELECT pg_notify('kiln_jobs', json_build_object('id', j.id, 'status', j.status)::text) AS notified FROM j
-                """, [.text(job.id), .text(job.name), .json(spec.json), .json(job.json), .timestamp(job.createdAt)])
+        do {
+            try database.run {
+                try pool.query("""
+                    WITH j AS (INSERT INTO kiln_jobs (id, name, spec, record, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id, status)
+                    SELECT pg_notify('kiln_jobs', json_build_object('id', j.id, 'status', j.status)::text) AS notified FROM j
+                    """, [.text(job.id), .text(job.name), .json(spec.json), .json(job.json), .timestamp(job.createdAt)])
+            }
+        } catch let error as PostgresError where error.sqlState == "22P05" || error.isInvalidArgument {
+            // PostgreSQL text and jsonb cannot hold U+0000: the sender's problem, not the store's.
+            throw ServiceError(.invalid, code: "invalid_spec", "the spec holds a NUL character (\\u0000), which cannot be stored")
         }
     }
 

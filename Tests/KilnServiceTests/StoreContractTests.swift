@@ -274,6 +274,19 @@ final class PostgresStoreContractTests: StoreContractTests {
         XCTAssertEqual(try database.pool.query("SELECT count(*) AS n FROM kiln_blobs")[0].int("n"), 2)
     }
 
+    func testANulCharacterIsTheSendersError() throws {
+        let database = try PostgresDatabase(url: try ClusterDatabase.freshURL())
+        databases.append(database)
+        let jobs = PostgresJobStore(database: database, node: "n", lease: 30)
+        let spec = try JobSpec(json: Self.specJSON)
+        let job = Job(id: jobs.newID(), name: "nul\u{0}name", epochs: 1, specHash: "x", seed: 0)
+        XCTAssertThrowsError(try jobs.create(job, spec: spec)) { error in
+            XCTAssertEqual((error as? ServiceError)?.kind, .invalid, "\(error)")
+        }
+        XCTAssertTrue(jobs.all().isEmpty)
+        XCTAssertNil(database.unavailableReason)
+    }
+
     func testCancellingOnAnotherNodeStopsTheHeartbeat() throws {
         let database = try PostgresDatabase(url: try ClusterDatabase.freshURL())
         databases.append(database)
