@@ -41,7 +41,7 @@ let package = Package(
         // PostgreSQL client, pool, notifications, chunked blobs, migrations and the job
         // queue that several nodes share (docs/cluster.md).
         .target(name: "KilnPostgres", dependencies: ["CLibPQ", "KilnJSON"]),
-        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnTrain", "KilnExport", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
+        .target(name: "KilnService", dependencies: ["KilnHTTP", "KilnPostgres", "KilnTrain", "KilnExport", "KilnSpec", "KilnGraph", "KilnData", "KilnTensor", "KilnJSON"]),
         .executableTarget(name: "kiln", dependencies: ["KilnService", "KilnJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "kiln-bench", dependencies: ["KilnService", "KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON", "KilnPostgres", "COpenBLAS"], path: "bench/Sources/kiln-bench"),
 
@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "KilnTrainTests", dependencies: ["KilnTrain", "KilnSpec", "KilnGraph", "KilnTensor", "KilnData", "KilnJSON"]),
         .testTarget(name: "KilnHTTPTests", dependencies: ["KilnHTTP", "KilnTestSupport"]),
         .testTarget(name: "KilnPostgresTests", dependencies: ["KilnPostgres", "KilnTestSupport", "KilnJSON"]),
-        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnTestSupport", "KilnJSON"]),
+        .testTarget(name: "KilnServiceTests", dependencies: ["KilnService", "KilnHTTP", "KilnPostgres", "KilnTestSupport", "KilnJSON"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -23,6 +23,14 @@ public struct Config: Sendable {
     public var keepLastPerName: Int?
     /// Shown on the jobs this node runs.
     public var nodeName = Config.defaultNodeName()
+    /// `postgresql://user@host:port/db`: jobs, artifacts and datasets live in this
+    /// database, shared by every node (docs/cluster.md); nil keeps them in `data_dir`.
+    public var databaseURL: String?
+    /// What this node does: everything, only HTTP (`api`), or training too (`worker`).
+    public enum Role: String, Sendable { case all, api, worker }
+    public var role = Role.all
+    /// Seconds a worker's claim on a job lasts without a heartbeat (database only).
+    public var leaseSeconds = 10.0
     public var maxConcurrentJobs = 1
     public var maxQueuedJobs = 100
     public var maxBodyBytes = 64 << 20
@@ -84,6 +92,14 @@ public struct Config: Sendable {
                 }
                 authScope = scope
             case "node_name": nodeName = try string(value, key, path)
+            case "database_url":
+                let url = try string(value, key, path)
+                databaseURL = url.isEmpty ? nil : url
+            case "role":
+                let name = try string(value, key, path)
+                guard let r = Role(rawValue: name) else { throw ConfigError(message: "\(path): role must be all, api or worker, got '\(name.prefix(32))'") }
+                role = r
+            case "lease_seconds": leaseSeconds = try seconds(value, key, path)
             case "keep_jobs_days":
                 guard let days = value.doubleValue, days > 0 else { throw ConfigError(message: "\(path): keep_jobs_days must be a positive number") }
                 keepJobsDays = days
@@ -118,6 +134,11 @@ public struct Config: Sendable {
         }
         if let v = env["KILN_NODE_NAME"], !v.isEmpty { nodeName = v }
         if let v = env["KILN_LOG_LEVEL"] { logLevel = v }
+        if let v = env["KILN_DATABASE_URL"] { databaseURL = v.isEmpty ? nil : v }
+        if let v = env["KILN_ROLE"] {
+            guard let r = Role(rawValue: v) else { throw ConfigError(message: "KILN_ROLE must be all, api or worker, got '\(v.prefix(32))'") }
+            role = r
+        }
         let integers: [(String, WritableKeyPath<Config, Int>)] = [
             ("KILN_MAX_CONNECTIONS", \.maxConnections), ("KILN_MAX_CONNECTIONS_PER_ADDRESS", \.maxConnectionsPerAddress),
             ("KILN_WORKER_THREADS", \.workerThreads),
@@ -130,6 +151,7 @@ public struct Config: Sendable {
         let durations: [(String, WritableKeyPath<Config, Double>)] = [
             ("KILN_HEADER_TIMEOUT", \.headerTimeout), ("KILN_BODY_TIMEOUT", \.bodyTimeout),
             ("KILN_IDLE_TIMEOUT", \.idleTimeout), ("KILN_WRITE_TIMEOUT", \.writeTimeout),
+            ("KILN_LEASE_SECONDS", \.leaseSeconds),
         ]
         for (name, key) in durations {
             guard let v = env[name] else { continue }
@@ -148,6 +170,15 @@ public struct Config: Sendable {
         guard workerThreads >= 0 else { throw ConfigError(message: "worker_threads must be 0 (automatic) or more") }
         guard Log.Level(name: logLevel) != nil else {
             throw ConfigError(message: "log_level must be debug, info, warning or error, got '\(logLevel)'")
+        }
+        guard leaseSeconds >= 3 else { throw ConfigError(message: "lease_seconds must be at least 3 (a running job heartbeats every 2 s)") }
+        if let url = databaseURL {
+            let scheme = url.lowercased()
+            guard scheme.hasPrefix("postgresql://") || scheme.hasPrefix("postgres://") else {
+                throw ConfigError(message: "database_url must be a postgresql:// URL, got '\(Redact.url(url))'")
+            }
+        } else if role != .all {
+            throw ConfigError(message: "role '\(role.rawValue)' needs database_url: without a shared database one node does everything")
         }
         let lower = datasetMirror.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {

@@ -503,17 +503,18 @@ paths:
         "409": {$ref: "#/components/responses/Error"}
   /healthz:
     get:
-      summary: Liveness
+      summary: Liveness, and readiness with a shared database
       responses:
         "200":
-          description: The service is up.
+          description: The service is up (and reaches its database, when it has one).
           content:
             application/json:
-              schema:
-                type: object
-                properties:
-                  status: {type: string}
-                  version: {type: string}
+              schema: {$ref: "#/components/schemas/Health"}
+        "503":
+          description: The node's database (database_url) is unreachable; the reason is in database.error.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Health"}
   /validate:
     post:
       summary: Check a spec (a model alone is enough) and return the model summary, without training; notes say what POST /jobs would still need
@@ -784,6 +785,19 @@ components:
               shape: {type: array, items: {type: integer}}
               data: {type: array, items: {}}
               parameters: {type: object}
+    Health:
+      type: object
+      properties:
+        status: {type: string, enum: [ok, unavailable]}
+        version: {type: string}
+        role: {type: string, enum: [all, api, worker], description: With database_url only.}
+        node: {type: string, description: With database_url only.}
+        database:
+          type: object
+          description: With database_url only.
+          properties:
+            status: {type: string, enum: [ok, unavailable]}
+            error: {type: string}
     TensorMetadata:
       type: object
       properties:

@@ -17,6 +17,8 @@ public final class Scheduler: @unchecked Sendable {
     let node: String
     let maxConcurrent: Int
     let maxQueued: Int
+    /// False on an `api` node: it queues jobs but never trains.
+    let trains: Bool
     let limits: ModelLimits
     private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
     private let lock = NSLock()
@@ -38,7 +40,8 @@ public final class Scheduler: @unchecked Sendable {
     let decoder: SpecDecoder
 
     init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, decoder: SpecDecoder, catalog: DatasetCatalog, node: String,
-         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits) {
+         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true) {
+        self.trains = trains
         self.jobs = jobs
         self.decoder = decoder
         self.artifacts = artifacts
@@ -58,6 +61,7 @@ public final class Scheduler: @unchecked Sendable {
 
     /// Requeues jobs a previous process left running, then starts what is queued.
     func recover() {
+        guard trains else { return }
         do {
             for id in try jobs.requeueAbandoned() {
                 Log.info("job_requeued", [("id", .string(id)), ("epoch", JSON(jobs.job(id)?.epoch ?? 0))])
@@ -74,10 +78,16 @@ public final class Scheduler: @unchecked Sendable {
             throw ServiceError(.unavailable, code: "queue_full", "the job queue is full; try again later", retryAfter: 30)
         }
         lock.lock()
-        decoded[job.id] = spec
+        // Kept for this node's run; on a node that does not train, a worker decodes it.
+        if trains { decoded[job.id] = spec }
         lock.unlock()
         do {
             try jobs.create(job, spec: spec)
+        } catch let error as ServiceError {
+            lock.lock()
+            decoded[job.id] = nil
+            lock.unlock()
+            throw error
         } catch {
             lock.lock()
             decoded[job.id] = nil
@@ -98,10 +108,21 @@ public final class Scheduler: @unchecked Sendable {
             return true
         }
         lock.lock()
-        defer { lock.unlock() }
-        guard running.contains(id) else { return false }
-        cancelled.insert(id)
-        return true
+        if running.contains(id) {
+            cancelled.insert(id)
+            lock.unlock()
+            return true
+        }
+        lock.unlock()
+        // Running on another node: it hears of it (`kiln_cancel`, or its next heartbeat).
+        return try jobs.cancelRunning(id)
+    }
+
+    /// Stops a job this node runs at its next step (cancelled on another node).
+    func stopLocal(_ id: String) {
+        lock.lock()
+        if running.contains(id) { cancelled.insert(id) }
+        lock.unlock()
     }
 
     /// Stops starting jobs and interrupts running ones; waits up to `timeout` seconds
@@ -120,7 +141,7 @@ public final class Scheduler: @unchecked Sendable {
     private func pump() {
         while true {
             lock.lock()
-            guard !stopping, running.count < maxConcurrent else { lock.unlock(); return }
+            guard trains, !stopping, running.count < maxConcurrent else { lock.unlock(); return }
             let claimed: Job?
             do {
                 claimed = try jobs.claim(node: node)
@@ -165,6 +186,10 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func run(_ id: String, spec given: JobSpec?) {
+        // Renews the claim every 2 s from the start (data downloads and checkpoint
+        // writes included), not only between steps.
+        let heartbeat = Heartbeat(jobs: jobs, id: id, node: node)
+        defer { heartbeat.stop() }
         do {
             Log.info("job_started", [("id", .string(id)), ("node", .string(node))])
             let spec = try given ?? decodeStored(id)
@@ -198,16 +223,9 @@ public final class Scheduler: @unchecked Sendable {
             if recorded < startEpoch, let pendingMetrics {
                 try jobs.recordEpoch(id, pendingMetrics, warnings: initWarnings)
             }
-            var lastBeat = Date()
-            var lost = false
             trainer.shouldStop = { [unowned self] in
-                if isCancelled(id) { return true }
                 // A claim that is no longer ours (cancelled elsewhere, taken over) stops the run.
-                if Date().timeIntervalSince(lastBeat) > 2 {
-                    lastBeat = Date()
-                    if (try? jobs.heartbeat(id, node: node)) == false { lost = true }
-                }
-                return lost
+                isCancelled(id) || heartbeat.lost
             }
             trainer.onStep = { [jobs] epoch, step, steps in
                 jobs.updateProgress(id) { $0.epoch = epoch; $0.step = step; $0.steps = steps }
@@ -220,8 +238,8 @@ public final class Scheduler: @unchecked Sendable {
                 let weights = Checkpoint.encode(model, metadata: [
                     "job": id, "epoch": String(metrics.epoch), "graph_sha256": graphHash, "metrics": line.serialized(),
                 ])
-                try artifacts.writeCheckpoint(id, weights: weights, optimizer: Checkpoint.encodeOptimizer(trainer.optimizer, epoch: metrics.epoch))
-                try jobs.recordEpoch(id, line, warnings: initWarnings + trainer.warnings)
+                try jobs.commitEpoch(id, metrics: line, warnings: initWarnings + trainer.warnings, weights: weights,
+                                     optimizer: Checkpoint.encodeOptimizer(trainer.optimizer, epoch: metrics.epoch), artifacts: artifacts)
                 onChange(id)
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
             }
@@ -231,6 +249,12 @@ public final class Scheduler: @unchecked Sendable {
             record(id, "job_interrupted") { try jobs.requeue(id) }
         } catch TrainError.cancelled where wasCancelled(id) {
             record(id, "job_cancelled") { try jobs.markCancelled(id) }
+        } catch let error as ServiceError where error.code == "database_unavailable" {
+            // The job is not at fault: it stays claimed, and when its lease runs out a
+            // worker (this one, once the database is back) resumes it from its checkpoint.
+            Log.error("job_interrupted", [("id", .string(id)), ("error", .string(error.message))])
+        } catch let error as ClaimLost {
+            Log.info("job_lost", [("id", .string(id)), ("reason", .string(error.description))])
         } catch TrainError.cancelled {
             Log.info("job_lost", [("id", .string(id)), ("reason", "its claim was taken over or cancelled elsewhere")])
         } catch {
@@ -274,6 +298,29 @@ struct SpecDecoder: Sendable {
         let schema = json["data"]?["dataset"]?.stringValue.flatMap(datasets.schema)
         return try JobSpec(json: json, limits: limits, schema: schema, purpose: purpose)
     }
+}
+
+/// Renews a running job's claim on a timer; `lost` once the store says the job is no
+/// longer this node's (cancelled elsewhere, or taken over after its lease ran out).
+/// A heartbeat that fails (database away) is tried again at the next tick.
+final class Heartbeat: @unchecked Sendable {
+    static let interval = 2.0
+    private let lock = NSLock()
+    private var isLost = false
+    private let timer: DispatchSourceTimer
+
+    init(jobs: JobStore, id: String, node: String) {
+        timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        timer.schedule(deadline: .now() + Heartbeat.interval, repeating: Heartbeat.interval)
+        timer.setEventHandler { [weak self] in
+            if (try? jobs.heartbeat(id, node: node)) == false { self?.markLost() }
+        }
+        timer.resume()
+    }
+
+    var lost: Bool { lock.lock(); defer { lock.unlock() }; return isLost }
+    private func markLost() { lock.lock(); isLost = true; lock.unlock() }
+    func stop() { timer.cancel() }
 }
 
 /// The graph a model artifact holds for a spec.

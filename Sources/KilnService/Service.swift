@@ -4,6 +4,7 @@ import KilnGraph
 import KilnSpec
 import KilnHTTP
 import KilnJSON
+import KilnPostgres
 import KilnTrain
 
 /// The Kiln service: the stores, the scheduler and the predictor behind the HTTP
@@ -22,26 +23,43 @@ public final class Service: @unchecked Sendable {
     public let router = Router()
     private var server: HTTPServer?
     private var retentionTimer: DispatchSourceTimer?
+    /// The shared database, when `database_url` is set (docs/cluster.md).
+    let database: PostgresDatabase?
+    private var listener: PostgresListener?
+    private var safetyTimer: DispatchSourceTimer?
 
     public init(config: Config) throws {
         try config.validate()
         self.config = config
         limits = ModelLimits(maxParameters: config.maxParameters)
-        let jobs = try DirectoryJobStore(directory: config.dataDirectory)
-        let artifacts = try DirectoryArtifactStore(directory: config.dataDirectory)
-        let datasets = try DirectoryDatasetStore(directory: "\(config.dataDirectory)/uploads")
+        let jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore
+        if let url = config.databaseURL {
+            let database = try PostgresDatabase(url: url)
+            jobs = PostgresJobStore(database: database, node: config.nodeName, lease: config.leaseSeconds)
+            artifacts = PostgresArtifactStore(database: database)
+            datasets = PostgresDatasetStore(database: database)
+            self.database = database
+        } else {
+            jobs = try DirectoryJobStore(directory: config.dataDirectory)
+            artifacts = try DirectoryArtifactStore(directory: config.dataDirectory)
+            datasets = try DirectoryDatasetStore(directory: "\(config.dataDirectory)/uploads")
+            database = nil
+        }
         self.jobs = jobs
         self.artifacts = artifacts
         self.datasets = datasets
         let catalog = DatasetCatalog(cacheDirectory: "\(config.dataDirectory)/datasets", mirror: config.datasetMirror, checksums: config.datasetChecksums)
         scheduler = Scheduler(jobs: jobs, artifacts: artifacts, datasets: datasets, decoder: SpecDecoder(limits: limits, datasets: datasets),
                               catalog: catalog, node: config.nodeName,
-                              maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits)
+                              maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits,
+                              trains: config.role != .api)
         predictor = Predictor(jobs: jobs, artifacts: artifacts, limits: limits, maxBatch: config.maxPredictBatch)
         scheduler.onEpoch = { [metrics] samples, seconds in metrics.recordTraining(samples: samples, seconds: seconds) }
         scheduler.onChange = { [predictor] id in predictor.forget(id) }
-        let decoder = SpecDecoder(limits: limits, datasets: datasets)
-        artifacts.addMissingGraphs(jobs: jobs) { json in ModelArtifactGraph.json(try decoder.decode(json)) }
+        if let directory = artifacts as? DirectoryArtifactStore {
+            let decoder = SpecDecoder(limits: limits, datasets: datasets)
+            directory.addMissingGraphs(jobs: jobs) { json in ModelArtifactGraph.json(try decoder.decode(json)) }
+        }
         routes()
     }
 
@@ -65,6 +83,7 @@ public final class Service: @unchecked Sendable {
         metrics.httpStatistics = { [weak server] in server?.statistics }
         try server.start()
         self.server = server
+        if let database { try listen(database) }
         scheduler.recover()
         if config.keepJobsDays != nil || config.keepLastPerName != nil {
             applyRetention()
@@ -74,7 +93,9 @@ public final class Service: @unchecked Sendable {
             timer.resume()
             retentionTimer = timer
         }
-        Log.info("listening", [("host", .string(config.host)), ("port", JSON(server.port)), ("data_dir", .string(config.dataDirectory))])
+        Log.info("listening", [("host", .string(config.host)), ("port", JSON(server.port)), ("data_dir", .string(config.dataDirectory)),
+                                 ("role", .string(config.role.rawValue)), ("node", .string(config.nodeName)),
+                                 ("database", config.databaseURL.map { .string(Redact.url($0)) } ?? .null)])
     }
 
     public var port: Int { server?.port ?? config.port }
@@ -83,8 +104,52 @@ public final class Service: @unchecked Sendable {
     /// queued and resume from their last checkpoint at the next start.
     public func stop() {
         retentionTimer?.cancel()
+        safetyTimer?.cancel()
         server?.stop()
         scheduler.shutdown()
+        listener?.stop()
+        database?.shutdown()
+    }
+
+    /// What other nodes announce: a queued job wakes this worker; a cancellation of a
+    /// job running here stops it; an epoch or a model that landed drops the cached
+    /// model. After the listener reconnects (announcements may have been missed) the
+    /// worker tries a claim and cached models are dropped. A timer tries a claim every
+    /// few seconds as well, which also takes over jobs whose lease expired.
+    private func listen(_ database: PostgresDatabase) throws {
+        let scheduler = self.scheduler, predictor = self.predictor, jobs = self.jobs, node = config.nodeName
+        listener = try PostgresListener(url: database.pool.url, channels: PostgresJobQueue.Channel.all, onReconnect: {
+            Log.info("database_listener_reconnected", [])
+            DispatchQueue.global().async {
+                scheduler.wake()
+                for job in jobs.all() { predictor.forget(job.id) }
+            }
+        }) { channel, payload in
+            guard let message = try? JSON.parse(payload), let id = message["id"]?.stringValue else { return }
+            switch channel {
+            case PostgresJobQueue.Channel.jobs where message["status"]?.stringValue == "queued":
+                DispatchQueue.global().async { scheduler.wake() }
+            case PostgresJobQueue.Channel.cancel where message["node"]?.stringValue == node:
+                scheduler.stopLocal(id)
+            case PostgresJobQueue.Channel.epochs, PostgresJobQueue.Channel.models:
+                predictor.forget(id)
+            default:
+                break
+            }
+        }
+        guard scheduler.trains else { return }
+        let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        let interval = max(1, min(5, config.leaseSeconds / 2))
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { scheduler.wake() }
+        timer.resume()
+        safetyTimer = timer
+    }
+
+    /// The database's part of readiness: nil when there is none or it answers, else why not.
+    func databaseProblem() -> String? {
+        guard let database else { return nil }
+        return database.probe() ? nil : (database.unavailableReason ?? "the database does not answer")
     }
 
     // MARK: - Routes
@@ -96,6 +161,7 @@ public final class Service: @unchecked Sendable {
                                            ("route", .string(route.label)), ("error", .string(String(describing: error)))])
         }
         router.use(RequestMetricsMiddleware(metrics: metrics))
+        if let database { router.use(DatabaseAvailabilityMiddleware(database: database)) }
         if let token = config.authToken { router.use(AuthMiddleware(token: token, scope: config.authScope)) }
         OpsController(service: self).register(router)
         JobsController(service: self).register(router)

@@ -51,6 +51,32 @@ public protocol JobStore: AnyObject, Sendable {
     func metrics(_ id: String) -> JSON
     /// Removes a finished job's record, spec and metrics.
     func remove(_ id: String) throws
+
+    /// One finished epoch: its checkpoint (weights and optimizer state) and its
+    /// metrics. A store that can write both in one transaction does; the default writes
+    /// the checkpoint, then the metrics, so the metrics never name an epoch whose
+    /// weights were not kept.
+    /// - Throws: `ClaimLost` when the job is no longer this node's to write.
+    func commitEpoch(_ id: String, metrics: JSON, warnings: [String], weights: [UInt8], optimizer: [UInt8], artifacts: ArtifactStore) throws
+    /// Cancels a job running on another node (it stops at its next step or heartbeat);
+    /// false when no other node runs it. A store of one process has no other node.
+    func cancelRunning(_ id: String) throws -> Bool
+}
+
+extension JobStore {
+    public func commitEpoch(_ id: String, metrics: JSON, warnings: [String], weights: [UInt8], optimizer: [UInt8], artifacts: ArtifactStore) throws {
+        try artifacts.writeCheckpoint(id, weights: weights, optimizer: optimizer)
+        try recordEpoch(id, metrics, warnings: warnings)
+    }
+
+    public func cancelRunning(_ id: String) throws -> Bool { false }
+}
+
+/// A write for a job this node no longer holds (its lease ran out and another node
+/// claimed it, or it was cancelled elsewhere): nothing was written, and the run stops.
+public struct ClaimLost: Error, CustomStringConvertible, Sendable {
+    public var jobID: String
+    public var description: String { "job \(jobID) is no longer held by this node" }
 }
 
 /// A trained model as prediction needs it: the graph (layer configs, input and output

@@ -7,7 +7,16 @@ struct OpsController {
     let service: Service
 
     func register(_ router: Router) {
-        router.add("GET", "/healthz") { _ in .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
+        router.add("GET", "/healthz") { _ in
+            guard service.database != nil else { return .json(200, ["status": "ok", "version": .string(Kiln.version)]) }
+            // With a shared database, readiness includes reaching it.
+            let problem = service.databaseProblem()
+            let database: JSON = problem.map { .object([("status", "unavailable"), ("error", .string($0))]) } ?? .object([("status", "ok")])
+            return .json(problem == nil ? 200 : 503, .object([
+                ("status", .string(problem == nil ? "ok" : "unavailable")), ("version", .string(Kiln.version)),
+                ("role", .string(service.config.role.rawValue)), ("node", .string(service.config.nodeName)), ("database", database),
+            ]))
+        }
         router.add("GET", "/metrics") { request in
             let jobs = service.jobs.all()
             let counts = Dictionary(grouping: jobs, by: { $0.status.rawValue }).mapValues(\.count)

@@ -304,6 +304,10 @@ do {
         guard let url = a.first else { throw BenchError("usage: kiln-bench pg-queue URL [JOBS] [WORKERS] [SAMPLES]") }
         try postgresQueue(url: url, jobs: a.count > 1 ? Int(a[1]) ?? 2000 : 2000, workers: a.count > 2 ? Int(a[2]) ?? 4 : 4,
                           samples: a.count > 3 ? Int(a[3]) ?? 200 : 200)
+    case "pg-commit":
+        let a = Array(CommandLine.arguments.dropFirst(2))
+        guard a.count >= 2 else { throw BenchError("usage: kiln-bench pg-commit URL DIR [COMMITS] [EPOCH_SECONDS]") }
+        try postgresCommit(url: a[0], directory: a[1], commits: a.count > 2 ? Int(a[2]) ?? 20 : 20, epochSeconds: a.count > 3 ? Double(a[3]) : nil)
     case "all":
         // One process per run so each peak resident memory is its own.
         for sub in ["kernels", "mlp", "conv"] {
@@ -314,7 +318,7 @@ do {
             p.waitUntilExit()
         }
     default:
-        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all] | predict PORT MODEL LABEL [REQUESTS] | pg-queue URL [JOBS] [WORKERS] [SAMPLES]\n".utf8))
+        FileHandle.standardError.write(Data("usage: kiln-bench [kernels|mlp|conv|all] | predict PORT MODEL LABEL [REQUESTS] | pg-queue URL [JOBS] [WORKERS] [SAMPLES] | pg-commit URL DIR [COMMITS] [EPOCH_SECONDS]\n".utf8))
         exit(2)
     }
 } catch {

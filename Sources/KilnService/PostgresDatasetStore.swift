@@ -1,0 +1,116 @@
+import Foundation
+import KilnData
+import KilnGraph
+import KilnJSON
+import KilnPostgres
+
+/// Uploaded datasets in PostgreSQL: a `kiln_datasets` row (the record `GET /datasets`
+/// shows) and one blob per field, `.npy` bytes as on disk, written with the row in one
+/// transaction so a dataset is listed only once all its fields are stored.
+public final class PostgresDatasetStore: DatasetStore, @unchecked Sendable {
+    let database: PostgresDatabase
+
+    public init(database: PostgresDatabase) {
+        self.database = database
+    }
+
+    private var pool: PostgresPool { database.pool }
+
+    static func blobID(_ id: String, _ field: String, test: Bool) -> String {
+        "dataset/\(id)/\(test ? "test." : "")\(field)"
+    }
+
+    public func store(name: String?, train: [String: DataArray], test: [String: DataArray]) throws -> JSON {
+        let id = StoredName.newID("ds")
+        let record = DatasetRecord.make(id: id, name: name, train: train, test: test)
+        try database.run {
+            do {
+                try pool.transaction { c in
+                    for (field, array) in train { try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, bytes: NPY.encode(array)) }
+                    for (field, array) in test { try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, bytes: NPY.encode(array)) }
+                    try c.query("INSERT INTO kiln_datasets (id, name, record) VALUES ($1, $2, $3)",
+                                [.text(id), name.map { .text($0) } ?? .null, .json(record)])
+                }
+            } catch let error as PostgresError where !PostgresDatabase.isUnreachable(error) {
+                throw ServiceError(.insufficientStorage, code: "storage_error", "could not store the dataset: \(error)")
+            }
+        }
+        return record
+    }
+
+    public var all: [JSON] {
+        database.read { try pool.query("SELECT record FROM kiln_datasets ORDER BY created_at DESC, id").rows.map { try $0.json("record") } } ?? []
+    }
+
+    public func record(_ idOrName: String) -> JSON? {
+        database.read {
+            try pool.query("""
+                SELECT record FROM kiln_datasets WHERE id = $1
+                UNION ALL
+                (SELECT record FROM kiln_datasets WHERE name = $1 ORDER BY created_at DESC LIMIT 1)
+                LIMIT 1
+                """, [.text(idOrName)]).first?.json("record")
+        } ?? nil
+    }
+
+    public func schema(_ idOrName: String) -> DataSchema? {
+        record(idOrName).flatMap(DatasetRecord.schema)
+    }
+
+    public func load(_ idOrName: String) -> DatasetSplits? {
+        guard let record = record(idOrName), let id = record["id"]?.stringValue else { return nil }
+        return database.read {
+            try pool.transaction(isolation: .repeatableRead) { c -> DatasetSplits? in
+                func read(_ members: JSON?, test: Bool) throws -> Dataset? {
+                    guard let names = members?.objectMembers?.map(\.0) else { return nil }
+                    var fields: [String: DataArray] = [:]
+                    for name in names {
+                        fields[name] = try NPY.parse(try database.blobs.bytes(id: Self.blobID(id, name, test: test), on: c), name: name)
+                    }
+                    return try Dataset(fields: fields)
+                }
+                guard let train = try read(record["fields"], test: false) else { return nil }
+                return DatasetSplits(train: train, test: try read(record["test"], test: true))
+            }
+        } ?? nil
+    }
+
+    public func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
+        guard let current = record(id), let split = load(id) else {
+            throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'")
+        }
+        guard split.train.fields[field] == nil else {
+            throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
+        }
+        guard train.rowCount == split.train.rowCount else {
+            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
+        }
+        if let testSplit = split.test {
+            guard let test, test.rowCount == testSplit.rowCount else {
+                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
+            }
+        }
+        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
+        trainFields[field] = train
+        if split.test != nil, let test { testFields[field] = test }
+        let record = DatasetRecord.make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
+            .setting("created_at", to: current["created_at"] ?? .null)
+        try database.run {
+            try pool.transaction { c in
+                try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, bytes: NPY.encode(train))
+                if split.test != nil, let test { try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, bytes: NPY.encode(test)) }
+                try c.query("UPDATE kiln_datasets SET record = $2 WHERE id = $1", [.text(id), .json(record)])
+            }
+        }
+        return record
+    }
+
+    public func remove(id: String) throws {
+        try database.run {
+            try pool.transaction { c in
+                try c.query("DELETE FROM kiln_datasets WHERE id = $1", [.text(id)])
+                try c.query("DELETE FROM kiln_blobs WHERE starts_with(id, $1)", [.text("dataset/\(id)/")])
+            }
+        }
+    }
+}
