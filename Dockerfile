@@ -1,7 +1,7 @@
 # Build stage: the official Swift image with the libraries Kiln links against.
 FROM swift:6.1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libopenblas-dev libcurl4-openssl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev \
+        libopenblas-dev libdnnl-dev libcurl4-openssl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
@@ -13,7 +13,7 @@ RUN swift build -c release --product kiln --static-swift-stdlib \
 # Runtime stage: only the shared libraries the binary needs.
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libopenblas0-pthread libcurl4 zlib1g libpng16-16 libjpeg62-turbo ca-certificates \
+        libopenblas0-pthread libdnnl2 libcurl4 zlib1g libpng16-16 libjpeg62-turbo libpq5 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/kiln kiln \
     && mkdir -p /var/lib/kiln && chown kiln /var/lib/kiln

@@ -1,6 +1,7 @@
 import Foundation
 import KilnData
 import KilnJSON
+import KilnTensor
 
 /// Service settings: `config/kiln.json` (or `--config`), then the environment
 /// (`KILN_PORT`, `KILN_HOST`, `KILN_DATA_DIR`, `KILN_DATASET_MIRROR`, `KILN_AUTH_TOKEN`),
@@ -36,6 +37,9 @@ public struct Config: Sendable {
     public var maxBodyBytes = 64 << 20
     public var maxParameters = 100_000_000
     public var maxPredictBatch = 4096
+    /// Which library runs matrix and convolution kernels: `auto` (the measured table),
+    /// `openblas` or `onednn`; nil leaves `KILN_KERNELS` (or auto) in force.
+    public var kernels: String?
     /// What an upload may decompress to, in bytes (and no member past 200× its size).
     public var maxDatasetBytes = 2 << 30
     /// HTTP connection limits and deadlines (seconds); see `HTTPServerConfiguration`.
@@ -86,6 +90,10 @@ public struct Config: Sendable {
             case "max_parameters": maxParameters = try int(value, key, path)
             case "max_predict_batch": maxPredictBatch = try int(value, key, path)
             case "max_dataset_bytes": maxDatasetBytes = try int(value, key, path)
+            case "kernels":
+                let name = try string(value, key, path)
+                guard KernelPolicy(name: name) != nil else { throw ConfigError(message: "\(path): kernels must be auto, openblas or onednn, got '\(name)'") }
+                kernels = name
             case "auth_scope":
                 guard let scope = AuthMiddleware.Scope(rawValue: try string(value, key, path)) else {
                     throw ConfigError(message: "\(path): auth_scope must be 'writes' or 'all'")

@@ -5,6 +5,7 @@ import KilnSpec
 import KilnHTTP
 import KilnJSON
 import KilnPostgres
+import KilnTensor
 import KilnTrain
 
 /// The Kiln service: the stores, the scheduler and the predictor behind the HTTP
@@ -31,6 +32,7 @@ public final class Service: @unchecked Sendable {
     public init(config: Config) throws {
         try config.validate()
         self.config = config
+        if let name = config.kernels, let policy = KernelPolicy(name: name) { Kernels.policy = policy }
         limits = ModelLimits(maxParameters: config.maxParameters)
         let jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore
         if let url = config.databaseURL {
@@ -95,7 +97,8 @@ public final class Service: @unchecked Sendable {
         }
         Log.info("listening", [("host", .string(config.host)), ("port", JSON(server.port)), ("data_dir", .string(config.dataDirectory)),
                                  ("role", .string(config.role.rawValue)), ("node", .string(config.nodeName)),
-                                 ("database", config.databaseURL.map { .string(Redact.url($0)) } ?? .null)])
+                                 ("database", config.databaseURL.map { .string(Redact.url($0)) } ?? .null),
+                                 ("kernels", .string(Kernels.summary))])
     }
 
     public var port: Int { server?.port ?? config.port }
