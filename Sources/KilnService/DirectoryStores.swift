@@ -384,23 +384,8 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         let current = records[id]
         lock.unlock()
         guard let current, let split = load(id) else { throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'") }
-        guard split.train.fields[field] == nil else {
-            throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
-        }
-        guard train.rowCount == split.train.rowCount else {
-            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
-        }
-        if let testSplit = split.test {
-            guard let test, test.rowCount == testSplit.rowCount else {
-                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
-            }
-        }
         let folder = "\(directory)/\(id)"
-        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
-        trainFields[field] = train
-        if split.test != nil, let test { testFields[field] = test }
-        var json = DatasetRecord.make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
-        json = json.setting("created_at", to: current["created_at"] ?? .null)
+        let json = try DatasetRecord.adding(field, train: train, test: test, to: split, record: current)
         do {
             try AtomicFile.write(NPY.encode(train), to: "\(folder)/\(field).npy")
             if split.test != nil, let test { try AtomicFile.write(NPY.encode(test), to: "\(folder)/test.\(field).npy") }
@@ -460,6 +445,28 @@ enum DatasetRecord {
                                         ("fields", describe(train)), ("created_at", .string(Job.dates.string(from: Date())))]
         if !test.isEmpty { record.append(("test", describe(test))) }
         return .object(record)
+    }
+
+    /// The record of `split` with one more field, checked: a new name, the dataset's
+    /// row count, and rows for the test split when it has one.
+    static func adding(_ field: String, train: DataArray, test: DataArray?, to split: DatasetSplits, record current: JSON) throws -> JSON {
+        let id = current["id"]?.stringValue ?? ""
+        guard split.train.fields[field] == nil else {
+            throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
+        }
+        guard train.rowCount == split.train.rowCount else {
+            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
+        }
+        if let testSplit = split.test {
+            guard let test, test.rowCount == testSplit.rowCount else {
+                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
+            }
+        }
+        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
+        trainFields[field] = train
+        if split.test != nil, let test { testFields[field] = test }
+        return make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
+            .setting("created_at", to: current["created_at"] ?? .null)
     }
 
     /// Field row shapes (the shape without its first axis).

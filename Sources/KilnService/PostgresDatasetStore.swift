@@ -79,22 +79,7 @@ public final class PostgresDatasetStore: DatasetStore, @unchecked Sendable {
         guard let current = record(id), let split = load(id) else {
             throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'")
         }
-        guard split.train.fields[field] == nil else {
-            throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
-        }
-        guard train.rowCount == split.train.rowCount else {
-            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
-        }
-        if let testSplit = split.test {
-            guard let test, test.rowCount == testSplit.rowCount else {
-                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
-            }
-        }
-        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
-        trainFields[field] = train
-        if split.test != nil, let test { testFields[field] = test }
-        let record = DatasetRecord.make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
-            .setting("created_at", to: current["created_at"] ?? .null)
+        let record = try DatasetRecord.adding(field, train: train, test: test, to: split, record: current)
         try database.run {
             try pool.transaction { c in
                 try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, bytes: NPY.encode(train))

@@ -6,33 +6,13 @@ import XCTest
 /// The dashboard's pages over real sockets: content types, content negotiation on
 /// `/jobs/{id}`, `/jobs/{id}/spec`, the comparison page, and that no page refers to
 /// anything outside the server.
-final class DashboardTests: XCTestCase {
-    var temp = ""
-    var service: Service!
-    var client: HTTPTestClient!
-
+final class DashboardTests: ServiceTestCase {
     /// What Chromium and Firefox send for a page load.
     static let browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
-    func start(token: String? = nil) throws {
-        temp = NSTemporaryDirectory() + "kiln-dashboard-\(UUID().uuidString)"
-        var config = Config()
-        config.port = 0
-        config.dataDirectory = temp
-        config.authToken = token
-        service = try Service(config: config)
-        try service.start()
-        client = HTTPTestClient(port: service.port)
-    }
-
-    override func tearDown() {
-        service?.stop()
-        try? FileManager.default.removeItem(atPath: temp)
-    }
-
     /// A small classifier on inline points with a validation split, so the pages have
     /// accuracy and validation curves to draw.
-    func spec(name: String, epochs: Int, learningRate: Double = 0.02) -> JSON {
+    func classifier(name: String, epochs: Int, learningRate: Double = 0.02) -> JSON {
         let xs = (0..<96).map { i in JSON([Double(i % 12) / 12, Double(i / 12) / 8]) }
         let ys = (0..<96).map { i in JSON(sin(6 * Double(i % 12) / 12) > Double(i / 12) / 8 - 0.5 ? 1 : 0) }
         return [
@@ -49,16 +29,6 @@ final class DashboardTests: XCTestCase {
         let response = try client.json("POST", "/jobs", spec)
         XCTAssertEqual(response.status, 201, String(decoding: response.body, as: UTF8.self))
         return try XCTUnwrap(response.json?["id"]?.stringValue)
-    }
-
-    func wait(_ id: String) throws {
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            let status = try client.json("GET", "/jobs/\(id)").json?["status"]?.stringValue ?? ""
-            if ["succeeded", "failed", "cancelled"].contains(status) { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        XCTFail("job \(id) did not finish")
     }
 
     func page(_ path: String, accept: String? = browserAccept) throws -> (status: Int, type: String, html: String) {
@@ -81,10 +51,10 @@ final class DashboardTests: XCTestCase {
 
     func testPagesContentNegotiationSpecAndComparison() throws {
         try start()
-        let first = try post(spec(name: "waves", epochs: 4))
-        let second = try post(spec(name: "waves", epochs: 3, learningRate: 0.05))
-        try wait(first)
-        try wait(second)
+        let first = try post(classifier(name: "waves", epochs: 4))
+        let second = try post(classifier(name: "waves", epochs: 3, learningRate: 0.05))
+        _ = try wait(first)
+        _ = try wait(second)
 
         // The jobs list: HTML, both jobs with links to their pages, the filters and the compare form.
         let list = try page("/")
@@ -142,7 +112,7 @@ final class DashboardTests: XCTestCase {
         let stored = try client.json("GET", "/jobs/\(second)/spec")
         XCTAssertEqual(stored.status, 200)
         XCTAssertEqual(stored.headers["content-type"], "application/json")
-        XCTAssertEqual(stored.json, spec(name: "waves", epochs: 3, learningRate: 0.05))
+        XCTAssertEqual(stored.json, classifier(name: "waves", epochs: 3, learningRate: 0.05))
         for bad in ["job-nope", "..%2F..%2Fetc", "a%00b"] {
             let response = try client.json("GET", "/jobs/\(bad)/spec")
             XCTAssertEqual(response.status, 404, bad)
@@ -169,7 +139,7 @@ final class DashboardTests: XCTestCase {
 
     func testRunningJobPageOffersCancelAndToken() throws {
         try start(token: "s3cret")
-        let response = try client.request("POST", "/jobs", body: Array(spec(name: "long", epochs: 100_000).serialized().utf8),
+        let response = try client.request("POST", "/jobs", body: Array(classifier(name: "long", epochs: 100_000).serialized().utf8),
                                           headers: ["Authorization": "Bearer s3cret", "Content-Type": "application/json"])
         let id = try XCTUnwrap(response.json?["id"]?.stringValue)
         let html = try page("/jobs/\(id)").html
@@ -180,7 +150,7 @@ final class DashboardTests: XCTestCase {
         // The button's call, as the page makes it.
         let cancel = try client.request("DELETE", "/jobs/\(id)", headers: ["Authorization": "Bearer s3cret"])
         XCTAssertEqual(cancel.status, 202)
-        try wait(id)
+        _ = try wait(id)
         let after = try page("/jobs/\(id)").html
         XCTAssertFalse(after.contains("id=\"cancel\""))
         XCTAssertTrue(after.contains("badge cancelled"))
