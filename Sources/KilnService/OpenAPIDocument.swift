@@ -879,7 +879,7 @@ components:
                 expects scaled inputs.
               oneOf:
                 - {type: boolean}
-                - {type: object, additionalProperties: {type: number, exclusiveMinimum: 0}}
+                - {type: object, additionalProperties: {type: number, minimum: 0, exclusiveMinimum: true}}
         train:
           type: object
           properties:
