@@ -65,7 +65,7 @@ def datasets():
     train_x, train_y = idx("train-images-idx3-ubyte.gz")[:512], idx("train-labels-idx1-ubyte.gz")[:512]
     test_x, test_y = idx("t10k-images-idx3-ubyte.gz")[:128], idx("t10k-labels-idx1-ubyte.gz")[:128]
     upload("mnist-u8", x_train=train_x, y_train=train_y, x_test=test_x, y_test=test_y)
-    flat = {"image": train_x[:, :, :].reshape(-1, 784), "label": train_y,
+    flat = {"image": train_x.reshape(-1, 784), "label": train_y,
             "test.image": test_x.reshape(-1, 784), "test.label": test_y}
     upload("mnist-flat-u8", **flat)
 
