@@ -868,6 +868,18 @@ components:
                 train: {type: integer, minimum: 1}
                 test: {type: integer, minimum: 1}
             derive: {type: object, additionalProperties: {type: object}}
+            scale:
+              description: >-
+                How fields are scaled when batches are built (training, validation,
+                data-bound constants; the stored data is unchanged). true (the default):
+                uint8 fields that feed a model input or a from_data constant are divided
+                by 255. false: every field as stored. An object of field: divisor divides
+                exactly those fields, whatever their dtype (pixels sent as CSV numbers).
+                /predict inputs are used as sent, so a model trained on scaled data
+                expects scaled inputs.
+              oneOf:
+                - {type: boolean}
+                - {type: object, additionalProperties: {type: number, minimum: 0, exclusiveMinimum: true}}
         train:
           type: object
           properties:

@@ -129,6 +129,20 @@ public struct DataSpec: Sendable {
     public var stepsPerEpoch: Int?
     public var take: (train: Int?, test: Int?)
     public var derive: [(name: String, oneHotOf: String, classes: Int)]
+    public var scale: Scaling = .uint8
+
+    /// How data fields are scaled when batches are built (for training, validation and
+    /// data-bound constants); the stored data is never changed.
+    public enum Scaling: Sendable, Equatable {
+        /// `"scale": true`, the default: uint8 fields (images, mnist.npz) that feed a
+        /// model input or a data-bound constant are divided by 255, to [0, 1].
+        case uint8
+        /// `"scale": false`: every field as stored.
+        case none
+        /// `"scale": {"features": 255}`: these fields, whatever their dtype, divided
+        /// by these numbers, and no others (pixels that arrived as CSV numbers).
+        case divide([String: Float])
+    }
 
     public init(json: JSON, path: String) throws(SpecError) {
         var f = try FieldReader(json, path: path)
@@ -154,6 +168,21 @@ public struct DataSpec: Sendable {
                 try rf.finish()
                 derive.append((name, of, classes))
             }
+        }
+        switch f.raw("scale") {
+        case nil, .bool(true)?: scale = .uint8
+        case .bool(false)?: scale = .none
+        case .object(let members)?:
+            var divisors: [String: Float] = [:]
+            for (name, value) in members {
+                guard case .number(let d) = value, d.isFinite, d > 0, Float(d).isNormal else {
+                    throw SpecError(.invalidField, "expected a positive number to divide field '\(name)' by. Received: \(value.serialized())", path: "\(f.fieldPath("scale")).\(name)")
+                }
+                divisors[name] = Float(d)
+            }
+            scale = .divide(divisors)
+        case let other?:
+            throw SpecError(.invalidField, "expected true, false or an object of field: divisor (e.g. {\"features\": 255}). Received: \(other.serialized())", path: f.fieldPath("scale"))
         }
         try f.finish()
         let given = [source != nil, dataset != nil, fields != nil].filter { $0 }.count

@@ -51,6 +51,9 @@ public final class Trainer {
     public let model: CompiledModel
     public let data: TrainingData
     public let optimizer: Optimizer
+    /// The factor each scaled data field is multiplied by when batches are built
+    /// (`TrainingData.scales`: uint8 inputs ÷255 unless the spec says otherwise).
+    public let fieldScales: [String: Float]
     /// Called after each step with (epoch, step, steps per epoch).
     public var onStep: (Int, Int, Int) -> Void = { _, _, _ in }
     /// The mean loss of the current epoch's steps so far (for progress displays).
@@ -73,6 +76,7 @@ public final class Trainer {
         self.model = model
         self.data = data
         optimizer = Optimizer(spec.train.optimizer)
+        fieldScales = TrainingData.scales(spec, fields: data.train.fields)
     }
 
     var lossNodes: [String] { Array(Set(spec.train.losses.map(\.node))).sorted() }
@@ -107,6 +111,7 @@ public final class Trainer {
         } catch {
             throw TrainError.model(error.description)
         }
+        scaleBoundConstants()
         inspectInputs()
         var best: (value: Double, epoch: Int, weights: [String: Tensor])?
         for epoch in (startEpoch + 1)...max(train.epochs, startEpoch + 1) where epoch <= train.epochs {
@@ -179,17 +184,42 @@ public final class Trainer {
         if !warnings.contains(message) { warnings.append(message) }
     }
 
+    /// `from_data` constants hold rows of the data as stored; a scaled field's rows are
+    /// scaled as its batches are, so the constant and the inputs it meets agree.
+    func scaleBoundConstants() {
+        for node in model.graph.nodes {
+            guard let constant = node.layer as? Constant, let source = constant.source,
+                  let scale = fieldScales[source.field], scale != 1,
+                  case let key = CheckpointKey.make(node: node.name, parameter: "value"),
+                  let bound = model.weights[key] else { continue }
+            _ = model.load(key, Tensor(shape: bound.value.shape, values: bound.value.scalars.map { $0 * scale }))
+        }
+    }
+
+    /// Values far outside this range saturate activations and make gradients explode.
+    static let usualInputRange: ClosedRange<Float> = -10...10
+
     /// Inputs that are all zero or constant carry no information; the usual cause is
-    /// integer division when scaling (`x //= 255`).
+    /// integer division when scaling (`x //= 255`). Inputs far outside [-10, 10] (as
+    /// the model sees them, after `data.scale`) train badly; the usual cause is
+    /// unscaled pixels.
     func inspectInputs() {
         for name in model.graph.inputNames {
             guard let field = data.train.fields[name], !field.values.isEmpty else { continue }
+            let scale = fieldScales[name] ?? 1
             var lo = Float.infinity, hi = -Float.infinity
             for v in field.values { lo = Swift.min(lo, v); hi = Swift.max(hi, v) }
+            lo *= scale
+            hi *= scale
             if lo == 0 && hi == 0 {
                 warn("input '\(name)' is all zeros, so the model cannot learn from it; if the data was scaled with integer division (x //= 255), use x / 255.0")
             } else if lo == hi {
                 warn("input '\(name)' is constant (every value is \(lo)), so the model cannot learn from it")
+            } else if lo < Trainer.usualInputRange.lowerBound || hi > Trainer.usualInputRange.upperBound {
+                let hint = lo >= 0 && hi <= 255
+                    ? "for pixels 0–255 sent as numbers, set \"data\": {\"scale\": {\"\(name)\": 255}} (then send /predict inputs divided by 255 too)"
+                    : "standardise it (subtract the mean, divide by the standard deviation) or set \"data\": {\"scale\": {\"\(name)\": <divisor>}}"
+                warn("input '\(name)' ranges over [\(lo), \(hi)], far outside [-10, 10]: large inputs saturate activations and make gradients explode; \(hint)")
             }
         }
     }
@@ -307,7 +337,7 @@ public final class Trainer {
     func evaluate(_ indices: ArraySlice<Int>, in set: Dataset, training: Bool, seed: UInt64) throws -> (Variable, [String: Double]) {
         var feeds: [String: Tensor] = [:]
         for name in model.graph.inputNames {
-            if let field = set.fields[name] { feeds[name] = field.batch(indices) }
+            if let field = set.fields[name] { feeds[name] = field.batch(indices, scale: fieldScales[name] ?? 1) }
         }
         let values: [String: Variable]
         do {
@@ -368,7 +398,7 @@ public final class Trainer {
         switch loss.target! {
         case .field(let name):
             guard let field = set.fields[name] else { throw TrainError.data(DatasetError(field: name, message: "no field '\(name)' in the data")) }
-            return field.batch(indices)
+            return field.batch(indices, scale: fieldScales[name] ?? 1)
         case let .value(shape, values):
             return Tensor(shape: shape, values: values)
         }

@@ -103,6 +103,7 @@ public struct TrainingData {
                 throw DatasetError(field: f, message: "the loss on '\(loss.node)' targets field '\(f)', which the data lacks; it has \(train.fields.keys.sorted().joined(separator: ", "))")
             }
         }
+        try checkScaledFields(spec)
         if let validation, validation.rowCount == 0 { throw DatasetError(field: nil, message: "the validation set is empty") }
         for (set, name) in [(train, "training"), (validation, "validation")] {
             if let set { try checkClassIndices(set, name, spec) }
@@ -143,15 +144,55 @@ public struct TrainingData {
     }
 }
 
+// MARK: - Scaling
+
+extension TrainingData {
+    /// The factor each scaled field is multiplied by when its batches are built (see
+    /// `DataSpec.Scaling`); fields not listed are used as stored. With the default,
+    /// a uint8 field is scaled when it feeds a model input or a `from_data` constant,
+    /// so uint8 class labels (mnist.npz's `y_train`) stay class indices; a loss target
+    /// reading a scaled field (an autoencoder's `"target": "image"`) is scaled with it.
+    public static func scales(_ spec: JobSpec, fields: [String: DataArray]) -> [String: Float] {
+        switch spec.data.scale {
+        case .none:
+            return [:]
+        case .divide(let divisors):
+            return divisors.mapValues { 1 / $0 }
+        case .uint8:
+            var used = Set(spec.model.inputNames)
+            for node in spec.model.nodes {
+                if let constant = node.layer as? Constant, let source = constant.source { used.insert(source.field) }
+            }
+            var out: [String: Float] = [:]
+            for name in used where fields[name]?.dtype == .uint8 { out[name] = 1 / 255 }
+            return out
+        }
+    }
+
+    /// Every field `"scale"` names must exist.
+    func checkScaledFields(_ spec: JobSpec) throws(DatasetError) {
+        guard case .divide(let divisors) = spec.data.scale else { return }
+        for name in divisors.keys.sorted() where train.fields[name] == nil {
+            throw DatasetError(field: name, message: "data.scale names field '\(name)', which the data lacks; it has \(train.fields.keys.sorted().joined(separator: ", "))")
+        }
+    }
+}
+
 extension DataArray {
-    /// The given rows as a tensor with the batch axis first.
-    func batch(_ indices: ArraySlice<Int>) -> Tensor {
+    /// The given rows as a tensor with the batch axis first, each value multiplied by
+    /// `scale` (1 copies them as stored).
+    func batch(_ indices: ArraySlice<Int>, scale: Float = 1) -> Tensor {
         let rowSize = rowShape.reduce(1, *)
         let t = Tensor(uninitializedShape: [indices.count] + rowShape)
         let dst = t.storage.pointer
         values.withUnsafeBufferPointer { src in
             for (j, i) in indices.enumerated() {
-                (dst + j * rowSize).update(from: src.baseAddress! + i * rowSize, count: rowSize)
+                let row = dst + j * rowSize, from = src.baseAddress! + i * rowSize
+                if scale == 1 {
+                    row.update(from: from, count: rowSize)
+                } else {
+                    for k in 0..<rowSize { row[k] = from[k] * scale }
+                }
             }
         }
         return t

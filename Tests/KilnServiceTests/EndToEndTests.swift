@@ -35,17 +35,6 @@ final class EndToEndTests: MNISTServiceTestCase {
         ]
     }
 
-    func waitForJob(_ id: String, timeout: TimeInterval = 600) throws -> JSON {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let job = try client.json("GET", "/jobs/\(id)").json!
-            if ["succeeded", "failed", "cancelled"].contains(job["status"]?.stringValue ?? "") { return job }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        XCTFail("job \(id) did not finish in time")
-        return .null
-    }
-
     func argmax(_ row: JSON) -> Int {
         let values = row.arrayValue!.map { $0.doubleValue! }
         return values.indices.max { values[$0] < values[$1] }!

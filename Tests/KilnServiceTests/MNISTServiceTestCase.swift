@@ -43,6 +43,18 @@ class MNISTServiceTestCase: XCTestCase {
         try? FileManager.default.removeItem(atPath: temp)
     }
 
+    /// The job once it has ended (succeeded, failed or cancelled).
+    func waitForJob(_ id: String, timeout: TimeInterval = 600) throws -> JSON {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let job = try client.json("GET", "/jobs/\(id)").json!
+            if ["succeeded", "failed", "cancelled"].contains(job["status"]?.stringValue ?? "") { return job }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTFail("job \(id) did not finish in time")
+        return .null
+    }
+
     /// MNIST test images (as [28, 28, 1] nested arrays in [0, 1]) and their labels,
     /// read straight from the IDX files.
     func mnistTest(_ count: Int) throws -> (images: [JSON], labels: [Int]) {
