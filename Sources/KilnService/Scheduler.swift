@@ -19,6 +19,9 @@ public final class Scheduler: @unchecked Sendable {
     let maxQueued: Int
     /// False on an `api` node: it queues jobs but never trains.
     let trains: Bool
+    /// How long a claim lasts without a heartbeat: past it, another node may take the
+    /// job over, so a node that cannot renew its claim for that long stops the run.
+    let lease: Double
     let limits: ModelLimits
     private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
     private let lock = NSLock()
@@ -40,8 +43,9 @@ public final class Scheduler: @unchecked Sendable {
     let decoder: SpecDecoder
 
     init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, decoder: SpecDecoder, catalog: DatasetCatalog, node: String,
-         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true) {
+         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true, lease: Double = .infinity) {
         self.trains = trains
+        self.lease = lease
         self.jobs = jobs
         self.decoder = decoder
         self.artifacts = artifacts
@@ -188,7 +192,7 @@ public final class Scheduler: @unchecked Sendable {
     private func run(_ id: String, spec given: JobSpec?) {
         // Renews the claim every 2 s from the start (data downloads and checkpoint
         // writes included), not only between steps.
-        let heartbeat = Heartbeat(jobs: jobs, id: id, node: node)
+        let heartbeat = Heartbeat(jobs: jobs, id: id, node: node, lease: lease)
         defer { heartbeat.stop() }
         do {
             Log.info("job_started", [("id", .string(id)), ("node", .string(node))])
@@ -307,19 +311,29 @@ final class Heartbeat: @unchecked Sendable {
     static let interval = 2.0
     private let lock = NSLock()
     private var isLost = false
+    private var lastRenewed = Date()
     private let timer: DispatchSourceTimer
 
-    init(jobs: JobStore, id: String, node: String) {
+    /// - Parameter lease: a claim not renewed for this long may already be another
+    ///   node's (the database was away): the run counts as lost.
+    init(jobs: JobStore, id: String, node: String, lease: Double = .infinity) {
         timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         timer.schedule(deadline: .now() + Heartbeat.interval, repeating: Heartbeat.interval)
         timer.setEventHandler { [weak self] in
-            if (try? jobs.heartbeat(id, node: node)) == false { self?.markLost() }
+            guard let self else { return }
+            do {
+                if try jobs.heartbeat(id, node: node) { renewed() } else { markLost() }
+            } catch {
+                if expired(lease) { markLost() }
+            }
         }
         timer.resume()
     }
 
     var lost: Bool { lock.lock(); defer { lock.unlock() }; return isLost }
     private func markLost() { lock.lock(); isLost = true; lock.unlock() }
+    private func renewed() { lock.lock(); lastRenewed = Date(); lock.unlock() }
+    private func expired(_ lease: Double) -> Bool { lock.lock(); defer { lock.unlock() }; return Date().timeIntervalSince(lastRenewed) > lease }
     func stop() { timer.cancel() }
 }
 

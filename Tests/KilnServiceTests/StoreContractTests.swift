@@ -309,17 +309,26 @@ final class PostgresStoreContractTests: StoreContractTests {
         defer { database.shutdown() }
         let jobs = PostgresJobStore(database: database, node: "n", lease: 30)
         let job = try newJob(jobs)
+        let running = try newJob(jobs, name: "running")
+        XCTAssertEqual(try jobs.claim(node: "n")?.id, job.id)
+        // A claim that cannot be renewed for its lease may be another node's by now: the run stops.
+        let heartbeat = Heartbeat(jobs: jobs, id: job.id, node: "n", lease: 3)
+        defer { heartbeat.stop() }
         try server.stop()
         XCTAssertFalse(database.probe())
+        let deadline = Date().addingTimeInterval(15)
+        while !heartbeat.lost && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertTrue(heartbeat.lost, "no renewal for longer than the lease")
         XCTAssertNotNil(database.unavailableReason)
         XCTAssertThrowsError(try jobs.claim(node: "n")) { error in
             XCTAssertEqual((error as? ServiceError)?.kind, .unavailable, "\(error)")
         }
-        XCTAssertNil(jobs.job(job.id))
+        XCTAssertNil(jobs.job(running.id))
         try server.start()
         XCTAssertTrue(database.probe(), "the pool reconnects on its own")
         XCTAssertNil(database.unavailableReason)
-        XCTAssertEqual(jobs.job(job.id)?.status, .queued, "what was acknowledged is still there")
+        XCTAssertEqual(jobs.job(running.id)?.status, .queued, "what was acknowledged is still there")
+        XCTAssertEqual(jobs.job(job.id)?.status, .running)
     }
 }
 
