@@ -8,14 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/compat-venv.sh
-swift build -c release -Xswiftc -enable-testing --product kiln >/dev/null
 py=.venv-compat/bin/python
-data=$(mktemp -d)
-port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.build/release/kiln serve --host 127.0.0.1 --port "$port" --data-dir "$data/server" 2>"$data/server.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-export KILN_URL="http://127.0.0.1:$port" KILN_BIN="$PWD/.build/release/kiln" KILN_DATA="$data/server" KILN_SCRATCH="$data"
+source scripts/kiln-server.sh
+export KILN_BIN="$PWD/.build/release/kiln" KILN_DATA="$server_data" KILN_SCRATCH="$data"
 $py tests/compat/setup_models.py
 status=0
 for test in tests/compat/test_${1:-*}.py; do

@@ -10,7 +10,7 @@ status=0
 timeout 1800 .venv-onnx/bin/python scripts/onnx_tests.py "http://127.0.0.1:$port" "$@" || status=$?
 # kiln export reads the same data directory and writes the bytes the server sends.
 if [ $# -eq 0 ] || [[ " $* " == *" dense "* ]]; then
-    .build/release/kiln export "$data" --model dense --output "$data/dense.onnx"
+    .build/release/kiln export "$server_data" --model dense --output "$data/dense.onnx"
     curl -fs "127.0.0.1:$port/models/dense/export?format=onnx" -o "$data/dense-http.onnx"
     if cmp -s "$data/dense.onnx" "$data/dense-http.onnx" && .venv-onnx/bin/python -c 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)' "$data/dense.onnx"; then
         echo "PASS kiln export: the same bytes as GET /models/dense/export, onnx.checker passes"
