@@ -8,13 +8,13 @@ import io
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from kiln_http import client
 
 BASE = sys.argv[1].rstrip("/")
 ONLY = set(sys.argv[2:])
@@ -25,20 +25,7 @@ TOLERANCE = 1e-5
 rng = np.random.default_rng(23)
 
 
-def call(method, path, body=None, raw=False, content_type="application/json"):
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    req = urllib.request.Request(BASE + path, data=data, method=method,
-                                 headers={"Content-Type": content_type} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            payload = r.read()
-            return r.status, payload if raw else json.loads(payload)
-    except urllib.error.HTTPError as e:
-        payload = e.read()
-        try:
-            return e.code, json.loads(payload)
-        except ValueError:
-            return e.code, payload
+call = client(BASE)
 
 
 def idx(name):

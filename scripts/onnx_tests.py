@@ -4,13 +4,13 @@ onnx, onnxruntime and numpy). Usage: onnx_tests.py BASE_URL [case-name ...]"""
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from kiln_http import client
 
 BASE = sys.argv[1].rstrip("/")
 ONLY = set(sys.argv[2:])
@@ -19,20 +19,7 @@ ROWS = 20
 rng = np.random.default_rng(17)
 
 
-def call(method, path, body=None, raw=False):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(BASE + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            payload = r.read()
-            return r.status, payload if raw else json.loads(payload)
-    except urllib.error.HTTPError as e:
-        payload = e.read()
-        try:
-            return e.code, json.loads(payload)
-        except ValueError:
-            return e.code, payload
+call = client(BASE)
 
 
 # MARK: - the cases: one per layer type (several types share a model where they chain)
