@@ -5,24 +5,9 @@ import XCTest
 
 /// Keras's own JSON posted to a running service: the summary's shapes and parameter
 /// counts are Keras's, and what Kiln cannot run is a 422 naming the layer.
-final class KerasServiceTests: XCTestCase {
-    var temp = ""
-    var service: Service!
-    var client: HTTPTestClient!
-
+final class KerasServiceTests: ServiceTestCase {
     override func setUpWithError() throws {
-        temp = NSTemporaryDirectory() + "kiln-keras-\(UUID().uuidString)"
-        var config = Config()
-        config.port = 0
-        config.dataDirectory = temp
-        service = try Service(config: config)
-        try service.start()
-        client = HTTPTestClient(port: service.port)
-    }
-
-    override func tearDown() {
-        service?.stop()
-        try? FileManager.default.removeItem(atPath: temp)
+        try start()
     }
 
     func fixture(_ name: String) throws -> JSON {
