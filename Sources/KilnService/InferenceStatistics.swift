@@ -19,16 +19,10 @@ final class InferenceStatistics: @unchecked Sendable {
         var lastInference: UInt64 = 0
     }
 
-    /// Latency by model name (the Prometheus histogram), bounded by the model names.
-    struct Histogram {
-        var buckets = [Int](repeating: 0, count: ServiceMetrics.buckets.count)
-        var sum = 0.0
-        var count = 0
-    }
-
     private let lock = NSLock()
     private var entries: [Key: Entry] = [:]
-    private var latency: [String: Histogram] = [:]
+    /// Latency by model name, bounded by the model names.
+    private var latency: [String: LatencyHistogram] = [:]
     /// Per-name totals for `/metrics`: counters that never go down, even when a version
     /// is removed.
     private var totals: [String: (success: Int, failure: Int, samples: Int)] = [:]
@@ -52,11 +46,7 @@ final class InferenceStatistics: @unchecked Sendable {
         var t = totals[name] ?? (0, 0, 0)
         if success { t.success += 1; t.samples += batch } else { t.failure += 1 }
         totals[name] = t
-        var h = latency[name] ?? Histogram()
-        for (i, limit) in ServiceMetrics.buckets.enumerated() where seconds <= limit { h.buckets[i] += 1 }
-        h.sum += seconds
-        h.count += 1
-        latency[name] = h
+        latency[name, default: LatencyHistogram()].record(seconds)
     }
 
     /// Forgets a removed model version's statistics (the `/metrics` totals stay).
@@ -110,13 +100,7 @@ final class InferenceStatistics: @unchecked Sendable {
         for name in byName.keys.sorted() { out += "kiln_model_inference_samples_total{model=\"\(ServiceMetrics.escape(name))\"} \(byName[name]!.samples)\n" }
         out += "# HELP kiln_model_inference_duration_seconds Inference latency by model.\n# TYPE kiln_model_inference_duration_seconds histogram\n"
         for name in latency.keys.sorted() {
-            let h = latency[name]!, label = ServiceMetrics.escape(name)
-            for (i, limit) in ServiceMetrics.buckets.enumerated() {
-                out += "kiln_model_inference_duration_seconds_bucket{model=\"\(label)\",le=\"\(limit)\"} \(h.buckets[i])\n"
-            }
-            out += "kiln_model_inference_duration_seconds_bucket{model=\"\(label)\",le=\"+Inf\"} \(h.count)\n"
-            out += "kiln_model_inference_duration_seconds_sum{model=\"\(label)\"} \(h.sum)\n"
-            out += "kiln_model_inference_duration_seconds_count{model=\"\(label)\"} \(h.count)\n"
+            out += latency[name]!.lines("kiln_model_inference_duration_seconds", label: "model=\"\(ServiceMetrics.escape(name))\"")
         }
         return out
     }

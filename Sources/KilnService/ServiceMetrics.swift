@@ -11,19 +11,8 @@ final class ServiceMetrics: @unchecked Sendable {
         }
         var text: String { "\(method)|\(route)|\(status)" }
     }
-    private struct Latency {
-        var buckets = [Int](repeating: 0, count: ServiceMetrics.buckets.count)   // count per bucket
-        var sum = 0.0
-        var count = 0
-
-        mutating func record(_ seconds: Double) {
-            for (i, limit) in ServiceMetrics.buckets.enumerated() where seconds <= limit { buckets[i] += 1 }
-            sum += seconds
-            count += 1
-        }
-    }
     private var requests: [RequestKey: Int] = [:]
-    private var latency: [String: Latency] = [:]          // by route
+    private var latency: [String: LatencyHistogram] = [:]          // by route
     private var trainedSamples = 0
     private var epochsTrained = 0
     /// Per-model inference counts and latency (also `/v2/models/stats`).
@@ -39,7 +28,7 @@ final class ServiceMetrics: @unchecked Sendable {
         lock.lock()
         requests[RequestKey(method: m, route: route, status: status), default: 0] += 1
         // Updated in place (no copy of the buckets per request).
-        latency[route, default: Latency()].record(seconds)
+        latency[route, default: LatencyHistogram()].record(seconds)
         lock.unlock()
     }
 
@@ -60,13 +49,7 @@ final class ServiceMetrics: @unchecked Sendable {
         }
         out += "# HELP kiln_http_request_duration_seconds Request latency by route.\n# TYPE kiln_http_request_duration_seconds histogram\n"
         for route in latency.keys.sorted() {
-            let l = latency[route]!
-            for (i, limit) in ServiceMetrics.buckets.enumerated() {
-                out += "kiln_http_request_duration_seconds_bucket{route=\"\(route)\",le=\"\(limit)\"} \(l.buckets[i])\n"
-            }
-            out += "kiln_http_request_duration_seconds_bucket{route=\"\(route)\",le=\"+Inf\"} \(l.count)\n"
-            out += "kiln_http_request_duration_seconds_sum{route=\"\(route)\"} \(l.sum)\n"
-            out += "kiln_http_request_duration_seconds_count{route=\"\(route)\"} \(l.count)\n"
+            out += latency[route]!.lines("kiln_http_request_duration_seconds", label: "route=\"\(route)\"")
         }
         out += "# HELP kiln_queue_depth Jobs waiting to run.\n# TYPE kiln_queue_depth gauge\nkiln_queue_depth \(queueDepth)\n"
         out += "# HELP kiln_running_jobs Jobs training now.\n# TYPE kiln_running_jobs gauge\nkiln_running_jobs \(running)\n"
@@ -109,6 +92,30 @@ final class ServiceMetrics: @unchecked Sendable {
             out += "kiln_http_timeouts_total{phase=\"\(phase)\"} \(value)\n"
         }
         out += "# HELP kiln_http_parse_errors_total Requests rejected by the HTTP parser.\n# TYPE kiln_http_parse_errors_total counter\nkiln_http_parse_errors_total \(http.parseErrors)\n"
+        return out
+    }
+}
+
+/// A Prometheus histogram of seconds over `ServiceMetrics.buckets` (cumulative counts),
+/// updated in place.
+struct LatencyHistogram {
+    var buckets = [Int](repeating: 0, count: ServiceMetrics.buckets.count)
+    var sum = 0.0
+    var count = 0
+
+    mutating func record(_ seconds: Double) {
+        for (i, limit) in ServiceMetrics.buckets.enumerated() where seconds <= limit { buckets[i] += 1 }
+        sum += seconds
+        count += 1
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` for one label set (`route="/x"`).
+    func lines(_ name: String, label: String) -> String {
+        var out = ""
+        for (i, limit) in ServiceMetrics.buckets.enumerated() { out += "\(name)_bucket{\(label),le=\"\(limit)\"} \(buckets[i])\n" }
+        out += "\(name)_bucket{\(label),le=\"+Inf\"} \(count)\n"
+        out += "\(name)_sum{\(label)} \(sum)\n"
+        out += "\(name)_count{\(label)} \(count)\n"
         return out
     }
 }
