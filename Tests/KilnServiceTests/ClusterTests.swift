@@ -19,6 +19,9 @@ final class ClusterTests: XCTestCase {
 
     var nodes: [Node] = []
     var url = ""
+    /// A loopback mirror of the MNIST files the tests use, shared by the nodes.
+    var mirror: LoopbackFileServer?
+    var mirrorDirectory = ""
 
     override func tearDown() {
         // A failed run shows the end of each node's log.
@@ -32,6 +35,21 @@ final class ClusterTests: XCTestCase {
             if node.process.isRunning { kill(node.process.processIdentifier, SIGKILL); node.process.waitUntilExit() }
             try? FileManager.default.removeItem(atPath: node.directory)
         }
+        mirror?.stop()
+        if !mirrorDirectory.isEmpty { try? FileManager.default.removeItem(atPath: mirrorDirectory) }
+    }
+
+    /// Serves the MNIST files over loopback; the nodes download from it.
+    func startMirror() throws -> LoopbackFileServer {
+        if let mirror { return mirror }
+        mirrorDirectory = NSTemporaryDirectory() + "kiln-cluster-mirror-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(mirrorDirectory)/mnist", withIntermediateDirectories: true)
+        for name in MNISTFiles.names {
+            try FileManager.default.createSymbolicLink(atPath: "\(mirrorDirectory)/mnist/\(name)", withDestinationPath: "\(MNISTFiles.directory())/\(name)")
+        }
+        let server = try LoopbackFileServer(root: mirrorDirectory)
+        mirror = server
+        return server
     }
 
     func launch(_ name: String, role: String) throws -> Node {
@@ -40,7 +58,11 @@ final class ClusterTests: XCTestCase {
         let port = try PostgresServer.freePort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: KilnBinary.path)
-        p.arguments = ["serve", "--port", String(port), "--data-dir", directory]
+        // Every node downloads MNIST from the loopback mirror, verified by the files' digests.
+        let config: JSON = ["dataset_mirror": .string(try startMirror().baseURL),
+                            "dataset_checksums": .object(try MNISTFiles.checksums().sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })]
+        try Data(config.serialized().utf8).write(to: URL(fileURLWithPath: directory + "/kiln.json"))
+        p.arguments = ["serve", "--config", directory + "/kiln.json", "--port", String(port), "--data-dir", directory]
         p.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
         environment["KILN_DATABASE_URL"] = url
@@ -62,6 +84,19 @@ final class ClusterTests: XCTestCase {
         }
         XCTFail("node \(name) did not start")
         return node
+    }
+
+    /// A small MLP on the first MNIST rows (downloaded by the node that runs it).
+    func mnistSpec(name: String, epochs: Int) -> JSON {
+        [
+            "name": .string(name),
+            "model": ["inputs": ["image": [28, 28, 1]], "layers": [["type": "flatten"], ["type": "dense", "units": 16, "activation": "relu"],
+                                                                   ["type": "dense", "units": 10, "activation": "softmax", "name": "probs"]]],
+            "data": ["source": "mnist", "take": ["train": 256, "test": 64]],
+            "train": ["epochs": JSON(epochs), "batch_size": 64, "seed": 3, "optimizer": ["type": "adam", "learning_rate": 0.003],
+                      "losses": [["node": "probs", "type": "categorical_crossentropy", "target": "label"]],
+                      "metrics": ["accuracy"], "validation": ["split": "test"]],
+        ]
     }
 
     /// A regression on inline data; `units` and `rows` set how long an epoch takes.
@@ -115,10 +150,10 @@ final class ClusterTests: XCTestCase {
         defer { admin.close() }
         XCTAssertEqual(try api.client.json("GET", "/healthz").json?["database"]?["status"], "ok")
 
-        // 20 small jobs, posted round-robin: each succeeds once, on a worker, each epoch once.
+        // 20 small MNIST jobs, posted round-robin: each succeeds once, on a worker, each epoch once.
         var ids: [String] = []
         for i in 0..<20 {
-            let created = try nodes[i % 3].client.json("POST", "/jobs", spec(name: "small-\(i)", epochs: 2))
+            let created = try nodes[i % 3].client.json("POST", "/jobs", mnistSpec(name: "small-\(i)", epochs: 2))
             XCTAssertEqual(created.status, 201, String(decoding: created.body, as: UTF8.self))
             ids.append(try XCTUnwrap(created.json?["id"]?.stringValue))
         }
@@ -138,12 +173,16 @@ final class ClusterTests: XCTestCase {
         let byNode = Set(try ids.map { try job($0)["node"]?.stringValue ?? "" })
         XCTAssertEqual(byNode, ["worker-a", "worker-b"], "both workers took jobs")
 
-        // Every node serves every model.
+        // Every node serves every model, with the same answer.
+        let image = JSON.array((0..<28).map { r in .array((0..<28).map { c in [JSON(Double((r * 28 + c) % 17) / 16)] }) })
         for id in ids {
+            var answers: [JSON] = []
             for node in nodes {
-                let r = try node.client.json("POST", "/predict", ["model": .string(id), "instances": [[0.5, 0.25]]])
+                let r = try node.client.json("POST", "/predict", ["model": .string(id), "instances": [image]])
                 XCTAssertEqual(r.status, 200, "\(node.name) \(id): \(String(decoding: r.body, as: UTF8.self))")
+                answers.append(r.json?["predictions"] ?? .null)
             }
+            XCTAssertEqual(Set(answers.map { $0.serialized() }).count, 1, "\(id): \(answers)")
         }
 
         // A cancellation posted to the api node stops the job on the worker running it.
