@@ -1,5 +1,6 @@
 import Foundation
 import KilnJSON
+import KilnTrain
 @testable import KilnService
 import XCTest
 
@@ -249,6 +250,29 @@ final class ServiceTests: ServiceTestCase {
         XCTAssertGreaterThan(checkpoint.count, 600_000, "the first epoch's checkpoint is intact")
         XCTAssertEqual(try client.json("GET", "/healthz").status, 200)
         XCTAssertEqual(try client.json("GET", "/jobs").json?["jobs"]?.arrayValue?.count, 1)
+        // The metrics name no epoch past the checkpoint's (an epoch whose metrics were not
+        // written is recorded from the checkpoint when the job resumes).
+        let recorded = try XCTUnwrap(client.json("GET", "/jobs/\(id)/metrics").json?["epochs"]?.arrayValue?.count)
+        XCTAssertLessThanOrEqual(recorded, Int(try Checkpoint.metadata([UInt8](checkpoint))["epoch"] ?? "-1") ?? -1)
+
+        // An upload that does not fit is a 507 and leaves nothing behind.
+        let rows = JSON.array((0..<25_000).map { i in JSON([Double(i), 1, 2, 3]) })
+        let upload = try client.json("POST", "/datasets", ["name": "toolarge", "fields": ["x": rows]])
+        XCTAssertEqual(upload.status, 507, String(decoding: upload.body, as: UTF8.self))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(mountPoint)/uploads"), [])
+        XCTAssertEqual(try client.json("GET", "/datasets").json?["datasets"]?.arrayValue?.count, 0)
+
+        // Once there is room, the job resumes from its checkpoint and finishes.
+        let remount = Process()
+        remount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        remount.arguments = ["-o", "remount,size=8m", mountPoint]
+        try remount.run()
+        remount.waitUntilExit()
+        XCTAssertEqual(remount.terminationStatus, 0)
+        XCTAssertEqual(try client.json("POST", "/jobs/\(id)/resume").status, 202)
+        let resumed = try wait(id)
+        XCTAssertEqual(resumed["status"]?.stringValue, "succeeded", resumed.serialized())
+        XCTAssertEqual(try client.json("GET", "/jobs/\(id)/metrics").json?["epochs"]?.arrayValue?.compactMap { $0["epoch"]?.intValue }, [1, 2, 3])
     }
 
     /// Log times read as ISO8601DateFormatter writes them (UTC, milliseconds).
