@@ -208,7 +208,9 @@ public final class PostgresJobQueue: @unchecked Sendable {
         }
     }
 
-    private func claim(node: String, lease: Double, on connection: PostgresConnection) throws -> Claim? {
+    /// `claim(node:lease:)` inside the caller's transaction (to finish one job and claim
+    /// the next in one commit).
+    public func claim(node: String, lease: Double, on connection: PostgresConnection) throws -> Claim? {
         // One statement, so one transaction and one round trip: lock an expired job if
         // there is one, else the oldest queued one, skipping rows other claimers hold;
         // take it (or fail it, when its attempts are used up) and announce the change.

@@ -235,23 +235,45 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     /// Sets a running job's final status, fenced by this node's claim; `kiln_models`
     /// announces a model that succeeded.
     private func finish(_ id: String, status: Job.Status, error: String?, warnings: [String]?) throws -> Bool {
-        let fence = fence(id, next: 5)
-        let done = try database.run {
-            try pool.query("""
-                WITH finished AS (
-                    UPDATE kiln_jobs SET status = $2, error = $3, warnings = coalesce($4::jsonb, warnings), lease_expires_at = NULL,
-                        finished_at = now(), updated_at = now()
-                    WHERE id = $1 AND status = 'running'\(fence.sql)
-                    RETURNING id, name, status)
-                SELECT pg_notify('kiln_jobs', json_build_object('id', id, 'status', status)::text) AS job_notified,
-                       CASE WHEN status = 'succeeded'
-                            THEN pg_notify('kiln_models', json_build_object('id', id, 'name', name)::text) END AS model_notified
-                FROM finished
-                """, [.text(id), .text(status.rawValue), error.map { .text($0) } ?? .null, warnings.map { .json(JSON($0)) } ?? .null] + fence.parameters)
-                .rowCount == 1
-        }
+        let done = try database.run { try pool.withConnection { try finish(id, status: status, error: error, warnings: warnings, on: $0) } }
         release(id)
         return done
+    }
+
+    /// The status change and its notifications, in one statement on `connection`.
+    private func finish(_ id: String, status: Job.Status, error: String?, warnings: [String]?, on connection: PostgresConnection) throws -> Bool {
+        let fence = fence(id, next: 5)
+        return try connection.query("""
+            WITH finished AS (
+                UPDATE kiln_jobs SET status = $2, error = $3, warnings = coalesce($4::jsonb, warnings), lease_expires_at = NULL,
+                    finished_at = now(), updated_at = now()
+                WHERE id = $1 AND status = 'running'\(fence.sql)
+                RETURNING id, name, status)
+            SELECT pg_notify('kiln_jobs', json_build_object('id', id, 'status', status)::text) AS job_notified,
+                   CASE WHEN status = 'succeeded'
+                        THEN pg_notify('kiln_models', json_build_object('id', id, 'name', name)::text) END AS model_notified
+            FROM finished
+            """, [.text(id), .text(status.rawValue), error.map { .text($0) } ?? .null, warnings.map { .json(JSON($0)) } ?? .null] + fence.parameters)
+            .rowCount == 1
+    }
+
+    /// One commit: the job succeeds and, with `node`, the next queued job is claimed.
+    public func complete(_ id: String, warnings: [String], claimingNextFor node: String?) throws -> Job? {
+        let held = claim(for: id) != nil
+        let (done, next) = try database.run {
+            try pool.transaction { c -> (Bool, PostgresJobQueue.Claim?) in
+                guard try finish(id, status: .succeeded, error: nil, warnings: warnings, on: c) else { return (false, nil) }
+                return (true, try node.flatMap { try database.queue.claim(node: $0, lease: lease, on: c) })
+            }
+        }
+        release(id)
+        if !done, held { throw ClaimLost(jobID: id) }
+        guard let next else { return nil }
+        lock.lock()
+        claims[next.id] = next
+        progress[next.id] = nil
+        lock.unlock()
+        return try database.run { try pool.query("SELECT \(Self.columns) FROM kiln_jobs WHERE id = $1", [.text(next.id)]).first.map(decode) }
     }
 
     public func complete(_ id: String, warnings: [String]) throws {

@@ -159,15 +159,26 @@ public final class Scheduler: @unchecked Sendable {
             let spec = decoded.removeValue(forKey: job.id)
             lock.unlock()
             queue.async { [self] in
-                run(job.id, spec: spec)
-                lock.lock()
-                running.remove(job.id)
-                cancelled.remove(job.id)
-                let idle = running.isEmpty
-                lock.unlock()
-                // The buffers kept for the job's next step are of no use to the next job.
-                if idle { BufferPool.drain() }
-                onChange(job.id)
+                // A job's completion may claim the next one in the same commit; this
+                // slot runs it.
+                var current: (job: Job, spec: JobSpec?)? = (job, spec)
+                while let (job, spec) = current {
+                    let next = run(job.id, spec: spec)
+                    lock.lock()
+                    running.remove(job.id)
+                    cancelled.remove(job.id)
+                    var nextSpec: JobSpec?
+                    if let next {
+                        running.insert(next.id)
+                        nextSpec = decoded.removeValue(forKey: next.id)
+                    }
+                    let idle = running.isEmpty
+                    lock.unlock()
+                    // The buffers kept for the job's next step are of no use to the next job.
+                    if idle { BufferPool.drain() }
+                    onChange(job.id)
+                    current = next.map { ($0, nextSpec) }
+                }
                 pump()
             }
         }
@@ -189,7 +200,9 @@ public final class Scheduler: @unchecked Sendable {
         return try decoder.decode(json)
     }
 
-    private func run(_ id: String, spec given: JobSpec?) {
+    /// Runs a claimed job; returns the next job claimed in the same commit as this
+    /// one's completion, for this slot to run.
+    private func run(_ id: String, spec given: JobSpec?) -> Job? {
         // Renews the claim every 2 s from the start (data downloads and checkpoint
         // writes included), not only between steps.
         let heartbeat = Heartbeat(jobs: jobs, id: id, node: node, lease: lease)
@@ -247,8 +260,9 @@ public final class Scheduler: @unchecked Sendable {
                 onChange(id)
                 onEpoch(Int(metrics.samplesPerSecond * metrics.seconds), metrics.seconds)
             }
-            try jobs.complete(id, warnings: initWarnings + trainer.warnings)
+            let next = try jobs.complete(id, warnings: initWarnings + trainer.warnings, claimingNextFor: isStopping ? nil : node)
             Log.info("job_succeeded", [("id", .string(id))])
+            return next
         } catch TrainError.cancelled where isStopping && !wasCancelled(id) {
             record(id, "job_interrupted") { try jobs.requeue(id) }
         } catch TrainError.cancelled where wasCancelled(id) {
@@ -266,6 +280,7 @@ public final class Scheduler: @unchecked Sendable {
             Log.error("job_failed", [("id", .string(id)), ("error", .string(message))])
             record(id, nil) { try jobs.fail(id, error: message) }
         }
+        return nil
     }
 
     /// Writes a status change; a failure to write it is logged, never dropped.

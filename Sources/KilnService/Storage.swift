@@ -38,6 +38,9 @@ public protocol JobStore: AnyObject, Sendable {
     /// Drops metrics past `count` epochs (they belong to an epoch that runs again).
     func truncateMetrics(_ id: String, toEpochs count: Int) throws
     func complete(_ id: String, warnings: [String]) throws
+    /// Completes a job and, with `node`, claims the next queued one for it, in one step
+    /// where the store can (one commit per job on a database).
+    func complete(_ id: String, warnings: [String], claimingNextFor node: String?) throws -> Job?
     func fail(_ id: String, error: String) throws
     /// Cancels a queued job at once; false if it was not queued.
     func cancelQueued(_ id: String) throws -> Bool
@@ -70,6 +73,11 @@ extension JobStore {
     }
 
     public func cancelRunning(_ id: String) throws -> Bool { false }
+
+    public func complete(_ id: String, warnings: [String], claimingNextFor node: String?) throws -> Job? {
+        try complete(id, warnings: warnings)
+        return try node.flatMap { try claim(node: $0) }
+    }
 }
 
 /// A write for a job this node no longer holds (its lease ran out and another node

@@ -75,6 +75,23 @@ class StoreContractTests: XCTestCase {
         XCTAssertNil(s.jobs.resolveModel("first"), "a name resolves only to a succeeded job")
     }
 
+    func testCompletingAJobClaimsTheNextForTheSameNode() throws {
+        let s = try stores()
+        let a = try newJob(s.jobs), b = try newJob(s.jobs), c = try newJob(s.jobs)
+        XCTAssertEqual(try s.jobs.claim(node: "n")?.id, a.id)
+        let next = try s.jobs.complete(a.id, warnings: ["w"], claimingNextFor: "n")
+        XCTAssertEqual(next?.id, b.id, "the oldest queued job")
+        XCTAssertEqual(s.jobs.job(a.id)?.status, .succeeded)
+        XCTAssertEqual(s.jobs.job(b.id)?.status, .running)
+        XCTAssertEqual(s.jobs.job(b.id)?.node, "n")
+        XCTAssertEqual(s.jobs.metrics(a.id)["warnings"], ["w"])
+        XCTAssertTrue(try s.jobs.heartbeat(b.id, node: "n"), "the claim is held")
+        // Without a node, nothing more is claimed.
+        XCTAssertNil(try s.jobs.complete(b.id, warnings: [], claimingNextFor: nil))
+        XCTAssertEqual(s.jobs.job(c.id)?.status, .queued)
+        XCTAssertEqual(s.jobs.queuedCount, 1)
+    }
+
     func testClaimTakesTheOldestQueuedJobOnce() throws {
         let s = try stores()
         let a = try newJob(s.jobs), b = try newJob(s.jobs)
