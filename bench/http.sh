@@ -32,7 +32,7 @@ fi
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mirror_port=$(free_port); port=$(free_port); url=http://127.0.0.1:$port
-mkdir -p "$work/mirror" && ln -s "${KILN_MNIST:-/work/shared/data/mnist}" "$work/mirror/mnist"
+mkdir -p "$work/mirror" && ln -s "$(cd "${KILN_MNIST:-../shared/data/mnist}" && pwd)" "$work/mirror/mnist"
 python3 -m http.server "$mirror_port" --bind 127.0.0.1 --directory "$work/mirror" >/dev/null 2>&1 & mirror_pid=$!
 serve_pid=""
 stop_server() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; serve_pid=""; }
