@@ -14,8 +14,6 @@
 # KILN_BIN / KILN_BENCH_BIN=path use an already built kiln / kiln-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$bin/initdb" ] || { echo "PostgreSQL is not installed; run scripts/setup-deps.sh" >&2; exit 1; }
 kiln=${KILN_BIN:-}
 if [ -z "$kiln" ]; then
     swift build -c release --product kiln >/dev/null
@@ -28,23 +26,15 @@ if [ -z "$bench" ]; then
     bench=.build/release/kiln-bench
 fi
 
-work=$(mktemp -d /tmp/kiln-pg-cluster-XXXXXX)
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres: "$work"
+source bench/pg-server.sh
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    [ -f "$work/pg/postmaster.pid" ] && (cd "$work" && as_postgres "$bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1)
-    rm -rf "$work"
+    stop_postgres
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pg_port=$(free_port)
-(cd "$work" && as_postgres "$bin/initdb" -D "$work/pg" -U kiln -A trust -E UTF8 --locale=C >/dev/null)
-printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$pg_port" >>"$work/pg/postgresql.conf"
-(cd "$work" && as_postgres "$bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null)
-db="postgresql://kiln@127.0.0.1:$pg_port/postgres"
 
 # start NAME PORT [database-url ROLE]
 start() {

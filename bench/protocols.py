@@ -29,7 +29,7 @@ while requests.get(f"{URL}/jobs/{job['id']}").json()["status"] != "succeeded":
     assert time.time() < deadline, "training did not finish"
     time.sleep(0.1)
 
-session = requests.Session()
+http = requests.Session()
 triton = httpclient.InferenceServerClient(url=URL.split("://", 1)[1])
 
 
@@ -59,9 +59,9 @@ for batch in (1, 64):
     x = rows[:batch]
     array = np.asarray(x, dtype=np.float32)
     body = json.dumps({"model": "bench-mlp", "inputs": {"image": x}})
-    measure("predict_json", batch, lambda: session.post(f"{URL}/predict", data=body, headers={"Content-Type": "application/json"}).raise_for_status())
+    measure("predict_json", batch, lambda: http.post(f"{URL}/predict", data=body, headers={"Content-Type": "application/json"}).raise_for_status())
     tf = json.dumps({"instances": x})
-    measure("tfserving_rows_json", batch, lambda: session.post(f"{URL}/v1/models/bench-mlp:predict", data=tf, headers={"Content-Type": "application/json"}).raise_for_status())
+    measure("tfserving_rows_json", batch, lambda: http.post(f"{URL}/v1/models/bench-mlp:predict", data=tf, headers={"Content-Type": "application/json"}).raise_for_status())
 
     def triton_call(binary):
         i = httpclient.InferInput("image", [batch, 784], "FP32")

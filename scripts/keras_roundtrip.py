@@ -113,9 +113,9 @@ def run(name):
     if status != 200:
         raise RuntimeError(f"export: {status} {blob[:300]!r}")
     onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
-    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     x = held_out(dataset, rows)
-    got = session.run([output], {field: x})[0]
+    got = runtime.run([output], {field: x})[0]
     status, predicted = call("POST", "/predict", {"model": f"keras-{name}", "inputs": {field: x.tolist()}, "outputs": [output]})
     if status != 200:
         raise RuntimeError(f"predict: {status} {predicted}")

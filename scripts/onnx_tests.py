@@ -229,14 +229,14 @@ def check(name, model, shapes, kinds, outputs=None, given=None):
     proto = onnx.load_from_string(blob)
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 17
-    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     feeds = {}
-    for i in session.get_inputs():
+    for i in runtime.get_inputs():
         dims = [d for d in shapes[i.name] if d is not None]
         batch = i.shape[0] == "batch"
         feeds[i.name] = values(kinds.get(i.name), [3] + dims if batch else dims)
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(None, feeds)))
+    names = [o.name for o in runtime.get_outputs()]
+    got = dict(zip(names, runtime.run(None, feeds)))
     body = {"model": name, "inputs": {k: v.tolist() for k, v in feeds.items()}, "outputs": names}
     status, predicted = call("POST", "/predict", body)
     if status != 200:

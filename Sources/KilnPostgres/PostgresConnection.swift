@@ -11,7 +11,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The URL with any password removed, for messages.
     public let displayURL: String
     private var handle: OpaquePointer?
-    /// Prepared statements on this session: key (SQL and parameter types) → name.
+    /// Prepared statements on this connection: key (SQL and parameter types) → name.
     private var statements: [String: String] = [:]
     private var nextStatement = 0
     private static let statementCacheLimit = 256
@@ -52,18 +52,18 @@ public final class PostgresConnection: @unchecked Sendable {
         statements.removeAll()
     }
 
-    /// True while libpq considers the session usable. A server that went away is only
+    /// True while libpq considers the connection usable. A server that went away is only
     /// noticed when the socket is next read; see `checkAlive()`.
     public var isConnected: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
-    /// The server process serving this session (for `pg_terminate_backend` in tests).
+    /// The server process serving this connection (for `pg_terminate_backend` in tests).
     public var backendPID: Int { handle.map { Int(PQbackendPID($0)) } ?? 0 }
 
-    /// True when no transaction is open on the session.
+    /// True when no transaction is open on the connection.
     public var isIdle: Bool { handle.map { PQtransactionStatus($0) == PQTRANS_IDLE } ?? false }
 
-    /// Re-establishes the session with the same settings (`PQreset`). Prepared statements
-    /// and LISTENs of the old session are gone.
+    /// Re-establishes the connection with the same settings (`PQreset`). Prepared statements
+    /// and LISTENs of the old connection are gone.
     /// - Throws: `.connection` when the server cannot be reached.
     public func reconnect() throws {
         statements.removeAll()
@@ -75,10 +75,10 @@ public final class PostgresConnection: @unchecked Sendable {
         PostgresConnection.silenceNotices(handle)
     }
 
-    /// Checks that the server has not closed the session, without a round trip in the
-    /// common case: an idle session's socket is readable only when the server sent
+    /// Checks that the server has not closed the connection, without a round trip in the
+    /// common case: an idle connection's socket is readable only when the server sent
     /// something unasked, which is nearly always a FATAL error before it closes
-    /// (shutdown, `pg_terminate_backend`). Only then is the session pinged. Returns
+    /// (shutdown, `pg_terminate_backend`). Only then is the connection pinged. Returns
     /// false when it is dead.
     public func checkAlive() -> Bool {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
@@ -91,9 +91,9 @@ public final class PostgresConnection: @unchecked Sendable {
     // MARK: - Statements
 
     /// Runs one parameterised statement as a prepared statement, preparing it on first
-    /// use on this session.
+    /// use on this connection.
     /// - Throws: `.server` with the SQLSTATE when the server refuses it, `.connection`
-    ///   when the session broke.
+    ///   when the connection broke.
     @discardableResult
     public func query(_ sql: String, _ parameters: [PostgresValue] = []) throws -> PostgresResult {
         let handle = try open()

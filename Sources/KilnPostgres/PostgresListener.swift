@@ -2,7 +2,7 @@ import Foundation
 
 /// Delivers `NOTIFY`s on a thread of its own, over a connection of its own.
 ///
-/// The thread `poll()`s the session's socket (and a pipe that wakes it for new channels
+/// The thread `poll()`s the connection's socket (and a pipe that wakes it for new channels
 /// and for `stop()`), reads with `PQconsumeInput` and hands each `PQnotifies` entry to
 /// `onNotification(channel, payload)`. When the database goes away it reconnects with
 /// back-off, LISTENs again on every channel, and then calls `onReconnect`: notifications
@@ -82,13 +82,13 @@ public final class PostgresListener: @unchecked Sendable {
         wake()
     }
 
-    /// True while the listener's session is up.
+    /// True while the listener's connection is up.
     public var isConnected: Bool { lock.lock(); defer { lock.unlock() }; return connected }
 
-    /// Times the session was re-established after a failure.
+    /// Times the connection was re-established after a failure.
     public var reconnectCount: Int { lock.lock(); defer { lock.unlock() }; return reconnects }
 
-    /// Stops the thread and closes the session; waits for the thread to end, except
+    /// Stops the thread and closes the connection; waits for the thread to end, except
     /// when called from a callback on that thread, which ends after the callback.
     /// The thread holds the listener, so a listener runs until it is stopped.
     public func stop() {
@@ -153,7 +153,7 @@ public final class PostgresListener: @unchecked Sendable {
         for channel in toListen { try connection.execute("LISTEN \(channel)") }
     }
 
-    /// Opens a new session, LISTENs on every channel, then tells the owner.
+    /// Opens a new connection, LISTENs on every channel, then tells the owner.
     private func reconnectWithBackoff() {
         var delay = 0.05
         while !isStopping {

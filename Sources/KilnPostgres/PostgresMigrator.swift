@@ -14,10 +14,10 @@ public struct PostgresMigration: Sendable {
     }
 }
 
-/// Applies migrations at start. Every node calls `migrate` when it starts; a session
+/// Applies migrations at start. Every node calls `migrate` when it starts; a connection
 /// advisory lock makes nodes that start together take turns, so each migration runs
 /// once and every node sees the finished schema when `migrate` returns. The lock is
-/// released on return, or by the server when the session dies.
+/// released on return, or by the server when the connection dies.
 public enum PostgresMigrator {
     /// The advisory lock key: "KILN" in ASCII.
     public static let lockKey = 0x4B49_4C4E

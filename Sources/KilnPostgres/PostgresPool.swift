@@ -3,9 +3,9 @@ import Foundation
 /// A bounded pool of connections to one database.
 ///
 /// Checkout blocks up to `checkoutTimeout` when all `maxConnections` are in use.
-/// Connections are opened lazily and checked on checkout: a session the server closed
+/// Connections are opened lazily and checked on checkout: a connection the server closed
 /// (restart, `pg_terminate_backend`) is noticed without a round trip and reopened, and a
-/// session idle longer than `idleCheckInterval` is pinged first. Statements are never
+/// connection idle longer than `idleCheckInterval` is pinged first. Statements are never
 /// retried on their own: after a `.connection` error the caller cannot know whether the
 /// statement took effect, so it decides.
 public final class PostgresPool: @unchecked Sendable {
@@ -57,7 +57,7 @@ public final class PostgresPool: @unchecked Sendable {
     }
 
     /// Runs `body` with a connection of its own, returning it to the pool afterwards.
-    /// - Throws: `.poolTimeout`, `.connection` when no session can be opened, `.closed`,
+    /// - Throws: `.poolTimeout`, `.connection` when no connection can be opened, `.closed`,
     ///   or what `body` throws.
     @discardableResult
     public func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
@@ -133,7 +133,7 @@ public final class PostgresPool: @unchecked Sendable {
     }
 
     private func checkin(_ connection: PostgresConnection) {
-        // A session left inside a transaction (a body that caught an error itself) is
+        // A connection left inside a transaction (a body that caught an error itself) is
         // rolled back; one that broke is dropped.
         if connection.isConnected && !connection.isIdle { _ = try? connection.execute("ROLLBACK") }
         condition.lock()

@@ -13,7 +13,7 @@ public final class PostgresQueueWaiter: @unchecked Sendable {
     private var generation = 0
     private var listener: PostgresListener?
 
-    /// Opens the listener session.
+    /// Opens the listener connection.
     /// - Throws: `.connection` when the database cannot be reached.
     public init(queue: PostgresJobQueue, safetyInterval: Double = 5) throws {
         self.queue = queue

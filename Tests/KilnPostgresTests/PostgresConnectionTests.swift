@@ -101,7 +101,7 @@ final class PostgresConnectionTests: PostgresTestCase {
             XCTAssertEqual(server.constraint, "u_pkey")
             XCTAssertNotNil(server.detail)
         }
-        // The session is still usable after errors outside a transaction.
+        // The connection is still usable after errors outside a transaction.
         XCTAssertEqual(try connection.query("SELECT 7 AS n")[0].int("n"), 7)
     }
 
@@ -130,7 +130,7 @@ final class PostgresConnectionTests: PostgresTestCase {
         XCTAssertEqual(try connection.query("SELECT * FROM t WHERE a = $1", [.int(1)]).columns, ["a", "b"])
     }
 
-    func testReconnectsAfterTheServerEndsTheSession() throws {
+    func testReconnectsAfterTheServerEndsTheConnection() throws {
         let url = try freshDatabaseURL()
         let connection = try PostgresConnection(url: url)
         let admin = try PostgresConnection(url: url)

@@ -158,13 +158,13 @@ final class PostgresJobQueueTests: PostgresTestCase {
         XCTAssertEqual(try queue.readCheckpoint(jobID: "e") { restored.append(contentsOf: $0) }, 1)
         XCTAssertTrue(restored == checkpoint1)
 
-        // The session dies in the middle of the commit (as when the worker process is
+        // The connection dies in the middle of the commit (as when the worker process is
         // killed): the server aborts the open transaction, nothing of epoch 2 lands.
         let admin = try PostgresConnection(url: pool.url)
         written = 0
         XCTAssertThrowsError(try queue.commitEpoch(claim, epoch: 2, metrics: ["loss": 1.0], lease: 30) { buffer in
             if written > 1_500_000 {
-                // Ends every other session on this database, the committing one included.
+                // Ends every other connection on this database, the committing one included.
                 _ = try? admin.query("""
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                     WHERE datname = current_database() AND pid <> pg_backend_pid()

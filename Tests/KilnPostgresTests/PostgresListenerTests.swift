@@ -52,7 +52,7 @@ final class PostgresListenerTests: PostgresTestCase {
         try server.restart()
         eventually(timeout: 20, "the listener's reconnect") { reconnects.snapshot == 1 && listener.isConnected }
         XCTAssertEqual(listener.reconnectCount, 1)
-        // The pool's sessions died with the server; checkout replaces them unseen.
+        // The pool's connections died with the server; checkout replaces them unseen.
         try pool.query("SELECT pg_notify($1, $2)", [.text("kiln_jobs"), .text("after")])
         eventually("the notification after the restart") { received.snapshot == ["before", "after"] }
 
@@ -70,15 +70,15 @@ final class PostgresListenerTests: PostgresTestCase {
         eventually("the notification after the outage") { received.snapshot == ["before", "after", "back"] }
     }
 
-    func testStopEndsTheThreadAndClosesTheSession() throws {
+    func testStopEndsTheThreadAndClosesItsConnection() throws {
         let url = try freshDatabaseURL()
         let listener = try PostgresListener(url: url, channels: ["gamma"]) { _, _ in }
         let pool = try PostgresPool(url: url)
-        let sessions = { try pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'LISTEN gamma'")[0].int("n") }
-        XCTAssertEqual(try sessions(), 1)
+        let connections = { try pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'LISTEN gamma'")[0].int("n") }
+        XCTAssertEqual(try connections(), 1)
         listener.stop()
         listener.stop()
-        eventually("the session to close") { (try? sessions()) == 0 }
+        eventually("the connection to close") { (try? connections()) == 0 }
 
         // A callback may stop its own listener: the thread ends after the callback.
         let box = Locked<PostgresListener?>(nil)
@@ -89,7 +89,7 @@ final class PostgresListenerTests: PostgresTestCase {
         }
         box.with { $0 = selfStopping }
         try pool.query("SELECT pg_notify($1, $2)", [.text("gamma"), .text("1")])
-        eventually("the self-stopped session to close") { calls.snapshot == 1 && (try? sessions()) == 0 }
+        eventually("the self-stopped connection to close") { calls.snapshot == 1 && (try? connections()) == 0 }
         try pool.query("SELECT pg_notify($1, $2)", [.text("gamma"), .text("2")])
         usleep(100_000)
         XCTAssertEqual(calls.snapshot, 1)

@@ -77,14 +77,14 @@ final class PostgresPoolTests: PostgresTestCase {
         XCTAssertEqual(pool.openConnections, 1)
     }
 
-    func testCheckoutReplacesSessionsTheServerClosed() throws {
+    func testCheckoutReplacesConnectionsTheServerClosed() throws {
         let url = try freshDatabaseURL()
         let pool = try PostgresPool(url: url, maxConnections: 2)
         let firstPID = try pool.withConnection { $0.backendPID }
         let admin = try PostgresConnection(url: url)
         try admin.query("SELECT pg_terminate_backend($1)", [.int(firstPID)])
         usleep(100_000)
-        // No error reaches the caller: the dead session is noticed on checkout.
+        // No error reaches the caller: the dead connection is noticed on checkout.
         let pid = try pool.withConnection { c -> Int in
             XCTAssertEqual(try c.query("SELECT 1 AS one")[0].int("one"), 1)
             return c.backendPID

@@ -89,12 +89,12 @@ public final class PostgresServer: @unchecked Sendable {
         try run("pg_ctl", ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"])
     }
 
-    /// Stops the cluster (fast shutdown: sessions are closed).
+    /// Stops the cluster (fast shutdown: connections are closed).
     public func stop() throws {
         try run("pg_ctl", ["-D", dataDirectory, "-w", "-t", "60", "-m", "fast", "stop"])
     }
 
-    /// Restarts the cluster: every session is closed, the port stays the same.
+    /// Restarts the cluster: every connection is closed, the port stays the same.
     public func restart() throws {
         try run("pg_ctl", ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "-m", "fast", "restart"])
     }
