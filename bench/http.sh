@@ -93,9 +93,9 @@ if [[ " $parts " == *" predict "* ]] && command -v wrk >/dev/null; then
                     "losses": [{"node": "probs", "type": "sparse_categorical_crossentropy", "target": "label"}]}}'
     id=$(post_job "$mlp")
     wait_status "$id" succeeded failed
-    python3 - "$work/body.json" <<'EOF'
+    python3 - "$work/body.json" "$work/mirror/mnist" <<'EOF'
 import gzip, json, sys
-with gzip.open("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz") as f:
+with gzip.open(sys.argv[2] + "/t10k-images-idx3-ubyte.gz") as f:
     f.read(16); pixels = f.read(784)
 image = [[[round(pixels[r * 28 + c] / 255, 4)] for c in range(28)] for r in range(28)]
 json.dump({"model": "bench-mlp", "inputs": {"image": [image]}}, open(sys.argv[1], "w"))

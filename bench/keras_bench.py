@@ -7,34 +7,17 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import gzip
-import json
-import resource
-import struct
 import sys
 import time
 
+from bench_common import best, emitter, peak_rss_mib
+from bench_common import idx as read_idx
+
 import numpy as np
 
-MNIST = os.environ.get("KILN_MNIST", "/work/shared/data/mnist")
 
 
-def emit(figure, value, unit, **extra):
-    print(json.dumps({"impl": "keras-jax", "figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True)
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def best(repeats, body):
-    body()
-    fastest = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        body()
-        fastest = min(fastest, time.perf_counter() - t0)
-    return fastest
+emit = emitter("keras-jax")
 
 
 def sgemm_peak():
@@ -59,11 +42,8 @@ def kernels():
 
 
 def idx(name):
-    with gzip.open(os.path.join(MNIST, name), "rb") as f:
-        data = f.read()
-    rank = data[3]
-    shape = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
-    return np.frombuffer(data[4 + 4 * rank:], dtype=np.uint8).reshape(shape)
+    shape, values = read_idx(name)
+    return np.frombuffer(values, dtype=np.uint8).reshape(shape)
 
 
 def mnist(rows):

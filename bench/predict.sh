@@ -8,7 +8,7 @@ kiln=.build/release/kiln
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mirror_port=$(free_port); port=$(free_port)
-mkdir -p "$work/mirror" && ln -s "${KILN_MNIST:-/work/shared/data/mnist}" "$work/mirror/mnist"
+mkdir -p "$work/mirror" && ln -s "$(cd "${KILN_MNIST:-../shared/data/mnist}" && pwd)" "$work/mirror/mnist"
 python3 -m http.server "$mirror_port" --bind 127.0.0.1 --directory "$work/mirror" >/dev/null 2>&1 & mirror_pid=$!
 KILN_DATASET_MIRROR=http://127.0.0.1:$mirror_port $kiln serve --port "$port" --data-dir "$work/data" >"$work/serve.log" 2>&1 & serve_pid=$!
 cleanup() { kill "$serve_pid" "$mirror_pid" 2>/dev/null; wait "$serve_pid" "$mirror_pid" 2>/dev/null; rm -rf "$work"; }

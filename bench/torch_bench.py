@@ -1,37 +1,20 @@
 """The kiln-bench figures, measured with PyTorch (CPU) on the same models, data, batch
 size and optimizer. `python torch_bench.py [kernels|mlp|conv]`, one JSON line per figure.
 Run each part in its own process (bench/run.sh does) so peak memory is its own."""
-import gzip
-import json
 import os
-import resource
-import struct
 import sys
 import time
+
+from bench_common import best, emitter, peak_rss_mib
+from bench_common import idx as read_idx
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MNIST = os.environ.get("KILN_MNIST", "/work/shared/data/mnist")
 
 
-def emit(figure, value, unit, **extra):
-    print(json.dumps({"impl": "pytorch", "figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True)
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def best(repeats, body):
-    body()
-    fastest = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        body()
-        fastest = min(fastest, time.perf_counter() - t0)
-    return fastest
+emit = emitter("pytorch")
 
 
 def sgemm_peak():
@@ -89,11 +72,8 @@ def kernels():
 
 
 def idx(name):
-    with gzip.open(os.path.join(MNIST, name), "rb") as f:
-        data = f.read()
-    rank = data[3]
-    shape = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
-    return torch.frombuffer(bytearray(data[4 + 4 * rank:]), dtype=torch.uint8).reshape(shape)
+    shape, values = read_idx(name)
+    return torch.frombuffer(bytearray(values), dtype=torch.uint8).reshape(shape)
 
 
 def mnist(rows):

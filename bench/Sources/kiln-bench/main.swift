@@ -180,7 +180,8 @@ func kernels() throws {
 
 // MARK: - MNIST training
 
-let mnistDirectory = ProcessInfo.processInfo.environment["KILN_MNIST"] ?? "/work/shared/data/mnist"
+// `$KILN_MNIST`, else the copy beside the repository (bench/run.sh runs from its root).
+let mnistDirectory = ProcessInfo.processInfo.environment["KILN_MNIST"] ?? "../shared/data/mnist"
 
 func loadMNIST(_ prefix: String) throws -> Dataset {
     func idx(_ name: String) throws -> DataArray {

@@ -1,0 +1,43 @@
+"""What the peer benchmarks (torch_bench.py, keras_bench.py) share: where MNIST is,
+reading its IDX files, timing, peak memory and the JSON line per figure."""
+import gzip
+import json
+import os
+import resource
+import struct
+import time
+
+# $KILN_MNIST, else the workplace's copy beside the repository (bench/run.sh runs from
+# the repository's root).
+MNIST = os.environ.get("KILN_MNIST", os.path.join("..", "shared", "data", "mnist"))
+
+
+def emitter(impl):
+    """`emit(figure, value, unit, **extra)` printing one JSON line for `impl`."""
+    def emit(figure, value, unit, **extra):
+        print(json.dumps({"impl": impl, "figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True)
+    return emit
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best(repeats, body):
+    """The fastest of `repeats` runs of `body`, after one warm-up run."""
+    body()
+    fastest = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        body()
+        fastest = min(fastest, time.perf_counter() - t0)
+    return fastest
+
+
+def idx(name):
+    """An MNIST IDX file: its shape and its uint8 values as bytes."""
+    with gzip.open(os.path.join(MNIST, name), "rb") as f:
+        data = f.read()
+    rank = data[3]
+    shape = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
+    return shape, data[4 + 4 * rank:]
