@@ -41,3 +41,12 @@ def idx(name):
     rank = data[3]
     shape = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
     return shape, data[4 + 4 * rank:]
+
+
+def mlp_figures(emit, seconds, peak):
+    """The MLP's throughput against the sgemm peak, and its peak memory: the work of an
+    epoch of 60,000 rows (forward, and backward but for the first layer's input gradient)."""
+    macs = 784 * 512 + 512 * 512 + 512 * 10
+    gf = 60000 * 2 * (3 * macs - 784 * 512) / seconds / 1e9
+    emit("mlp_gflops_share_of_peak", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), peak_gflops=round(peak, 1))
+    emit("mlp_peak_rss", peak_rss_mib(), "MiB")

@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import sys
 import time
 
-from bench_common import best, emitter, peak_rss_mib
+from bench_common import best, emitter, mlp_figures, peak_rss_mib
 from bench_common import idx as read_idx
 
 import numpy as np
@@ -103,11 +103,8 @@ def mlp():
     emit("mlp_epoch_seconds", seconds, "s", rows=rows,
          note="784-512-512-10, batch 128, Adam, validation on the test images included, the faster of two epochs after a warm-up epoch",
          loss=loss)
-    macs = 784 * 512 + 512 * 512 + 512 * 10
-    gf = 60000 * 2 * (3 * macs - 784 * 512) / seconds / 1e9
     peak, _ = sgemm_peak()
-    emit("mlp_gflops_share_of_peak", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), peak_gflops=round(peak, 1))
-    emit("mlp_peak_rss", peak_rss_mib(), "MiB")
+    mlp_figures(emit, seconds, peak)
 
 
 def conv():

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from bench_common import best, emitter, peak_rss_mib
+from bench_common import best, emitter, mlp_figures, peak_rss_mib
 from bench_common import idx as read_idx
 
 import torch
@@ -130,11 +130,8 @@ def mlp():
     seconds, loss = train(model, images, labels, test_images, test_labels, 3)
     seconds *= 60000 / rows
     emit("mlp_epoch_seconds", seconds, "s", rows=rows, note="784-512-512-10, batch 128, Adam, validation on the test images included, the faster of two epochs after a warm-up epoch", loss=loss)
-    macs = 784 * 512 + 512 * 512 + 512 * 10
-    gf = 60000 * 2 * (3 * macs - 784 * 512) / seconds / 1e9
     peak = sgemm_peak()
-    emit("mlp_gflops_share_of_peak", gf / peak * 100, "% sgemm peak", gflops=round(gf, 1), peak_gflops=round(peak, 1))
-    emit("mlp_peak_rss", peak_rss_mib(), "MiB")
+    mlp_figures(emit, seconds, peak)
 
 
 def conv():
