@@ -18,14 +18,7 @@ public enum AtomicFile {
     private static let counterLock = NSLock()
 
     public static func write(_ bytes: [UInt8], to path: String) throws(WriteError) {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        counterLock.lock()
-        counter += 1
-        let serial = counter
-        counterLock.unlock()
-        let temp = "\(directory)/.\(base).tmp-\(getpid())-\(serial)"
+        let temp = tempPath(for: path)
         func reason() -> String { String(cString: strerror(errno)) }
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw WriteError(path: path, reason: "cannot create a temp file: \(reason())") }
@@ -45,6 +38,67 @@ public enum AtomicFile {
             unlink(temp)
             throw WriteError(path: path, reason: failure)
         }
+        syncDirectory(of: path)
+    }
+
+    /// Moves a complete, synced file to `path`: a rename, or across file systems a copy
+    /// to a temp file beside `path`, synced, then renamed. The directory is synced after.
+    public static func move(_ source: String, to path: String) throws(WriteError) {
+        func reason() -> String { String(cString: strerror(errno)) }
+        if rename(source, path) != 0 {
+            guard errno == EXDEV else { throw WriteError(path: path, reason: reason()) }
+            let temp = tempPath(for: path)
+            do { try copy(source, to: temp) } catch {
+                unlink(temp)
+                throw WriteError(path: path, reason: error.reason)
+            }
+            guard rename(temp, path) == 0 else {
+                let why = reason()
+                unlink(temp)
+                throw WriteError(path: path, reason: why)
+            }
+            unlink(source)
+        }
+        syncDirectory(of: path)
+    }
+
+    /// A byte copy in 1 MiB pieces, synced.
+    private static func copy(_ source: String, to target: String) throws(WriteError) {
+        func failure() -> WriteError { WriteError(path: target, reason: String(cString: strerror(errno))) }
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw failure() }
+        defer { close(input) }
+        let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw failure() }
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw failure() }
+            if n == 0 { break }
+            var done = 0
+            while done < n {
+                let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, n - done) }
+                if w < 0 { if errno == EINTR { continue }; throw failure() }
+                done += w
+            }
+        }
+        guard fsync(output) == 0 else { throw failure() }
+    }
+
+    private static func tempPath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        counterLock.lock()
+        counter += 1
+        let serial = counter
+        counterLock.unlock()
+        return "\(directory)/.\(base).tmp-\(getpid())-\(serial)"
+    }
+
+    private static func syncDirectory(of path: String) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }

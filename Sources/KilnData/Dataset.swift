@@ -25,8 +25,6 @@ public struct DataArray: Sendable {
         self.values = values
     }
 
-    public var rowCount: Int { shape[0] }
-    public var rowShape: [Int] { Array(shape.dropFirst()) }
     /// Number of values in one row.
     public var rowSize: Int { shape.dropFirst().reduce(1, *) }
 
@@ -67,6 +65,12 @@ public struct Dataset: Sendable {
     /// Checks that every field has at least one axis and that all fields have the same
     /// number of rows; the error names the first field that disagrees.
     public init(fields: [String: DataArray]) throws(DatasetError) {
+        try Dataset.checkRows(fields)
+        self.fields = fields
+    }
+
+    /// The check of `init` for arrays known by their shapes.
+    public static func checkRows<A: ShapedArray>(_ fields: [String: A]) throws(DatasetError) {
         let names = fields.keys.sorted()
         if let first = names.first {
             let expected = fields[first]!.rowCount
@@ -75,7 +79,6 @@ public struct Dataset: Sendable {
                     "has \(fields[name]!.rowCount) rows but field '\(first)' has \(expected); all fields must share axis 0")
             }
         }
-        self.fields = fields
     }
 
     /// Rows shared by all fields (0 for a dataset with no fields).

@@ -19,102 +19,138 @@ public enum NPY {
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
             throw DatasetError(field: name, "not a .npy array (missing \\x93NUMPY magic)")
         }
-        let major = bytes[6]
-        let headerLength: Int
-        let headerStart: Int
-        switch major {
-        case 1:
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
-            headerStart = 10
-        case 2, 3:
-            guard bytes.count >= 12 else { throw DatasetError(field: name, ".npy header is truncated") }
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
-            headerStart = 12
-        default:
-            throw DatasetError(field: name, "unsupported .npy format version \(major).\(bytes[7])")
+        guard let header = try Header.parse(bytes, name: name) else {
+            throw DatasetError(field: name, ".npy header is truncated")
         }
-        guard headerLength <= 1 << 20, bytes.count >= headerStart + headerLength else {
-            throw DatasetError(field: name, ".npy header is truncated (declares \(headerLength) bytes)")
+        let available = bytes.count - header.dataStart
+        guard available == header.dataBytes else {
+            throw DatasetError(field: name, "shape \(header.shape) of \(header.descr) needs \(header.dataBytes) bytes of data but the file holds \(available)")
         }
-        let headerText = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[headerStart..<(headerStart + headerLength)]),
-                                as: UTF8.self)
-        var headerParser = HeaderParser(text: headerText, name: name)
-        let header = try headerParser.parseDict()
-
-        guard case let .string(descr)? = header["descr"] else {
-            throw DatasetError(field: name, ".npy header lacks a 'descr' string (structured dtypes are not supported)")
-        }
-        guard case let .bool(fortran)? = header["fortran_order"] else {
-            throw DatasetError(field: name, ".npy header lacks 'fortran_order'")
-        }
-        guard case let .tuple(shape)? = header["shape"] else {
-            throw DatasetError(field: name, ".npy header lacks a 'shape' tuple")
-        }
-        if fortran {
-            throw DatasetError(field: name, "Fortran-order arrays are not supported; save a C-order array (np.ascontiguousarray)")
-        }
-        guard !shape.isEmpty else {
-            throw DatasetError(field: name, "0-dimensional array; a field needs a row axis")
-        }
-        guard let kind = ElementKind(descr: descr) else {
-            throw DatasetError(field: name, "unsupported dtype '\(descr)' (supported: float32, float64, int8/16/32/64, uint8/16/32/64, bool)")
-        }
-        var count = 1
-        for d in shape {
-            let (p, o) = count.multipliedReportingOverflow(by: d)
-            guard !o, p <= Int(Int32.max) else {
-                throw DatasetError(field: name, "shape \(shape) is too large")
-            }
-            count = p
-        }
-        let dataStart = headerStart + headerLength
-        let expected = count * kind.size
-        let available = bytes.count - dataStart
-        guard available == expected else {
-            throw DatasetError(field: name, "shape \(shape) of \(descr) needs \(expected) bytes of data but the file holds \(available)")
-        }
-        let data = UnsafeRawBufferPointer(rebasing: bytes[dataStart...])
+        let data = UnsafeRawBufferPointer(rebasing: bytes[header.dataStart...])
+        let count = header.count
         var failure: DatasetError?
         let values = [Float](unsafeUninitializedCapacity: count) { out, initialized in
-            failure = kind.convert(data, count: count, into: out.baseAddress!, name: name)
+            failure = header.kind.convert(data, count: count, into: out.baseAddress!, name: name)
             initialized = count
         }
         if let failure { throw failure }
-        let dtype: DType = kind.isFloat ? .float32 : kind.base == .unsigned && kind.size == 1 ? .uint8 : .int32
-        return DataArray(shape: shape, dtype: dtype, values: values)
+        return DataArray(shape: header.shape, dtype: header.dtype, values: values)
+    }
+
+    /// A .npy header, checked: C order, a row axis, a supported dtype, a size that fits.
+    struct Header {
+        var descr: String
+        var kind: ElementKind
+        var shape: [Int]
+        /// Where the data starts, counted from the magic.
+        var dataStart: Int
+        var count: Int
+        var dataBytes: Int { count * kind.size }
+        /// The dtype the values are kept as.
+        var dtype: DType { kind.isFloat ? .float32 : kind.base == .unsigned && kind.size == 1 ? .uint8 : .int32 }
+
+        /// The header at the start of `bytes`, or nil when more bytes are needed to read it.
+        static func parse(_ bytes: UnsafeRawBufferPointer, name: String) throws(DatasetError) -> Header? {
+            guard bytes.count >= 10 else { return nil }
+            guard Array(bytes[0..<6]) == NPY.magic else {
+                throw DatasetError(field: name, "not a .npy array (missing \\x93NUMPY magic)")
+            }
+            let major = bytes[6]
+            let headerLength: Int
+            let headerStart: Int
+            switch major {
+            case 1:
+                headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+                headerStart = 10
+            case 2, 3:
+                guard bytes.count >= 12 else { return nil }
+                headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+                headerStart = 12
+            default:
+                throw DatasetError(field: name, "unsupported .npy format version \(major).\(bytes[7])")
+            }
+            guard headerLength <= maxHeaderBytes else {
+                throw DatasetError(field: name, ".npy header is truncated (declares \(headerLength) bytes)")
+            }
+            guard bytes.count >= headerStart + headerLength else { return nil }
+            let headerText = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[headerStart..<(headerStart + headerLength)]),
+                                    as: UTF8.self)
+            var headerParser = HeaderParser(text: headerText, name: name)
+            let header = try headerParser.parseDict()
+
+            guard case let .string(descr)? = header["descr"] else {
+                throw DatasetError(field: name, ".npy header lacks a 'descr' string (structured dtypes are not supported)")
+            }
+            guard case let .bool(fortran)? = header["fortran_order"] else {
+                throw DatasetError(field: name, ".npy header lacks 'fortran_order'")
+            }
+            guard case let .tuple(shape)? = header["shape"] else {
+                throw DatasetError(field: name, ".npy header lacks a 'shape' tuple")
+            }
+            if fortran {
+                throw DatasetError(field: name, "Fortran-order arrays are not supported; save a C-order array (np.ascontiguousarray)")
+            }
+            guard !shape.isEmpty else {
+                throw DatasetError(field: name, "0-dimensional array; a field needs a row axis")
+            }
+            guard let kind = ElementKind(descr: descr) else {
+                throw DatasetError(field: name, "unsupported dtype '\(descr)' (supported: float32, float64, int8/16/32/64, uint8/16/32/64, bool)")
+            }
+            var count = 1
+            for d in shape {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard !o, p <= Int(Int32.max) else {
+                    throw DatasetError(field: name, "shape \(shape) is too large")
+                }
+                count = p
+            }
+            return Header(descr: descr, kind: kind, shape: shape, dataStart: headerStart + headerLength, count: count)
+        }
+
+        /// The longest header read (a real one is a few hundred bytes).
+        static let maxHeaderBytes = 1 << 20
     }
 
     /// Encodes `array` as a version 1.0 .npy file: '<f4' for float32, '<i4' for int32,
     /// '|u1' for uint8.
     public static func encode(_ array: DataArray) -> [UInt8] {
-        let descr = array.dtype == .float32 ? "<f4" : array.dtype == .uint8 ? "|u1" : "<i4"
-        let shapeText = array.shape.count == 1 ? "(\(array.shape[0]),)" : "(" + array.shape.map(String.init).joined(separator: ", ") + ")"
+        var out = encodedHeader(shape: array.shape, dtype: array.dtype)
+        let dataStart = out.count
+        out += [UInt8](repeating: 0, count: array.values.count * elementSize(array.dtype))
+        out.withUnsafeMutableBytes { raw in
+            array.values.withUnsafeBufferPointer { encodeValues($0, as: array.dtype, into: raw.baseAddress! + dataStart) }
+        }
+        return out
+    }
+
+    /// The bytes of one element as `encode` writes them.
+    static func elementSize(_ dtype: DType) -> Int { dtype == .uint8 ? 1 : 4 }
+
+    /// A version 1.0 header for `encode`'s dtypes, padded so the data starts at a multiple of 64.
+    static func encodedHeader(shape: [Int], dtype: DType) -> [UInt8] {
+        let descr = dtype == .float32 ? "<f4" : dtype == .uint8 ? "|u1" : "<i4"
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64.
         let unpadded = 10 + header.utf8.count + 1
         header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var out = magic + [1, 0]
         let n = header.utf8.count
-        out += [UInt8(n & 0xff), UInt8(n >> 8)]
-        out += Array(header.utf8)
-        let dataStart = out.count
-        out += [UInt8](repeating: 0, count: array.values.count * (array.dtype == .uint8 ? 1 : 4))
-        out.withUnsafeMutableBytes { raw in
-            let dst = raw.baseAddress! + dataStart
-            array.values.withUnsafeBufferPointer { src in
-                if array.dtype == .uint8 {
-                    for i in 0..<src.count { dst.storeBytes(of: UInt8(Swift.min(Swift.max(src[i].rounded(), 0), 255)), toByteOffset: i, as: UInt8.self) }
-                } else if array.dtype == .float32 {
-                    for i in 0..<src.count { dst.storeBytes(of: src[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
-                } else {
-                    for i in 0..<src.count {
-                        let v = Int32(exactly: src[i].rounded()) ?? (src[i] < 0 ? Int32.min : Int32.max)
-                        dst.storeBytes(of: v.littleEndian, toByteOffset: 4 * i, as: Int32.self)
-                    }
-                }
+        return magic + [1, 0, UInt8(n & 0xff), UInt8(n >> 8)] + Array(header.utf8)
+    }
+
+    /// Values in `dtype`'s little-endian form at `dst` (uint8 rounded and clamped; int32
+    /// rounded, saturating).
+    static func encodeValues(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawPointer) {
+        if dtype == .uint8 {
+            for i in 0..<src.count { dst.storeBytes(of: UInt8(Swift.min(Swift.max(src[i].rounded(), 0), 255)), toByteOffset: i, as: UInt8.self) }
+        } else if dtype == .float32 {
+            for i in 0..<src.count { dst.storeBytes(of: src[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        } else {
+            for i in 0..<src.count {
+                let v = Int32(exactly: src[i].rounded()) ?? (src[i] < 0 ? Int32.min : Int32.max)
+                dst.storeBytes(of: v.littleEndian, toByteOffset: 4 * i, as: Int32.self)
             }
         }
-        return out
     }
 }
 
@@ -147,14 +183,15 @@ struct ElementKind {
     }
 
     /// Converts `count` elements; returns an error for out-of-range or non-finite values.
-    func convert(_ data: UnsafeRawBufferPointer, count: Int, into dst: UnsafeMutablePointer<Float>, name: String) -> DatasetError? {
+    /// `first` is the index of the first element in the whole array, for error messages.
+    func convert(_ data: UnsafeRawBufferPointer, count: Int, into dst: UnsafeMutablePointer<Float>, name: String, first: Int = 0) -> DatasetError? {
         let p = data.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
         let be = bigEndian
         @inline(__always) func u16(_ i: Int) -> UInt16 { let v = p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self); return be ? UInt16(bigEndian: v) : UInt16(littleEndian: v) }
         @inline(__always) func u32(_ i: Int) -> UInt32 { let v = p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self); return be ? UInt32(bigEndian: v) : UInt32(littleEndian: v) }
         @inline(__always) func u64(_ i: Int) -> UInt64 { let v = p.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self); return be ? UInt64(bigEndian: v) : UInt64(littleEndian: v) }
         func outOfRange(_ i: Int, _ v: String) -> DatasetError {
-            DatasetError(field: name, "integer value \(v) at element \(i) does not fit in int32")
+            DatasetError(field: name, "integer value \(v) at element \(first + i) does not fit in int32")
         }
         switch (base, size) {
         case (.float, 4):
@@ -164,7 +201,7 @@ struct ElementKind {
                 dst[i] = f
                 if bad < 0 && !f.isFinite { bad = i }
             }
-            if bad >= 0 { return DatasetError(field: name, "non-finite value (NaN or infinity) at element \(bad)") }
+            if bad >= 0 { return DatasetError(field: name, "non-finite value (NaN or infinity) at element \(first + bad)") }
         case (.float, 8):
             var bad = -1
             for i in 0..<count {
@@ -172,7 +209,7 @@ struct ElementKind {
                 dst[i] = f
                 if bad < 0 && !f.isFinite { bad = i }
             }
-            if bad >= 0 { return DatasetError(field: name, "non-finite value (NaN, infinity, or beyond float32 range) at element \(bad)") }
+            if bad >= 0 { return DatasetError(field: name, "non-finite value (NaN, infinity, or beyond float32 range) at element \(first + bad)") }
         case (.signed, 1):
             let b = p.assumingMemoryBound(to: Int8.self)
             for i in 0..<count { dst[i] = Float(b[i]) }
@@ -182,7 +219,7 @@ struct ElementKind {
         case (.bool, 1):
             let b = p.assumingMemoryBound(to: UInt8.self)
             for i in 0..<count {
-                guard b[i] <= 1 else { return DatasetError(field: name, "bool element \(i) is neither 0 nor 1") }
+                guard b[i] <= 1 else { return DatasetError(field: name, "bool element \(first + i) is neither 0 nor 1") }
                 dst[i] = Float(b[i])
             }
         case (.signed, 2):

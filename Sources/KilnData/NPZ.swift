@@ -22,10 +22,21 @@ public enum NPZ {
 
     static func parse(_ z: UnsafeRawBufferPointer, maxOutputBytes: Int) throws(DatasetError) -> [String: DataArray] {
         let file = "npz archive"
-        func fail(_ why: String) -> DatasetError { DatasetError(field: file, why) }
-        let entries = try Zip.entries(z, archive: file)
         var fields = [String: DataArray]()
         var totalOut = 0
+        for (field, entry) in try arrayMembers(try Zip.entries(z, archive: file), archive: file) {
+            let member = try Zip.read(z, entry, field: field, archive: file, totalOut: &totalOut, maxOutputBytes: maxOutputBytes)
+            fields[field] = try NPY.parse(member, name: field)
+        }
+        return fields
+    }
+
+    /// The archive's `.npy` members in order, each with its field name (the member's base
+    /// name without `.npy`); directories are skipped, anything else is refused.
+    static func arrayMembers(_ entries: [Zip.Entry], archive file: String) throws(DatasetError) -> [(field: String, entry: Zip.Entry)] {
+        func fail(_ why: String) -> DatasetError { DatasetError(field: file, why) }
+        var members: [(field: String, entry: Zip.Entry)] = []
+        var seen = Set<String>()
         for entry in entries {
             if entry.name.hasSuffix("/") { continue } // directory
             guard entry.name.hasSuffix(".npy") else {
@@ -35,11 +46,10 @@ public enum NPZ {
             // Fields are named after the member's base name.
             if let slash = fieldName.lastIndex(of: "/") { fieldName = String(fieldName[fieldName.index(after: slash)...]) }
             guard !fieldName.isEmpty else { throw fail("member '\(entry.name)' has an empty name") }
-            guard fields[fieldName] == nil else { throw fail("duplicate member '\(entry.name)'") }
-            let member = try Zip.read(z, entry, field: fieldName, archive: file, totalOut: &totalOut, maxOutputBytes: maxOutputBytes)
-            fields[fieldName] = try NPY.parse(member, name: fieldName)
+            guard seen.insert(fieldName).inserted else { throw fail("duplicate member '\(entry.name)'") }
+            members.append((fieldName, entry))
         }
-        guard !fields.isEmpty else { throw fail("archive holds no .npy arrays") }
-        return fields
+        guard !members.isEmpty else { throw fail("archive holds no .npy arrays") }
+        return members
     }
 }

@@ -106,7 +106,27 @@ enum Zip {
     /// bytes read so far against `maxOutputBytes`. Errors name `field`.
     static func read(_ z: UnsafeRawBufferPointer, _ entry: Entry, field fieldName: String, archive file: String,
                      totalOut: inout Int, maxOutputBytes: Int) throws(DatasetError) -> [UInt8] {
-        func fail(_ why: String) -> DatasetError { DatasetError(field: file, why) }
+        var member = [UInt8]()
+        member.reserveCapacity(entry.size)
+        do {
+            try stream(z, entry, field: fieldName, archive: file, totalOut: &totalOut, maxOutputBytes: maxOutputBytes) { member.append(contentsOf: $0) }
+        } catch let error as DatasetError {
+            throw error
+        } catch {
+            preconditionFailure("appending to an array does not throw")
+        }
+        return member
+    }
+
+    /// One member's bytes handed to `sink` in pieces as they are inflated (never the
+    /// whole member at once), then checked against its size and CRC-32. The bounds are
+    /// checked from the central directory before anything is inflated: `totalOut` counts
+    /// the bytes of the members so far against `maxOutputBytes`, and a member past
+    /// `maxRatio` of its compressed size is refused; a member that inflates past its
+    /// declared size is cut off there. `release` is told which spans of `z` were read.
+    static func stream(_ z: UnsafeRawBufferPointer, _ entry: Entry, field fieldName: String, archive file: String,
+                       totalOut: inout Int, maxOutputBytes: Int, release: (Range<Int>) -> Void = { _ in },
+                       sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         func u16(_ o: Int) -> Int { Int(z[o]) | Int(z[o + 1]) << 8 }
         func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
         if entry.flags & 1 != 0 { throw DatasetError(field: fieldName, "member is encrypted") }
@@ -127,28 +147,93 @@ enum Zip {
             throw DatasetError.overLimit(fieldName, "member '\(entry.name)' would inflate \(entry.compressedSize) bytes to \(entry.size), more than \(Zip.maxRatio)× (refused as a decompression bomb)")
         }
         totalOut = sum
-        let raw = UnsafeRawBufferPointer(rebasing: z[dataStart..<(dataStart + entry.compressedSize)])
-        let member: [UInt8]
+        let raw = dataStart..<(dataStart + entry.compressedSize)
+        var crc = crc32(0, nil, 0)
+        var produced = 0
+        func emit(_ piece: UnsafeRawBufferPointer) throws {
+            guard !piece.isEmpty else { return }
+            crc = crc32(crc, piece.baseAddress!.assumingMemoryBound(to: UInt8.self), uInt(piece.count))
+            produced += piece.count
+            try sink(piece)
+        }
         switch entry.method {
         case 0:
             guard entry.compressedSize == entry.size else {
                 throw DatasetError(field: fieldName, "stored member sizes disagree (\(entry.compressedSize) vs \(entry.size))")
             }
-            member = Array(raw)
+            var at = raw.lowerBound
+            while at < raw.upperBound {
+                let end = Swift.min(raw.upperBound, at + pieceBytes)
+                try emit(UnsafeRawBufferPointer(rebasing: z[at..<end]))
+                release(at..<end)
+                at = end
+            }
         case 8:
-            member = try Gzip.inflateRaw(raw, expectedSize: entry.size, name: fieldName, maxOutputBytes: maxOutputBytes)
-            guard member.count == entry.size else {
-                throw DatasetError(field: fieldName, "member inflates to \(member.count) bytes, archive says \(entry.size)")
+            try inflate(UnsafeRawBufferPointer(rebasing: z[raw]), name: fieldName, limit: entry.size, release: { release(($0.lowerBound + raw.lowerBound)..<($0.upperBound + raw.lowerBound)) }, sink: emit)
+            guard produced == entry.size else {
+                throw DatasetError(field: fieldName, "member inflates to \(produced) bytes, archive says \(entry.size)")
             }
         default:
             throw DatasetError(field: fieldName, "unsupported zip compression method \(entry.method) (only stored and deflated)")
         }
-        let crc = member.withUnsafeBufferPointer { b in
-            UInt32(crc32(0, b.baseAddress, uInt(b.count)))
-        }
-        guard crc == entry.crc else {
+        guard UInt32(crc) == entry.crc else {
             throw DatasetError(field: fieldName, "CRC-32 mismatch (archive is corrupt)")
         }
-        return member
+    }
+
+    /// Bytes handed to a sink at a time.
+    static let pieceBytes = 1 << 20
+
+    /// Inflates a raw deflate stream into pieces of at most `pieceBytes`; more than
+    /// `limit` bytes of output is an error (the member's declared size).
+    private static func inflate(_ input: UnsafeRawBufferPointer, name: String, limit: Int, release: (Range<Int>) -> Void,
+                                sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var stream = z_stream()
+        guard kiln_inflateInit2(&stream, -15) == Z_OK else { throw DatasetError(field: name, "could not initialise zlib") }
+        defer { inflateEnd(&stream) }
+        guard let inBase = input.baseAddress, !input.isEmpty else { throw DatasetError(field: name, "truncated deflate stream (no data)") }
+        var out = [UInt8](repeating: 0, count: pieceBytes)
+        var consumed = 0, released = 0, produced = 0
+        while true {
+            let chunkIn = Swift.min(input.count - consumed, pieceBytes)
+            stream.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self) + consumed)
+            stream.avail_in = uInt(chunkIn)
+            let (status, made): (Int32, Int) = out.withUnsafeMutableBytes { buf in
+                stream.next_out = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                stream.avail_out = uInt(buf.count)
+                let s = CZlib.inflate(&stream, Z_NO_FLUSH)
+                return (s, buf.count - Int(stream.avail_out))
+            }
+            consumed += chunkIn - Int(stream.avail_in)
+            produced += made
+            guard produced <= limit else {
+                throw DatasetError(field: name, "member inflates to more than the \(limit) bytes the archive says")
+            }
+            if made > 0 { try out.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<made])) } }
+            if consumed - released >= 4 * pieceBytes {
+                release(released..<consumed)
+                released = consumed
+            }
+            switch status {
+            case Z_STREAM_END:
+                // Raw members carry their compressed size; extra bytes mean a corrupt archive.
+                guard consumed == input.count else { throw DatasetError(field: name, "unexpected data after the end of the deflate stream") }
+                release(released..<consumed)
+                return
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR:
+                if consumed < input.count || made > 0 { continue }
+                throw DatasetError(field: name, "truncated deflate stream")
+            case Z_DATA_ERROR:
+                let why = stream.msg.map { String(cString: $0) } ?? "invalid data"
+                throw DatasetError(field: name, "corrupt deflate stream (\(why))")
+            case Z_MEM_ERROR:
+                throw DatasetError(field: name, "out of memory while decompressing")
+            default:
+                let why = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
+                throw DatasetError(field: name, "corrupt deflate stream (\(why))")
+            }
+        }
     }
 }

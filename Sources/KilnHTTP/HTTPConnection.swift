@@ -64,6 +64,14 @@ final class HTTPConnection {
         self.loop = loop
         self.counted = counted
         parser = HTTPRequestParser(maxBodyBytes: loop.configuration.maxBodyBytes)
+        if let spool = loop.configuration.spool, let limitFor = loop.configuration.spooledBodyLimit {
+            parser.bodyDestination = { method, target throws(HTTPParseError) in
+                let path = HTTPRequest.percentDecode(HTTPRequest.splitTarget(target).path, plusIsSpace: false)
+                guard let limit = limitFor(method, path) else { return nil }
+                guard let file = try spool.makeFile(maxBytes: limit) else { throw .tooManyUploads }
+                return file
+            }
+        }
         let now = Socket.now()
         phaseStarted = now
         lastActivity = now
@@ -151,7 +159,8 @@ final class HTTPConnection {
             let parsed = loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             let newPhase: Phase = parser.isIdle ? .idle : parser.isReadingBody ? .body : .head
             let completedOne = parsed.contains { if case .request = $0 { return true } else { return false } }
-            if newPhase != phase || completedOne { phaseStarted = now }
+            // A spooled upload's deadline runs from its last progress.
+            if newPhase != phase || completedOne || parser.isSpoolingBody { phaseStarted = now }
             phase = newPhase
             events = parsed
             eventIndex = 0

@@ -33,6 +33,10 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
     case invalidChunkData
     case invalidTrailer
     case bodyTooLarge
+    /// A body being written to a file could not be (no space, or the spool is missing).
+    case bodyNotStored
+    /// As many bodies are being written to files as the spool allows.
+    case tooManyUploads
 
     public var status: Int {
         switch self {
@@ -41,6 +45,8 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
         case .unsupportedVersion: return 505
         case .headerTooLong, .tooManyHeaders, .headerBlockTooLarge: return 431
         case .bodyTooLarge: return 413
+        case .bodyNotStored: return 507
+        case .tooManyUploads: return 503
         default: return 400
         }
     }
@@ -51,6 +57,8 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
         case 413: return "payload_too_large"
         case 414: return "uri_too_long"
         case 431: return "headers_too_large"
+        case 503: return "too_many_uploads"
+        case 507: return "insufficient_storage"
         case 501: return "not_implemented"
         case 505: return "http_version_not_supported"
         default: return "bad_request"
@@ -89,11 +97,14 @@ public enum HTTPParseError: Error, Equatable, Sendable, CaseIterable {
         case .invalidChunkData: return "chunk data not followed by CRLF"
         case .invalidTrailer: return "invalid trailer field"
         case .bodyTooLarge: return "request body exceeds the size limit"
+        case .bodyNotStored: return "the request body could not be stored: the server is out of disk space"
+        case .tooManyUploads: return "too many large uploads are in progress; retry later"
         }
     }
 
     /// The error response, which always closes the connection.
     public var response: HTTPResponse {
-        .error(status, code: code, message: message, headers: ["Connection": "close"])
+        .error(status, code: code, message: message,
+               headers: self == .tooManyUploads ? ["Connection": "close", "Retry-After": "5"] : ["Connection": "close"])
     }
 }

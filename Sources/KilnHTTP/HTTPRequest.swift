@@ -11,6 +11,9 @@ public struct HTTPRequest {
     public var versionMinor: Int
     public var headers: HTTPHeaders
     public var body: [UInt8]
+    /// The body, when the server wrote it to a file as it arrived (routes that take large
+    /// uploads, `HTTPServerConfiguration.spooledBodyLimit`); `body` is empty then.
+    public var bodyFile: HTTPBodyFile?
     /// Filled by the `Router` from `:name` segments of the matched pattern.
     public var pathParameters: [String: String] = [:]
 

@@ -56,8 +56,14 @@ public struct HTTPRequestParser {
     private var lineBytes = 0
     private var blockBytes = 0
     private var body: [UInt8] = []
+    /// The body's file when this request's body is spooled rather than held.
+    private var bodyFile: HTTPBodyFile?
     private var chunkSize = 0
     private var chunkDigits = 0
+
+    /// Decides, once a request's head is complete and a body follows, whether the body
+    /// goes to a file (with that route's own limit) instead of memory. Unset: always memory.
+    public var bodyDestination: ((_ method: String, _ target: String) throws(HTTPParseError) -> HTTPBodyFile?)?
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -86,6 +92,9 @@ public struct HTTPRequestParser {
         }
     }
 
+    /// True while the body being received goes to a file.
+    public var isSpoolingBody: Bool { bodyFile != nil && isReadingBody }
+
     /// True once the parser has failed or finished a connection-closing request.
     public var isClosed: Bool {
         if case .closed = state { return true }
@@ -106,19 +115,23 @@ public struct HTTPRequestParser {
                 return events
             case let .body(remaining):
                 let take = min(remaining, count - index)
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)]))
+                if let error = appendBody(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)])) {
+                    fail(error, &events)
+                    return events
+                }
                 index += take
                 if take == remaining { complete(&events) } else { state = .body(remaining: remaining - take) }
             case let .chunkData(remaining):
                 let take = min(remaining, count - index)
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)]))
+                if let error = appendBody(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)])) {
+                    fail(error, &events)
+                    return events
+                }
                 index += take
                 state = take == remaining ? .chunkDataCR : .chunkData(remaining: remaining - take)
             default:
                 if let error = step(bytes[index], &events) {
-                    events.append(.failure(error))
-                    state = .closed
-                    reset()
+                    fail(error, &events)
                     return events
                 }
                 index += 1
@@ -126,6 +139,25 @@ public struct HTTPRequestParser {
         }
         return events
     }
+
+    private mutating func fail(_ error: HTTPParseError, _ events: inout [HTTPParserEvent]) {
+        events.append(.failure(error))
+        state = .closed
+        reset()
+    }
+
+    private mutating func appendBody(_ bytes: UnsafeRawBufferPointer) -> HTTPParseError? {
+        guard let bodyFile else {
+            body.append(contentsOf: bytes)
+            return nil
+        }
+        do { try bodyFile.append(bytes) } catch { return error }
+        return nil
+    }
+
+    /// The body's limit and length so far, wherever it goes.
+    private var bodyLimit: Int { bodyFile?.maxBytes ?? limits.maxBodyBytes }
+    private var bodyCount: Int { bodyFile?.size ?? body.count }
 }
 
 // MARK: - Byte steps
@@ -245,7 +277,7 @@ extension HTTPRequestParser {
                 blockBytes = 0
                 state = .trailerLineStart
             } else {
-                guard size <= limits.maxBodyBytes - body.count else { return .bodyTooLarge }
+                guard size <= bodyLimit - bodyCount else { return .bodyTooLarge }
                 state = .chunkData(remaining: size)
             }
         case .chunkDataCR:
@@ -317,6 +349,14 @@ extension HTTPRequestParser {
         let hasTransferEncoding = fields.contains("Transfer-Encoding")
         let lengths = fields.values(for: "Content-Length")
         var expectsBody = false
+        if hasTransferEncoding || lengths.contains(where: { HTTPRequestParser.parseContentLength($0).map { $0 > 0 } ?? false }),
+           let bodyDestination {
+            do {
+                bodyFile = try bodyDestination(String(decoding: method, as: UTF8.self), String(decoding: target, as: UTF8.self))
+            } catch {
+                return error
+            }
+        }
         if hasTransferEncoding {
             if versionMinor == 0 { return .transferEncodingInHTTP10 }
             if !lengths.isEmpty { return .contentLengthWithTransferEncoding }
@@ -337,9 +377,9 @@ extension HTTPRequestParser {
                 length = parsed
             }
             let bodyLength = length ?? 0
-            guard bodyLength <= limits.maxBodyBytes else { return .bodyTooLarge }
+            guard bodyLength <= bodyLimit else { return .bodyTooLarge }
             if bodyLength > 0 {
-                body.reserveCapacity(bodyLength)
+                if bodyFile == nil { body.reserveCapacity(bodyLength) }
                 state = .body(remaining: bodyLength)
                 expectsBody = true
             }
@@ -353,9 +393,11 @@ extension HTTPRequestParser {
     }
 
     private mutating func complete(_ events: inout [HTTPParserEvent]) {
-        let request = HTTPRequest(method: String(decoding: method, as: UTF8.self),
+        var request = HTTPRequest(method: String(decoding: method, as: UTF8.self),
                                   target: String(decoding: target, as: UTF8.self),
                                   headers: HTTPHeaders(headers), body: body, versionMinor: versionMinor)
+        bodyFile?.finishWriting()
+        request.bodyFile = bodyFile
         events.append(.request(request))
         state = request.keepAlive ? .start : .closed
         reset()
@@ -373,6 +415,7 @@ extension HTTPRequestParser {
         lineBytes = 0
         blockBytes = 0
         body = []
+        bodyFile = nil
         chunkSize = 0
         chunkDigits = 0
     }

@@ -6,6 +6,12 @@ public struct HTTPServerConfiguration {
     /// 0 picks a free port; read the chosen one from `HTTPServer.port`.
     public var port: Int = 8080
     public var maxBodyBytes: Int = 64 << 20
+    /// Routes whose bodies go to a file in `spool` as they arrive rather than into
+    /// memory, and each one's limit (method and decoded path in; nil: held in memory up
+    /// to `maxBodyBytes`). A spooled body's deadline is `bodyTimeout` without progress,
+    /// not for the whole body, since a large upload is slow on a slow link.
+    public var spooledBodyLimit: (@Sendable (_ method: String, _ path: String) -> Int?)?
+    public var spool: HTTPBodySpool?
     /// Open connections at most (clamped below the descriptor limit). When they run
     /// short, the longest-idle keep-alive connection is closed to make room; only when
     /// none is idle does a new client get a 503.

@@ -51,7 +51,7 @@ extension Service {
     }
 
     /// Adds a field to an uploaded dataset unless a queued or running job reads it.
-    func addField(to idOrName: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
+    func addField(to idOrName: String, field: String, train: StagedArray, test: StagedArray?) throws -> JSON {
         guard StoredName.isValid(idOrName), let record = datasets.record(idOrName), let id = record["id"]?.stringValue else {
             throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id or name '\(idOrName.prefix(64))'")
         }

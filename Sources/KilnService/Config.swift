@@ -40,8 +40,10 @@ public struct Config: Sendable {
     /// Which library runs matrix and convolution kernels: `auto` (the measured table),
     /// `openblas` or `onednn`; nil leaves `KILN_KERNELS` (or auto) in force.
     public var kernels: String?
-    /// What an upload may decompress to, in bytes (and no member past 200× its size).
+    /// What an upload may be, and decompress to, in bytes (and no member past 200× its size).
     public var maxDatasetBytes = 2 << 30
+    /// Dataset uploads received or being read at once; past it, 503 with Retry-After.
+    public var maxConcurrentUploads = 4
     /// HTTP connection limits and deadlines (seconds); see `HTTPServerConfiguration`.
     public var maxConnections = 16384
     public var maxConnectionsPerAddress = 0
@@ -90,6 +92,7 @@ public struct Config: Sendable {
             case "max_parameters": maxParameters = try int(value, key, path)
             case "max_predict_batch": maxPredictBatch = try int(value, key, path)
             case "max_dataset_bytes": maxDatasetBytes = try int(value, key, path)
+            case "max_concurrent_uploads": maxConcurrentUploads = try int(value, key, path)
             case "kernels":
                 let name = try string(value, key, path)
                 guard KernelPolicy(name: name) != nil else { throw ConfigError(message: "\(path): kernels must be auto, openblas or onednn, got '\(name)'") }
@@ -174,6 +177,7 @@ public struct Config: Sendable {
         guard (0...65535).contains(port) else { throw ConfigError(message: "port \(port) is out of range") }
         guard maxConcurrentJobs >= 1 else { throw ConfigError(message: "max_concurrent_jobs must be at least 1") }
         guard maxConnections >= 1 else { throw ConfigError(message: "max_connections must be at least 1") }
+        guard maxConcurrentUploads >= 1 else { throw ConfigError(message: "max_concurrent_uploads must be at least 1") }
         guard maxConnectionsPerAddress >= 0 else { throw ConfigError(message: "max_connections_per_address must be 0 (no limit) or more") }
         guard workerThreads >= 0 else { throw ConfigError(message: "worker_threads must be 0 (automatic) or more") }
         guard Log.Level(name: logLevel) != nil else {

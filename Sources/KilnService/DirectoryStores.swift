@@ -343,13 +343,15 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         return records.values.sorted { ($0["created_at"]?.stringValue ?? "") > ($1["created_at"]?.stringValue ?? "") }
     }
 
-    public func store(name: String?, train: [String: DataArray], test: [String: DataArray]) throws -> JSON {
+    public func store(name: String?, train: [String: StagedArray], test: [String: StagedArray]) throws -> JSON {
         let id = StoredName.newID("ds")
         let folder = "\(directory)/\(id)"
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            for (k, v) in train { try AtomicFile.write(NPY.encode(v), to: "\(folder)/\(k).npy") }
-            for (k, v) in test { try AtomicFile.write(NPY.encode(v), to: "\(folder)/test.\(k).npy") }
+            for (k, v) in train { try AtomicFile.move(v.path, to: "\(folder)/\(k).npy") }
+            for (k, v) in test { try AtomicFile.move(v.path, to: "\(folder)/test.\(k).npy") }
+            // The record goes last (and its write syncs the folder): a folder without one
+            // is removed at the next start.
             let json = DatasetRecord.make(id: id, name: name, train: train, test: test)
             try AtomicFile.write(json.serialized(pretty: true), to: "\(folder)/dataset.json")
             lock.lock()
@@ -374,7 +376,7 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         try removeTree(folder)
     }
 
-    public func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
+    public func addField(id: String, field: String, train: StagedArray, test: StagedArray?) throws -> JSON {
         guard StoredName.isValid(id), StoredName.isValid(field) else {
             throw ServiceError(.invalid, code: "invalid_name", "names must match [A-Za-z0-9_.-]{1,64}")
         }
@@ -383,12 +385,12 @@ public final class DirectoryDatasetStore: DatasetStore, @unchecked Sendable {
         lock.lock()
         let current = records[id]
         lock.unlock()
-        guard let current, let split = load(id) else { throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'") }
+        guard let current else { throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'") }
         let folder = "\(directory)/\(id)"
-        let json = try DatasetRecord.adding(field, train: train, test: test, to: split, record: current)
+        let json = try DatasetRecord.adding(field, train: train, test: test, record: current)
         do {
-            try AtomicFile.write(NPY.encode(train), to: "\(folder)/\(field).npy")
-            if split.test != nil, let test { try AtomicFile.write(NPY.encode(test), to: "\(folder)/test.\(field).npy") }
+            try AtomicFile.move(train.path, to: "\(folder)/\(field).npy")
+            if current["test"] != nil, let test { try AtomicFile.move(test.path, to: "\(folder)/test.\(field).npy") }
             try AtomicFile.write(json.serialized(pretty: true), to: "\(folder)/dataset.json")
         } catch {
             throw ServiceError(.insufficientStorage, code: "storage_error", "could not store the field: \(error)")
@@ -434,12 +436,7 @@ func removeTree(_ path: String) throws {
 /// The record of an uploaded dataset (`GET /datasets`), the one place its schema is
 /// read from.
 enum DatasetRecord {
-    static func make(id: String, name: String?, train: [String: DataArray], test: [String: DataArray]) -> JSON {
-        let describe = { (fields: [String: DataArray]) -> JSON in
-            .object(fields.keys.sorted().map { k in
-                (k, .object([("shape", JSON(fields[k]!.shape)), ("dtype", .string(fields[k]!.dtype.rawValue))]))
-            })
-        }
+    static func make<A: ShapedArray>(id: String, name: String?, train: [String: A], test: [String: A]) -> JSON {
         var record: [(String, JSON)] = [("id", .string(id)), ("name", name.map(JSON.string) ?? .null),
                                         ("rows", JSON(train.values.first?.shape.first ?? 0)),
                                         ("fields", describe(train)), ("created_at", .string(Job.dates.string(from: Date())))]
@@ -447,26 +444,40 @@ enum DatasetRecord {
         return .object(record)
     }
 
-    /// The record of `split` with one more field, checked: a new name, the dataset's
-    /// row count, and rows for the test split when it has one.
-    static func adding(_ field: String, train: DataArray, test: DataArray?, to split: DatasetSplits, record current: JSON) throws -> JSON {
+    /// Each field's shape and dtype, by name.
+    private static func describe<A: ShapedArray>(_ fields: [String: A]) -> JSON {
+        .object(fields.keys.sorted().map { k in (k, describe(fields[k]!)) })
+    }
+
+    private static func describe(_ array: some ShapedArray) -> JSON {
+        .object([("shape", JSON(array.shape)), ("dtype", .string(array.dtype.rawValue))])
+    }
+
+    /// The record with one more field, checked against the record alone (no array is
+    /// read): a new name, the dataset's row count, and rows for the test split when it
+    /// has one.
+    static func adding(_ field: String, train: some ShapedArray, test: (some ShapedArray)?, record current: JSON) throws -> JSON {
         let id = current["id"]?.stringValue ?? ""
-        guard split.train.fields[field] == nil else {
+        let fields = current["fields"]?.objectMembers ?? []
+        guard !fields.contains(where: { $0.0 == field }) else {
             throw ServiceError(.conflict, code: "field_exists", "dataset \(id) has a field '\(field)' already", path: "field")
         }
-        guard train.rowCount == split.train.rowCount else {
-            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(split.train.rowCount)", path: "field")
+        let rows = current["rows"]?.intValue ?? 0
+        guard train.rowCount == rows else {
+            throw ServiceError(.invalid, code: "invalid_dataset", "field '\(field)' has \(train.rowCount) rows but the dataset has \(rows)", path: "field")
         }
-        if let testSplit = split.test {
-            guard let test, test.rowCount == testSplit.rowCount else {
-                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testSplit.rowCount) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
+        func adding(_ array: some ShapedArray, to members: [(String, JSON)]) -> JSON {
+            .object((members + [(field, describe(array))]).sorted { $0.0 < $1.0 })
+        }
+        var record = current.setting("fields", to: adding(train, to: fields))
+        if let testFields = current["test"]?.objectMembers {
+            let testRows = testFields.first?.1["shape"]?.arrayValue?.first?.intValue ?? 0
+            guard let test, test.rowCount == testRows else {
+                throw ServiceError(.invalid, code: "invalid_dataset", "the dataset has a test split of \(testRows) rows: send them as the .npz member 'test.\(field)' or JSON 'test'", path: "test")
             }
+            record = record.setting("test", to: adding(test, to: testFields))
         }
-        var trainFields = split.train.fields, testFields = split.test?.fields ?? [:]
-        trainFields[field] = train
-        if split.test != nil, let test { testFields[field] = test }
-        return make(id: id, name: current["name"]?.stringValue, train: trainFields, test: testFields)
-            .setting("created_at", to: current["created_at"] ?? .null)
+        return record
     }
 
     /// Field row shapes (the shape without its first axis).

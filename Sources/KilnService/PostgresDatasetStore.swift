@@ -20,14 +20,14 @@ public final class PostgresDatasetStore: DatasetStore, @unchecked Sendable {
         "dataset/\(id)/\(test ? "test." : "")\(field)"
     }
 
-    public func store(name: String?, train: [String: DataArray], test: [String: DataArray]) throws -> JSON {
+    public func store(name: String?, train: [String: StagedArray], test: [String: StagedArray]) throws -> JSON {
         let id = StoredName.newID("ds")
         let record = DatasetRecord.make(id: id, name: name, train: train, test: test)
         try database.run {
             do {
                 try pool.transaction { c in
-                    for (field, array) in train { try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, bytes: NPY.encode(array)) }
-                    for (field, array) in test { try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, bytes: NPY.encode(array)) }
+                    for (field, array) in train { _ = try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, file: array.path) }
+                    for (field, array) in test { _ = try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, file: array.path) }
                     try c.query("INSERT INTO kiln_datasets (id, name, record) VALUES ($1, $2, $3)",
                                 [.text(id), name.map { .text($0) } ?? .null, .json(record)])
                 }
@@ -75,15 +75,15 @@ public final class PostgresDatasetStore: DatasetStore, @unchecked Sendable {
         } ?? nil
     }
 
-    public func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON {
-        guard let current = record(id), let split = load(id) else {
+    public func addField(id: String, field: String, train: StagedArray, test: StagedArray?) throws -> JSON {
+        guard let current = record(id) else {
             throw ServiceError(.notFound, code: "dataset_not_found", "no dataset with id '\(id)'")
         }
-        let record = try DatasetRecord.adding(field, train: train, test: test, to: split, record: current)
+        let record = try DatasetRecord.adding(field, train: train, test: test, record: current)
         try database.run {
             try pool.transaction { c in
-                try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, bytes: NPY.encode(train))
-                if split.test != nil, let test { try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, bytes: NPY.encode(test)) }
+                _ = try database.blobs.write(id: Self.blobID(id, field, test: false), on: c, file: train.path)
+                if current["test"] != nil, let test { _ = try database.blobs.write(id: Self.blobID(id, field, test: true), on: c, file: test.path) }
                 try c.query("UPDATE kiln_datasets SET record = $2 WHERE id = $1", [.text(id), .json(record)])
             }
         }

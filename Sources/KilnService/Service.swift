@@ -21,6 +21,11 @@ public final class Service: @unchecked Sendable {
     let predictor: Predictor
     let metrics = ServiceMetrics()
     let limits: ModelLimits
+    /// Dataset uploads are written here as they arrive, then staged here as the arrays
+    /// the stores keep (`<data>/spool`, emptied at start).
+    let spool: HTTPBodySpool
+    let stager: ArrayStager
+    var uploadLimits: Upload.Limits { Upload.Limits(maxBodyBytes: config.maxBodyBytes, maxDatasetBytes: config.maxDatasetBytes) }
     public let router = Router()
     private var server: HTTPServer?
     private var retentionTimer: DispatchSourceTimer?
@@ -34,6 +39,11 @@ public final class Service: @unchecked Sendable {
         self.config = config
         if let name = config.kernels, let policy = KernelPolicy(name: name) { Kernels.policy = policy }
         limits = ModelLimits(maxParameters: config.maxParameters)
+        let spoolDirectory = "\(config.dataDirectory)/spool"
+        stager = try ArrayStager(directory: spoolDirectory)
+        stager.removeLeftovers()
+        spool = HTTPBodySpool(directory: spoolDirectory, maxFiles: config.maxConcurrentUploads)
+        spool.removeLeftovers()
         let jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore
         if let url = config.databaseURL {
             let database = try PostgresDatabase(url: url)
@@ -71,6 +81,9 @@ public final class Service: @unchecked Sendable {
         http.host = config.host
         http.port = config.port
         http.maxBodyBytes = config.maxBodyBytes
+        http.spool = spool
+        let maxUpload = config.maxDatasetBytes
+        http.spooledBodyLimit = { method, path in DatasetsController.takesLargeBody(method, path) ? maxUpload : nil }
         http.maxConnections = config.maxConnections
         http.maxConnectionsPerAddress = config.maxConnectionsPerAddress
         http.headerTimeout = config.headerTimeout

@@ -117,8 +117,9 @@ public protocol ArtifactStore: AnyObject, Sendable {
 
 /// Datasets uploaded with `POST /datasets`.
 public protocol DatasetStore: AnyObject, Sendable {
-    /// Stores the arrays of an upload under an optional name; returns its record.
-    func store(name: String?, train: [String: DataArray], test: [String: DataArray]) throws -> JSON
+    /// Stores the staged arrays of an upload under an optional name (moving or copying
+    /// their files); returns its record.
+    func store(name: String?, train: [String: StagedArray], test: [String: StagedArray]) throws -> JSON
     var all: [JSON] { get }
     /// The dataset with this id, or the newest one with this name.
     func load(_ idOrName: String) -> DatasetSplits?
@@ -129,7 +130,7 @@ public protocol DatasetStore: AnyObject, Sendable {
     /// Removes the dataset with this id (its files and record).
     func remove(id: String) throws
     /// Adds a field (and its test-split rows) to the dataset with this id.
-    func addField(id: String, field: String, train: DataArray, test: DataArray?) throws -> JSON
+    func addField(id: String, field: String, train: StagedArray, test: StagedArray?) throws -> JSON
 }
 
 /// A problem of the stores or the service that the client should hear about, with
