@@ -66,6 +66,12 @@ class HTTPServerTestCase: XCTestCase {
             HTTPResponse(status: 200, headers: ["Content-Type": "application/octet-stream"], body: .bytes(request.body))
         }
         router.add("GET", "/jobs/:id") { request in .json(200, ["id": JSON(request.pathParameters["id"]!)]) }
+        // Echoes a spooled body as read back from its file, naming the file.
+        router.add("POST", "/upload") { request in
+            guard let file = request.bodyFile else { return .text(200, "in memory: \(request.body.count)") }
+            let bytes = FileManager.default.contents(atPath: file.path).map { [UInt8]($0) } ?? []
+            return HTTPResponse(status: 200, headers: ["X-Spool-Path": file.path, "X-Memory-Bytes": String(request.body.count)], body: .bytes(bytes))
+        }
         router.add("GET", "/crash") { _ in throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "/secret/path"]) }
         router.add("GET", "/big") { _ in HTTPResponse(status: 200, body: .bytes([UInt8](repeating: 65, count: 1 << 20))) }
         router.add("GET", "/block") { [release] _ in

@@ -10,7 +10,8 @@ class ServiceTestCase: XCTestCase {
     var service: Service!
     var client: HTTPTestClient!
 
-    func start(token: String? = nil, maxQueued: Int = 100, scope: AuthMiddleware.Scope = .writes, directory: String? = nil) throws {
+    func start(token: String? = nil, maxQueued: Int = 100, scope: AuthMiddleware.Scope = .writes, directory: String? = nil,
+               configure: (inout Config) -> Void = { _ in }) throws {
         temp = directory ?? NSTemporaryDirectory() + "kiln-service-\(UUID().uuidString)"
         var config = Config()
         config.authScope = scope
@@ -18,6 +19,7 @@ class ServiceTestCase: XCTestCase {
         config.dataDirectory = temp
         config.authToken = token
         config.maxQueuedJobs = maxQueued
+        configure(&config)
         service = try Service(config: config)
         try service.start()
         client = HTTPTestClient(port: service.port)
