@@ -455,6 +455,12 @@ paths:
                     items: {$ref: "#/components/schemas/Dataset"}
     post:
       summary: Upload a dataset as .npy (one field, named by ?field=), .npz, or JSON fields
+      description: >-
+        The body is written to disk as it arrives (up to max_dataset_bytes), and .npy and .npz
+        arrays are converted from there, so an upload of any size is never held in memory.
+        CSV, JSON, image archives and multipart forms are parsed in memory, up to max_body_bytes
+        (413 past it). At most max_concurrent_uploads are received at once; past it, 503 with
+        Retry-After.
       security: [{}, {bearer: []}]
       parameters:
         - {name: name, in: query, required: false, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
@@ -481,6 +487,7 @@ paths:
         "400": {$ref: "#/components/responses/Error"}
         "401": {$ref: "#/components/responses/Error"}
         "413": {$ref: "#/components/responses/Error"}
+        "503": {$ref: "#/components/responses/Error"}
         "507": {$ref: "#/components/responses/Error"}
   /datasets/{name}:
     parameters:
@@ -501,6 +508,42 @@ paths:
         "401": {$ref: "#/components/responses/Error"}
         "404": {$ref: "#/components/responses/Error"}
         "409": {$ref: "#/components/responses/Error"}
+  /datasets/{name}/fields/{field}:
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+      - {name: field, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+    put:
+      summary: Add a field to an uploaded dataset (its id, or the newest of that name)
+      description: >-
+        One array with the dataset's row count, as .npy, as .npz (with a test.<field> member
+        when the dataset has a test split) or as JSON {"fields": {...}, "test": {...}}; read
+        from disk like POST /datasets.
+      security: [{}, {bearer: []}]
+      requestBody:
+        required: true
+        content:
+          application/octet-stream:
+            schema: {type: string, format: binary}
+          application/json:
+            schema:
+              type: object
+              required: [fields]
+              properties:
+                fields: {type: object, additionalProperties: {}}
+                test: {type: object, additionalProperties: {}}
+      responses:
+        "200":
+          description: The dataset's record with the new field.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Dataset"}
+        "400": {$ref: "#/components/responses/Error"}
+        "401": {$ref: "#/components/responses/Error"}
+        "404": {$ref: "#/components/responses/Error"}
+        "409": {$ref: "#/components/responses/Error"}
+        "413": {$ref: "#/components/responses/Error"}
+        "503": {$ref: "#/components/responses/Error"}
+        "507": {$ref: "#/components/responses/Error"}
   /healthz:
     get:
       summary: Liveness, and readiness with a shared database
