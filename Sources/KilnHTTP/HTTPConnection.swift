@@ -159,8 +159,7 @@ final class HTTPConnection {
             let parsed = loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             let newPhase: Phase = parser.isIdle ? .idle : parser.isReadingBody ? .body : .head
             let completedOne = parsed.contains { if case .request = $0 { return true } else { return false } }
-            // A spooled upload's deadline runs from its last progress.
-            if newPhase != phase || completedOne || parser.isSpoolingBody { phaseStarted = now }
+            if newPhase != phase || completedOne { phaseStarted = now }
             phase = newPhase
             events = parsed
             eventIndex = 0
@@ -179,7 +178,11 @@ final class HTTPConnection {
             case let .request(request):
                 dispatch(request)
             case let .failure(error):
-                loop.count { $0.parseErrors += 1 }
+                switch error {
+                case .tooManyUploads: loop.count { $0.rejectedUploads += 1 }
+                case .bodyNotStored: loop.count { $0.uploadsNotStored += 1 }
+                default: loop.count { $0.parseErrors += 1 }
+                }
                 respondAndClose(error.response)
             }
         }
@@ -451,7 +454,10 @@ final class HTTPConnection {
                 timedOut()
             }
         case .body:
-            if now - phaseStarted > configuration.bodyTimeout {
+            // A large upload earns a second per `minUploadBytesPerSecond` received, so a
+            // slow link finishes while a client that trickles bytes is still cut off.
+            let earned = parser.spooledBodyBytes.map { Double($0) / Double(max(1, configuration.minUploadBytesPerSecond)) } ?? 0
+            if now - phaseStarted > configuration.bodyTimeout + earned {
                 loop.count { $0.bodyTimeouts += 1 }
                 timedOut()
             }

@@ -340,12 +340,15 @@ final class HTTPEventLoop: @unchecked Sendable {
         let timeouts = current.timeouts - previous.timeouts
         let evicted = current.evictedIdleConnections - previous.evictedIdleConnections
         let parseErrors = current.parseErrors - previous.parseErrors
-        guard refused + perAddress + acceptErrors + timeouts + evicted + parseErrors > 0 else { return }
-        let level: HTTPLogLevel = refused + perAddress + acceptErrors > 0 ? .warning : .info
+        let uploadsRefused = current.rejectedUploads - previous.rejectedUploads
+        let uploadsNotStored = current.uploadsNotStored - previous.uploadsNotStored
+        guard refused + perAddress + acceptErrors + timeouts + evicted + parseErrors + uploadsRefused + uploadsNotStored > 0 else { return }
+        let level: HTTPLogLevel = refused + perAddress + acceptErrors + uploadsRefused + uploadsNotStored > 0 ? .warning : .info
         let fields: [(String, JSON)] = [
             ("seconds", JSON(configuration.logSummaryInterval)), ("refused", JSON(refused)), ("refused_per_address", JSON(perAddress)),
             ("accept_errors", JSON(acceptErrors)), ("timeouts", JSON(timeouts)), ("evicted_idle", JSON(evicted)),
-            ("parse_errors", JSON(parseErrors)), ("open_connections", JSON(current.openConnections)),
+            ("parse_errors", JSON(parseErrors)), ("uploads_refused", JSON(uploadsRefused)),
+            ("uploads_not_stored", JSON(uploadsNotStored)), ("open_connections", JSON(current.openConnections)),
             ("open_streams", JSON(current.openStreams)),
         ]
         let server = self.server

@@ -92,8 +92,8 @@ public struct HTTPRequestParser {
         }
     }
 
-    /// True while the body being received goes to a file.
-    public var isSpoolingBody: Bool { bodyFile != nil && isReadingBody }
+    /// Bytes of the body being received that went to a file so far (nil: not spooling).
+    public var spooledBodyBytes: Int? { isReadingBody ? bodyFile?.size : nil }
 
     /// True once the parser has failed or finished a connection-closing request.
     public var isClosed: Bool {

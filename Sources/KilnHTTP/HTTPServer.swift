@@ -47,7 +47,9 @@ public final class HTTPServer: @unchecked Sendable {
         lock.lock()
         let loop = self.loop
         lock.unlock()
-        return loop?.statistics ?? HTTPServerStatistics()
+        var statistics = loop?.statistics ?? HTTPServerStatistics()
+        statistics.spooledBodies = configuration.spool?.openFiles ?? 0
+        return statistics
     }
 
     /// Raises the descriptor limit, binds, listens and starts the event loop.
@@ -175,6 +177,12 @@ public struct HTTPServerStatistics: Sendable, Equatable {
     public var parseErrors = 0
     /// accept() failures, such as running out of descriptors.
     public var acceptErrors = 0
+    /// Large uploads refused with a 503 because the spool was at `maxFiles`.
+    public var rejectedUploads = 0
+    /// Large uploads answered 507 because their file could not be written.
+    public var uploadsNotStored = 0
+    /// Large uploads being received or held by their request now (`HTTPBodySpool`).
+    public var spooledBodies = 0
 
     public init() {}
 

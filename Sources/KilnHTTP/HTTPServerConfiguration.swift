@@ -8,10 +8,13 @@ public struct HTTPServerConfiguration {
     public var maxBodyBytes: Int = 64 << 20
     /// Routes whose bodies go to a file in `spool` as they arrive rather than into
     /// memory, and each one's limit (method and decoded path in; nil: held in memory up
-    /// to `maxBodyBytes`). A spooled body's deadline is `bodyTimeout` without progress,
-    /// not for the whole body, since a large upload is slow on a slow link.
+    /// to `maxBodyBytes`).
     public var spooledBodyLimit: (@Sendable (_ method: String, _ path: String) -> Int?)?
     public var spool: HTTPBodySpool?
+    /// A spooled body's deadline is `bodyTimeout` plus one second per this many bytes
+    /// received (Apache mod_reqtimeout's MinRate): a large upload on a slow link
+    /// finishes, a client trickling bytes does not hold its spool slot.
+    public var minUploadBytesPerSecond = 64 << 10
     /// Open connections at most (clamped below the descriptor limit). When they run
     /// short, the longest-idle keep-alive connection is closed to make room; only when
     /// none is idle does a new client get a 503.

@@ -86,12 +86,15 @@ final class ServiceMetrics: @unchecked Sendable {
         out += "kiln_http_connections_rejected_total{reason=\"capacity\"} \(http.rejectedConnections)\n"
         out += "kiln_http_connections_rejected_total{reason=\"per_address\"} \(http.rejectedPerAddress)\n"
         out += "kiln_http_connections_rejected_total{reason=\"accept_error\"} \(http.acceptErrors)\n"
+        out += "kiln_http_connections_rejected_total{reason=\"uploads\"} \(http.rejectedUploads)\n"
         out += "# HELP kiln_http_idle_evictions_total Idle keep-alive connections closed to make room.\n# TYPE kiln_http_idle_evictions_total counter\nkiln_http_idle_evictions_total \(http.evictedIdleConnections)\n"
         out += "# HELP kiln_http_timeouts_total Connections closed at a deadline, by phase.\n# TYPE kiln_http_timeouts_total counter\n"
         for (phase, value) in [("header", http.headerTimeouts), ("body", http.bodyTimeouts), ("write", http.writeTimeouts), ("idle", http.idleTimeouts)] {
             out += "kiln_http_timeouts_total{phase=\"\(phase)\"} \(value)\n"
         }
         out += "# HELP kiln_http_parse_errors_total Requests rejected by the HTTP parser.\n# TYPE kiln_http_parse_errors_total counter\nkiln_http_parse_errors_total \(http.parseErrors)\n"
+        out += "# HELP kiln_http_spooled_uploads Dataset uploads being written to disk or read now.\n# TYPE kiln_http_spooled_uploads gauge\nkiln_http_spooled_uploads \(http.spooledBodies)\n"
+        out += "# HELP kiln_http_uploads_not_stored_total Dataset uploads answered 507: the disk refused their body.\n# TYPE kiln_http_uploads_not_stored_total counter\nkiln_http_uploads_not_stored_total \(http.uploadsNotStored)\n"
         return out
     }
 }

@@ -13,6 +13,8 @@ final class HTTPServerSpoolTests: HTTPServerTestCase {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         configuration.spool = HTTPBodySpool(directory: directory, maxFiles: 1)
         configuration.spooledBodyLimit = { method, path in method == "POST" && path == "/upload" ? 3 << 20 : nil }
+        configuration.bodyTimeout = 1
+        configuration.minUploadBytesPerSecond = 1 << 20
     }
 
     override func tearDown() {
@@ -73,6 +75,9 @@ final class HTTPServerSpoolTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { server.configuration.spool?.openFiles == 1 })
         let second = try XCTUnwrap(assertRejected("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789", 503))
         XCTAssertEqual(second.header("Retry-After"), "5")
+        XCTAssertEqual(server.statistics.rejectedUploads, 1)
+        XCTAssertEqual(server.statistics.spooledBodies, 1)
+        XCTAssertEqual(server.statistics.parseErrors, 0, "a refused upload is not a malformed request")
         // Small bodies of other routes are not counted.
         let echo = try RawHTTPClient(port: port)
         XCTAssertTrue(echo.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"))
@@ -91,5 +96,35 @@ final class HTTPServerSpoolTests: HTTPServerTestCase {
         XCTAssertTrue(eventually { spooled.count == 1 })
         client.closeConnection()
         XCTAssertTrue(eventually { spooled.isEmpty && server.configuration.spool?.openFiles == 0 })
+    }
+
+    func testAnUploadEarnsTimeByWhatItSendsAndATrickleIsCutOff() throws {
+        // 2 MiB in 512 KiB pieces over about 2 s: twice the 1 s body deadline, but each
+        // piece earns half a second at 1 MiB/s.
+        let client = try RawHTTPClient(port: port)
+        XCTAssertTrue(client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(2 << 20)\r\n\r\n"))
+        for _ in 0..<4 {
+            usleep(400_000)
+            XCTAssertTrue(client.send([UInt8](repeating: 1, count: 512 << 10)))
+        }
+        let finished = try client.readResponse()
+        XCTAssertEqual(finished.status, 200)
+        XCTAssertEqual(finished.body.count, 2 << 20)
+
+        // A few bytes now and then earn nothing worth having: 408 after about 1 s.
+        let trickle = try RawHTTPClient(port: port)
+        XCTAssertTrue(trickle.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"))
+        let started = Date()
+        var status = 0
+        while Date().timeIntervalSince(started) < 4 {
+            _ = trickle.send("abc")
+            if trickle.receiveMore(timeout: 0.2), let response = try? trickle.readResponse(timeout: 0.5) {
+                status = response.status
+                break
+            }
+        }
+        XCTAssertEqual(status, 408)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+        XCTAssertTrue(eventually { spooled.isEmpty })
     }
 }
