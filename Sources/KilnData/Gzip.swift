@@ -125,14 +125,8 @@ public enum Gzip {
                 // No progress possible: out of input (truncated) unless we merely need room.
                 if produced == out.count { continue }
                 throw DatasetError(field: name, "truncated \(format) stream")
-            case Z_DATA_ERROR:
-                let why = stream.msg.map { String(cString: $0) } ?? "invalid data"
-                throw DatasetError(field: name, "corrupt \(format) stream (\(why))")
-            case Z_MEM_ERROR:
-                throw DatasetError(field: name, "out of memory while decompressing")
             default:
-                let why = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
-                throw DatasetError(field: name, "corrupt \(format) stream (\(why))")
+                throw DatasetError.zlib(status, stream, name: name, format: format)
             }
         }
         if produced > maxOutputBytes {
@@ -149,5 +143,16 @@ extension DatasetError {
         var e = DatasetError(field: field, message)
         e.tooLarge = true
         return e
+    }
+
+    /// What a zlib status other than progress, end or "need more" means for the reader.
+    static func zlib(_ status: Int32, _ stream: z_stream, name: String?, format: String) -> DatasetError {
+        switch status {
+        case Z_MEM_ERROR:
+            return DatasetError(field: name, "out of memory while decompressing")
+        default:
+            let why = stream.msg.map { String(cString: $0) } ?? (status == Z_DATA_ERROR ? "invalid data" : "zlib error \(status)")
+            return DatasetError(field: name, "corrupt \(format) stream (\(why))")
+        }
     }
 }

@@ -225,14 +225,8 @@ enum Zip {
             case Z_BUF_ERROR:
                 if consumed < input.count || made > 0 { continue }
                 throw DatasetError(field: name, "truncated deflate stream")
-            case Z_DATA_ERROR:
-                let why = stream.msg.map { String(cString: $0) } ?? "invalid data"
-                throw DatasetError(field: name, "corrupt deflate stream (\(why))")
-            case Z_MEM_ERROR:
-                throw DatasetError(field: name, "out of memory while decompressing")
             default:
-                let why = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
-                throw DatasetError(field: name, "corrupt deflate stream (\(why))")
+                throw DatasetError.zlib(status, stream, name: name, format: "deflate")
             }
         }
     }
