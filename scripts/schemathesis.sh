@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 [ -x .venv-fuzz/bin/schemathesis ] || { python3 -m venv .venv-fuzz && .venv-fuzz/bin/pip install --quiet schemathesis; }
-swift build -c release --product kiln >/dev/null
+swift build -c release -Xswiftc -enable-testing --product kiln >/dev/null  # the flags of scripts/test.sh: nothing rebuilt
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .build/release/kiln serve --port "$port" --data-dir "$data" 2>"$data/server.log" &
