@@ -2,8 +2,8 @@ import Dispatch
 @testable import KilnTensor
 import XCTest
 
-/// The kernel seam: every library that can run here computes the same products and
-/// convolutions, checked against loops in Double on random shapes (every transpose,
+/// The kernel seam: every library that can run here computes the same products,
+/// convolutions and max pooling, checked against loops in Double on random shapes (every transpose,
 /// leading dimensions wider than the matrix, strides, paddings, dilations, batches
 /// large enough to be split over the cores).
 final class KernelPathTests: XCTestCase {
@@ -163,6 +163,88 @@ final class KernelPathTests: XCTestCase {
                     let expected = y.indices.map { Float(max(0, y[$0] + Double(b[flat: $0 % f]))) }
                     assertClose(fused.value, Tensor(shape: [n, oh, ow, f], values: expected), tolerance: 1e-4, "\(library) bias + relu \(label)")
                 }
+            }
+        }
+    }
+
+    typealias PoolCase = (input: [Int], pool: (Int, Int), strides: (Int, Int), same: Bool)
+
+    func randomPoolCases() -> [PoolCase] {
+        var rng = SeededGenerator(seed: 17)
+        var cases: [PoolCase] = []
+        while cases.count < 24 {
+            let input = [Int.random(in: 1...5, using: &rng), Int.random(in: 1...9, using: &rng), Int.random(in: 1...9, using: &rng), Int.random(in: 1...19, using: &rng)]
+            let pool = (Int.random(in: 1...4, using: &rng), Int.random(in: 1...4, using: &rng))
+            let strides = (Int.random(in: 1...3, using: &rng), Int.random(in: 1...3, using: &rng))
+            let same = Bool.random(using: &rng)
+            if same || (pool.0 <= input[1] && pool.1 <= input[2]) { cases.append((input, pool, strides, same)) }
+        }
+        // The convnet's two pooling layers at batches that are split over the cores.
+        cases.append(([16, 26, 26, 32], (2, 2), (2, 2), false))
+        cases.append(([24, 11, 11, 64], (2, 2), (2, 2), false))
+        cases.append(([9, 10, 10, 8], (3, 3), (2, 2), true))
+        return cases
+    }
+
+    /// Max pooling on every path against loops in Double: the forward maxima, and the
+    /// gradient sent to each window's winner (random values have no ties), on random
+    /// shapes, pool sizes, strides and paddings, and on batches split over the cores.
+    func testMaxPoolOnEveryPathMatchesDoubleForwardAndBackward() throws {
+        for (index, c) in randomPoolCases().enumerated() {
+            let (n, h, w, ch) = (c.input[0], c.input[1], c.input[2], c.input[3])
+            let (oh, pt) = window(h, c.pool.0, c.strides.0, 1, c.same)
+            let (ow, pl) = window(w, c.pool.1, c.strides.1, 1, c.same)
+            let x = randomTensor(c.input, seed: UInt64(index + 200)), g = randomTensor([n, oh, ow, ch], seed: UInt64(index + 300))
+            var y = [Double](repeating: 0, count: n * oh * ow * ch), dx = [Double](repeating: 0, count: x.count)
+            for s in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ci in 0..<ch {
+                var best = -Double.infinity, winner = -1
+                for ky in 0..<c.pool.0 { for kx in 0..<c.pool.1 {
+                    let iy = oy * c.strides.0 - pt + ky, ix = ox * c.strides.1 - pl + kx
+                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                    let xi = ((s * h + iy) * w + ix) * ch + ci
+                    if Double(x[flat: xi]) > best { best = Double(x[flat: xi]); winner = xi }
+                } }
+                let yi = ((s * oh + oy) * ow + ox) * ch + ci
+                y[yi] = best
+                dx[winner] += Double(g[flat: yi])
+            } } } }
+            let label = "case \(index) \(c.input) pool \(c.pool) strides \(c.strides) same \(c.same)"
+            for library in Kernels.availableLibraries {
+                try Kernels.with(.only(library)) {
+                    let xv = Variable(x, requiresGrad: true)
+                    let out = try xv.maxPool2d(poolSize: c.pool, strides: c.strides, padding: c.same ? .same : .valid)
+                    assertClose(out.value, Tensor(shape: [n, oh, ow, ch], values: y.map(Float.init)), tolerance: 0, "\(library) forward \(label)")
+                    out.backward(seed: g)
+                    assertClose(xv.grad ?? Tensor.zeros(c.input), Tensor(shape: c.input, values: dx.map(Float.init)), tolerance: 1e-6, "\(library) d input \(label)")
+                    // Inference (no gradient wanted) takes the same maxima.
+                    let inferred = try Variable(x).maxPool2d(poolSize: c.pool, strides: c.strides, padding: c.same ? .same : .valid)
+                    assertClose(inferred.value, out.value, tolerance: 0, "\(library) inference \(label)")
+                }
+            }
+        }
+    }
+
+    /// Both paths send a tied window's gradient to its first maximum in row-major order
+    /// (after relu, many windows are all zeros), and oneDNN really runs its primitive.
+    func testMaxPoolTiesAndThePrimitive() throws {
+        let g = WindowGeometry(batch: 1, height: 3, width: 3, channels: 2, kernelH: 2, kernelW: 2, strideH: 1, strideW: 1,
+                               dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, outH: 2, outW: 2)
+        if Kernels.oneDNNAvailable {
+            let pool = try XCTUnwrap(OneDNN.maxPool(g, batch: 1, training: true))
+            XCTAssertNotEqual(pool.forward.implementation, "?")
+            XCTAssertNotNil(pool.backwardPrimitive())
+        }
+        for library in Kernels.availableLibraries {
+            try Kernels.with(.only(library)) {
+                let x = Variable(Tensor(shape: [1, 3, 3, 2], values: [0, 1, 0, 5, 2, 5,
+                                                                     0, 5, 0, 1, 2, 0,
+                                                                     0, 0, 0, 0, 0, 0]), requiresGrad: true)
+                let y = try x.maxPool2d(poolSize: (2, 2), strides: (1, 1))
+                XCTAssertEqual(y.value.scalars, [0, 5, 2, 5, 0, 5, 2, 1], "\(library)")
+                y.backward(seed: Tensor(shape: [1, 2, 2, 2], values: [1, 10, 100, 1000, 10000, 100000, 1e6, 1e7]))
+                XCTAssertEqual(x.grad!.scalars, [1, 0, 0, 1010, 100, 0,
+                                                 10000, 100000, 0, 1e7, 1e6, 0,
+                                                 0, 0, 0, 0, 0, 0], "\(library)")
             }
         }
     }

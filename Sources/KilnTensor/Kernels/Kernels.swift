@@ -19,6 +19,9 @@ public enum KernelOp: String, CaseIterable, Sendable {
     case matmul
     /// conv2d forward and both backward passes (direct, or im2col + sgemm).
     case convolution
+    /// Max pooling forward and backward: oneDNN's pooling primitives, or Kiln's own loop
+    /// (which is what `.openblas` means for this op: no BLAS is involved).
+    case pooling
 }
 
 /// How the engine chooses a library per op.
@@ -59,7 +62,7 @@ public enum Kernels {
     /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
     /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet
     /// (docs/engine.md has the figures).
-    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn]
+    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn, .pooling: .onednn]
 
     static let state: Mutex<KernelPolicy> = {
         let raw = ProcessInfo.processInfo.environment["KILN_KERNELS"]
