@@ -99,7 +99,7 @@ public final class Optimizer {
             if chunks.count == 1 || total < 2 * Optimizer.chunk || Parallel.cores == 1 {
                 for c in chunks.indices { run(c) }
             } else {
-                DispatchQueue.concurrentPerform(iterations: chunks.count, execute: run)
+                Parallel.perform(chunks.count, run)
             }
         }
         var sums = [Double](repeating: 0, count: updates.count)
