@@ -19,6 +19,10 @@ public enum KernelOp: String, CaseIterable, Sendable {
     case matmul
     /// conv2d forward and both backward passes (direct, or im2col + sgemm).
     case convolution
+    /// conv2d_transpose forward and both backward passes: oneDNN's direct convolution
+    /// primitives with the roles of image and output swapped, or Kiln's im2col products
+    /// on the chosen sgemm.
+    case transposedConvolution
     /// Max pooling forward and backward: oneDNN's pooling primitives, or Kiln's own loop
     /// (which is what `.openblas` means for this op: no BLAS is involved).
     case pooling
@@ -62,7 +66,7 @@ public enum Kernels {
     /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
     /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet
     /// (docs/engine.md has the figures).
-    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn, .pooling: .onednn]
+    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn, .transposedConvolution: .onednn, .pooling: .onednn]
 
     static let state: Mutex<KernelPolicy> = {
         let raw = ProcessInfo.processInfo.environment["KILN_KERNELS"]
