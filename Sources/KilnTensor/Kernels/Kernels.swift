@@ -4,12 +4,14 @@ import Synchronization
 
 /// A kernel library behind the kernel seam.
 public enum KernelLibrary: String, CaseIterable, Sendable {
-    /// OpenBLAS `cblas_sgemm`, and im2col + sgemm for convolutions. Its kernels are the
-    /// ones the environment selects (`OPENBLAS_CORETYPE`), which Kiln never overrides.
+    /// OpenBLAS `cblas_sgemm`, im2col + sgemm for convolutions (plain and transposed),
+    /// and Kiln's own loop for max pooling. Its kernels are the ones the environment
+    /// selects (`OPENBLAS_CORETYPE`), which Kiln never overrides.
     case openblas
     /// oneDNN (Debian's `libdnnl`): `dnnl_sgemm`, matmul primitives with the bias and
-    /// relu as post-ops, and direct NHWC convolutions. It picks AVX-512 or AVX2 code by
-    /// CPUID, whatever the environment says about OpenBLAS.
+    /// relu as post-ops, direct NHWC convolutions (which also run the transposed ones)
+    /// and NHWC max pooling. It picks AVX-512 or AVX2 code by CPUID, whatever the
+    /// environment says about OpenBLAS.
     case onednn
 }
 
@@ -63,8 +65,10 @@ public enum KernelPolicy: Equatable, Sendable, CustomStringConvertible {
 public enum Kernels {
     /// The library per op under `.auto`, when oneDNN is available. On this project's
     /// machines (AVX-512, `OPENBLAS_CORETYPE=Haswell`), oneDNN's sgemm runs at about
-    /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
-    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet
+    /// twice OpenBLAS's rate on every training shape measured, its direct NHWC
+    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet and on
+    /// a decoder's stride-2 transposed convolution, and its pooling primitives take
+    /// about half the time of Kiln's loop on both of the convnet's pooling layers
     /// (docs/engine.md has the figures).
     public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn, .transposedConvolution: .onednn, .pooling: .onednn]
 
