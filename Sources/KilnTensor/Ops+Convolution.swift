@@ -102,10 +102,45 @@ extension Variable {
             padTop: padTop, padLeft: padLeft, outH: x[1], outW: x[2])
         let plan = ConvolutionPlan(geometry: geometry, columns: x[3], perSample: false)
         let input = value, w = kernel.value
+        if x[0] > 0 && Kernels.library(for: .transposedConvolution) == .onednn,
+           let direct = transposeDirect(kernel: kernel, plan: plan) {
+            return direct
+        }
         let y = plan.rowsToImage(input.reshaped([x[0] * x[1] * x[2], x[3]]), w)
         return Variable(y, op: "conv2d_transpose", parents: [self, kernel]) { g in
             if self.requiresGrad { self.accumulate(plan.imageToRows(g, w).rows.reshaped(x)) }
             if kernel.requiresGrad { kernel.accumulate(plan.kernelGradient(g, input.reshaped([x[0] * x[1] * x[2], x[3]]), kernelShape: k)) }
+        }
+    }
+
+    /// conv2d_transpose on oneDNN's direct NHWC primitives, nil when oneDNN has none for
+    /// this geometry. A transposed convolution is the backward-data pass of the
+    /// convolution `plan` describes (its image is the output here, its rows the input),
+    /// so it runs on that convolution's primitives: forward = backward data, the input
+    /// gradient = the forward pass over the output gradient, the kernel gradient =
+    /// backward weights with the roles of image and rows swapped. The backward passes
+    /// fall back to the im2col products if oneDNN has no primitive for them.
+    private func transposeDirect(kernel: Variable, plan: ConvolutionPlan) -> Variable? {
+        let g = plan.geometry, x = value, w = kernel.value, columns = plan.columns
+        guard let y = OneDNN.convolutionBackwardData(g, filters: columns, gradient: x.storage.pointer, kernel: w.storage.pointer,
+                                                      bias: false, relu: false) else { return nil }
+        let rows = x.reshaped([g.batch * g.positions, columns])
+        return Variable(y, op: "conv2d_transpose", parents: [self, kernel]) { grad in
+            let pg = grad.storage.pointer
+            if self.requiresGrad {
+                let dx = Tensor(uninitializedShape: x.shape)
+                let direct = OneDNN.convolutionForward(g, filters: columns, image: pg, kernel: w.storage.pointer,
+                                                       bias: nil, relu: false, output: dx.storage.pointer)
+                self.accumulate(direct ? dx : plan.imageToRows(grad, w).rows.reshaped(x.shape))
+            }
+            if kernel.requiresGrad {
+                let dk = OneDNN.convolutionBackwardWeights(g, filters: columns, image: pg, gradient: x.storage.pointer, bias: false, relu: false)
+                    ?? plan.kernelGradient(grad, rows, kernelShape: w.shape)
+                kernel.accumulate(dk)
+            }
+            withExtendedLifetime(grad) {}
+            withExtendedLifetime(x) {}
+            withExtendedLifetime(w) {}
         }
     }
 

@@ -1,9 +1,11 @@
 // MARK: - Pooling and upsampling on NHWC images
 
 extension Variable {
-    /// Maximum over each pool window; padded positions never win. The gradient goes to
-    /// the first maximum of each window (in row-major order), whose input index the
-    /// forward pass records (branch-free selects: which tap wins follows no pattern).
+    /// Maximum over each pool window; padded positions never win. On Kiln's loop the
+    /// gradient goes to the first maximum of each window (in row-major order), whose
+    /// input index the forward pass records (branch-free selects: which tap wins follows
+    /// no pattern); on oneDNN (`Kernels.library(for: .pooling)`) its primitive records
+    /// the winners in its workspace and scatters through them.
     /// - Parameters:
     ///   - strides: defaults to the pool size, as in Keras.
     /// - Throws: `TensorError` when the input is not [N,H,W,C], a valid window does not
@@ -13,38 +15,22 @@ extension Variable {
         guard value.count <= Int(Int32.max) else {
             throw TensorError(.invalidArgument, op: "max_pool2d", "the input has \(value.count) elements, more than 2³¹ − 1", shapes: [shape])
         }
-        let x = value, c = g.channels
-        let y = Tensor(uninitializedShape: [g.batch, g.outH, g.outW, c])
-        // Winner indices live in a tensor buffer of the same size (4-byte elements), so
-        // they come from the buffer pool like every other per-step array.
-        let winners = Tensor(uninitializedShape: y.shape)
-        let pw = UnsafeMutableRawPointer(winners.storage.pointer).bindMemory(to: Int32.self, capacity: winners.count)
-        let px = x.storage.pointer, py = y.storage.pointer
-        // Windows are never empty: same padding is smaller than the window.
-        g.forEachWindow { n, p, ys, ye, xs, xe in
-            let o = (n * g.positions + p) * c
-            let out = py + o, arg = pw + o
-            let first = ((n * g.height + ys) * g.width + xs) * c
-            for j in 0..<c { out[j] = px[first + j]; arg[j] = Int32(truncatingIfNeeded: first + j) }
-            for iy in ys..<ye {
-                for ix in xs..<xe where iy != ys || ix != xs {
-                    let base = ((n * g.height + iy) * g.width + ix) * c
-                    keepLarger(px + base, index: Int32(truncatingIfNeeded: base), out, arg, c)
-                }
+        let x = value
+        let y = Tensor(uninitializedShape: [g.batch, g.outH, g.outW, g.channels])
+        if Kernels.library(for: .pooling) == .onednn, y.count > 0,
+           let forward = OneDNN.maxPoolForward(g, image: x.storage.pointer, output: y.storage.pointer, training: requiresGrad) {
+            return Variable(y, op: "max_pool2d", parents: [self]) { grad in
+                // oneDNN scatters through the winners its forward pass recorded; without a
+                // backward primitive, Kiln's loop finds the same winners again.
+                let dx = OneDNN.maxPoolBackward(g, forward, gradient: grad.storage.pointer)
+                    ?? maxPoolScatter(g, winners: maxPoolWinners(g, x: x, y: Tensor(uninitializedShape: y.shape)), gradient: grad, inputShape: x.shape)
+                withExtendedLifetime(grad) {}
+                self.accumulate(dx)
             }
         }
-        let perSample = g.positions * c
+        let winners = maxPoolWinners(g, x: x, y: y)
         return Variable(y, op: "max_pool2d", parents: [self]) { grad in
-            let dx = Tensor(uninitializedShape: x.shape)
-            let pd = dx.storage.pointer, pg = grad.storage.pointer
-            let pw = UnsafeMutableRawPointer(winners.storage.pointer).assumingMemoryBound(to: Int32.self)
-            // In parallel over samples: a sample's winners lie in that sample's image,
-            // so overlapping windows only ever add on one core, which also zeroes it.
-            parallelChunks(g.batch, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(perSample, 1))) { samples in
-                (pd + samples.lowerBound * g.imageSize).update(repeating: 0, count: samples.count * g.imageSize)
-                for i in (samples.lowerBound * perSample)..<(samples.upperBound * perSample) { pd[Int(pw[i])] += pg[i] }
-            }
-            self.accumulate(dx)
+            self.accumulate(maxPoolScatter(g, winners: winners, gradient: grad, inputShape: x.shape))
         }
     }
 
@@ -161,6 +147,48 @@ private func keepLarger(_ src: UnsafePointer<Float>, index: Int32, _ out: Unsafe
         if src[j] > out[j] { out[j] = src[j]; arg[j] = index &+ Int32(truncatingIfNeeded: j) }
         j += 1
     }
+}
+
+/// Kiln's max pooling: writes each window's maximum into y and returns its winners'
+/// input indices (32-bit, in a tensor buffer of y's size, so they come from the buffer
+/// pool like every other per-step array).
+private func maxPoolWinners(_ g: WindowGeometry, x: Tensor, y: Tensor) -> Tensor {
+    let c = g.channels
+    let winners = Tensor(uninitializedShape: y.shape)
+    let pw = UnsafeMutableRawPointer(winners.storage.pointer).bindMemory(to: Int32.self, capacity: winners.count)
+    let px = x.storage.pointer, py = y.storage.pointer
+    // Windows are never empty: same padding is smaller than the window.
+    g.forEachWindow { n, p, ys, ye, xs, xe in
+        let o = (n * g.positions + p) * c
+        let out = py + o, arg = pw + o
+        let first = ((n * g.height + ys) * g.width + xs) * c
+        for j in 0..<c { out[j] = px[first + j]; arg[j] = Int32(truncatingIfNeeded: first + j) }
+        for iy in ys..<ye {
+            for ix in xs..<xe where iy != ys || ix != xs {
+                let base = ((n * g.height + iy) * g.width + ix) * c
+                keepLarger(px + base, index: Int32(truncatingIfNeeded: base), out, arg, c)
+            }
+        }
+    }
+    withExtendedLifetime(x) {}
+    return winners
+}
+
+/// d x from d y: each output's gradient added at its winner's index, in parallel over
+/// samples (a sample's winners lie in that sample's image, so overlapping windows only
+/// ever add on one core, which also zeroes it).
+private func maxPoolScatter(_ g: WindowGeometry, winners: Tensor, gradient: Tensor, inputShape: [Int]) -> Tensor {
+    let dx = Tensor(uninitializedShape: inputShape)
+    let pd = dx.storage.pointer, pg = gradient.storage.pointer
+    let pw = UnsafeMutableRawPointer(winners.storage.pointer).assumingMemoryBound(to: Int32.self)
+    let perSample = g.positions * g.channels
+    parallelChunks(g.batch, minimumChunk: Swift.max(1, (1 << 15) / Swift.max(perSample, 1))) { samples in
+        (pd + samples.lowerBound * g.imageSize).update(repeating: 0, count: samples.count * g.imageSize)
+        for i in (samples.lowerBound * perSample)..<(samples.upperBound * perSample) { pd[Int(pw[i])] += pg[i] }
+    }
+    withExtendedLifetime(winners) {}
+    withExtendedLifetime(gradient) {}
+    return dx
 }
 
 extension WindowGeometry {

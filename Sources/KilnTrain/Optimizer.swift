@@ -29,20 +29,34 @@ public final class Optimizer {
     /// Applies one step to every weight that has a gradient, then clears the gradients.
     /// Returns each weight's gradient L2 norm (before clipping), in the order given (0
     /// for a weight without a gradient): the update reads every gradient element once,
-    /// so the norms come from the same pass, which is split over the cores.
+    /// so the norms come from the same pass.
+    ///
+    /// Every weight is cut into the chunks `Parallel.sum` would cut it into, and all the
+    /// chunks of all the weights run in one dispatch over the cores (one per weight cost
+    /// a wake-up of the workers per tensor). Each chunk's Σ g² is kept apart and the
+    /// chunks of a weight are added in order, so the norms are those of a sweep per
+    /// weight, whichever core ran which chunk.
     @discardableResult
     public func step(_ weights: [(name: String, variable: Variable)]) -> [Double] {
         iterations += 1
         let t = Float(iterations)
         var norms = [Double](repeating: 0, count: weights.count)
+        // One update per weight with a gradient, the weight's index, and the chunks
+        // (update, range) of all of them.
+        var updates: [(Range<Int>) -> Double] = []
+        var owners: [Int] = []
+        var chunks: [(update: Int, range: Range<Int>)] = []
+        var gradients: [Tensor] = []
+        var total = 0
         for (index, (name, w)) in weights.enumerated() {
             guard let g = w.grad else { continue }
             w.grad = nil
             // With clipnorm, the norm is needed before the update; else the update's own
             // pass measures it.
             let measured = spec.clipnorm.map { _ in Optimizer.norm(g) }
+            // With clipping, the update sees g scaled; the norm reported is this one.
+            if let measured { norms[index] = Double(measured) }
             let scale: Float = measured.map { n in n > spec.clipnorm! ? spec.clipnorm! / n : 1 } ?? 1
-            let count = g.count
             let lr = learningRate
             let gp = g.storage.pointer
             let wp = w.value.withUnsafeMutableBufferPointer { $0.baseAddress! }
@@ -66,11 +80,32 @@ public final class Optimizer {
                 let rho = spec.rho, eps = spec.epsilon
                 update = { r in kiln_rmsprop(wp + r.lowerBound, v + r.lowerBound, gp + r.lowerBound, r.count, scale, lr, rho, eps) }
             }
-            let squares = Parallel.sum(count, minimumChunk: Optimizer.chunk, update)
-            // With clipping, the update saw g scaled; report the norm measured before.
-            norms[index] = measured.map(Double.init) ?? squares.squareRoot()
-            withExtendedLifetime(g) {}
+            let count = g.count
+            let parts = Parallel.chunkCount(count, minimumChunk: Optimizer.chunk)
+            let size = (count + parts - 1) / parts
+            for c in 0..<parts {
+                chunks.append((updates.count, (c * size)..<Swift.max(c * size, Swift.min(count, (c + 1) * size))))
+            }
+            updates.append(update)
+            owners.append(spec.clipnorm == nil ? index : -1)
+            gradients.append(g)
+            total += count
         }
+        // Σ g² per chunk, in chunk order.
+        var squares = [Double](repeating: 0, count: chunks.count)
+        squares.withUnsafeMutableBufferPointer { buffer in
+            let sp = buffer.baseAddress!
+            let run = { (c: Int) in sp[c] = updates[chunks[c].update](chunks[c].range) }
+            if chunks.count == 1 || total < 2 * Optimizer.chunk || Parallel.cores == 1 {
+                for c in chunks.indices { run(c) }
+            } else {
+                Parallel.perform(chunks.count, run)
+            }
+        }
+        var sums = [Double](repeating: 0, count: updates.count)
+        for (c, chunk) in chunks.enumerated() { sums[chunk.update] += squares[c] }
+        for (u, index) in owners.enumerated() where index >= 0 { norms[index] = sums[u].squareRoot() }
+        withExtendedLifetime(gradients) {}
         return norms
     }
 

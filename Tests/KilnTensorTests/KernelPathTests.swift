@@ -2,8 +2,8 @@ import Dispatch
 @testable import KilnTensor
 import XCTest
 
-/// The kernel seam: every library that can run here computes the same products and
-/// convolutions, checked against loops in Double on random shapes (every transpose,
+/// The kernel seam: every library that can run here computes the same products,
+/// convolutions, transposed convolutions and max pooling, checked against loops in Double on random shapes (every transpose,
 /// leading dimensions wider than the matrix, strides, paddings, dilations, batches
 /// large enough to be split over the cores).
 final class KernelPathTests: XCTestCase {
@@ -163,6 +163,163 @@ final class KernelPathTests: XCTestCase {
                     let expected = y.indices.map { Float(max(0, y[$0] + Double(b[flat: $0 % f]))) }
                     assertClose(fused.value, Tensor(shape: [n, oh, ow, f], values: expected), tolerance: 1e-4, "\(library) bias + relu \(label)")
                 }
+            }
+        }
+    }
+
+    /// conv2d_transpose on every path against loops in Double: forward, input gradient
+    /// and kernel gradient over random strides, paddings, output paddings and dilations,
+    /// and batches split over the cores.
+    func testConv2dTransposeOnEveryPathMatchesDoubleForwardAndBackward() throws {
+        var rng = SeededGenerator(seed: 19)
+        typealias Case = (input: [Int], kernel: [Int], strides: (Int, Int), dilation: (Int, Int), same: Bool, outputPadding: (Int, Int)?)
+        var cases: [Case] = (0..<18).map { _ in
+            let input = [Int.random(in: 1...4, using: &rng), Int.random(in: 1...7, using: &rng), Int.random(in: 1...7, using: &rng), Int.random(in: 1...6, using: &rng)]
+            let kernel = [Int.random(in: 1...4, using: &rng), Int.random(in: 1...4, using: &rng), Int.random(in: 1...6, using: &rng), input[3]]
+            let strides = (Int.random(in: 1...3, using: &rng), Int.random(in: 1...3, using: &rng))
+            let dilation = Bool.random(using: &rng) ? (1, 1) : (Int.random(in: 1...2, using: &rng), Int.random(in: 1...2, using: &rng))
+            let outputPadding = Bool.random(using: &rng) ? (Int.random(in: 0..<strides.0, using: &rng), Int.random(in: 0..<strides.1, using: &rng)) : nil
+            return (input, kernel, strides, dilation, Bool.random(using: &rng), outputPadding)
+        }
+        // A decoder's upsampling layer at a batch that is split over the cores.
+        cases.append(([8, 7, 7, 64], [3, 3, 32, 64], (2, 2), (1, 1), true, nil))
+        cases.append(([6, 14, 14, 32], [3, 3, 1, 32], (2, 2), (1, 1), true, nil))
+        for (index, c) in cases.enumerated() {
+            let (n, h, w, ch) = (c.input[0], c.input[1], c.input[2], c.input[3])
+            let (kh, kw, f) = (c.kernel[0], c.kernel[1], c.kernel[2])
+            // The output side and its padding before, as Keras computes them.
+            func axis(_ input: Int, _ kernel: Int, _ stride: Int, _ dilation: Int, _ extra: Int?) -> (Int, Int) {
+                let effective = (kernel - 1) * dilation + 1
+                let length = extra.map { (input - 1) * stride + effective - 2 * (c.same ? effective / 2 : 0) + $0 }
+                    ?? (c.same ? input * stride : input * stride + max(effective - stride, 0))
+                return (length, c.same ? max((input - 1) * stride + effective - length, 0) / 2 : 0)
+            }
+            let (oh, pt) = axis(h, kh, c.strides.0, c.dilation.0, c.outputPadding?.0)
+            let (ow, pl) = axis(w, kw, c.strides.1, c.dilation.1, c.outputPadding?.1)
+            guard oh >= 1, ow >= 1 else { continue }
+            let x = randomTensor(c.input, seed: UInt64(index + 400)), k = randomTensor(c.kernel, seed: UInt64(index + 440))
+            let g = randomTensor([n, oh, ow, f], seed: UInt64(index + 480))
+            var y = [Double](repeating: 0, count: n * oh * ow * f)
+            var dx = [Double](repeating: 0, count: x.count), dk = [Double](repeating: 0, count: k.count)
+            for s in 0..<n { for iy in 0..<h { for ix in 0..<w { for ky in 0..<kh { for kx in 0..<kw {
+                let oy = iy * c.strides.0 - pt + ky * c.dilation.0, ox = ix * c.strides.1 - pl + kx * c.dilation.1
+                guard oy >= 0, oy < oh, ox >= 0, ox < ow else { continue }
+                for ci in 0..<ch {
+                    let xi = ((s * h + iy) * w + ix) * ch + ci
+                    for o in 0..<f {
+                        let yi = ((s * oh + oy) * ow + ox) * f + o, ki = ((ky * kw + kx) * f + o) * ch + ci
+                        y[yi] += Double(x[flat: xi]) * Double(k[flat: ki])
+                        dx[xi] += Double(g[flat: yi]) * Double(k[flat: ki])
+                        dk[ki] += Double(g[flat: yi]) * Double(x[flat: xi])
+                    }
+                }
+            } } } } }
+            let label = "case \(index) \(c.input) kernel \(c.kernel) strides \(c.strides) dilation \(c.dilation) same \(c.same) output padding \(String(describing: c.outputPadding))"
+            for library in Kernels.availableLibraries {
+                try Kernels.with(.only(library)) {
+                    let xv = Variable(x, requiresGrad: true), kv = Variable(k, requiresGrad: true)
+                    let out = try xv.conv2dTranspose(kernel: kv, strides: c.strides, padding: c.same ? .same : .valid,
+                                                     outputPadding: c.outputPadding, dilation: c.dilation)
+                    assertClose(out.value, Tensor(shape: [n, oh, ow, f], values: y.map(Float.init)), tolerance: 1e-4, "\(library) forward \(label)")
+                    out.backward(seed: g)
+                    assertClose(xv.grad ?? Tensor.zeros(c.input), Tensor(shape: c.input, values: dx.map(Float.init)), tolerance: 1e-4, "\(library) d input \(label)")
+                    assertClose(kv.grad ?? Tensor.zeros(c.kernel), Tensor(shape: c.kernel, values: dk.map(Float.init)), tolerance: 1e-4, "\(library) d kernel \(label)")
+                }
+            }
+        }
+    }
+
+    /// The transposed convolution really runs on oneDNN's primitives (not its fallback)
+    /// for a decoder's upsampling geometry, valid and same.
+    func testConv2dTransposeTakesTheDirectPrimitives() throws {
+        try XCTSkipUnless(Kernels.oneDNNAvailable)
+        for padTop in [0, 1] {
+            let g = WindowGeometry(batch: 2, height: 14, width: 14, channels: 32, kernelH: 3, kernelW: 3, strideH: 2, strideW: 2,
+                                   dilationH: 1, dilationW: 1, padTop: padTop, padLeft: padTop, outH: 7, outW: 7)
+            let rows = randomTensor([2 * g.positions, 64], seed: 5), k = randomTensor([3, 3, 32, 64], seed: 6)
+            XCTAssertNotNil(OneDNN.convolutionBackwardData(g, filters: 64, gradient: rows.storage.pointer, kernel: k.storage.pointer, bias: false, relu: false), "pad \(padTop)")
+            withExtendedLifetime((rows, k)) {}
+        }
+    }
+
+    typealias PoolCase = (input: [Int], pool: (Int, Int), strides: (Int, Int), same: Bool)
+
+    func randomPoolCases() -> [PoolCase] {
+        var rng = SeededGenerator(seed: 17)
+        var cases: [PoolCase] = []
+        while cases.count < 24 {
+            let input = [Int.random(in: 1...5, using: &rng), Int.random(in: 1...9, using: &rng), Int.random(in: 1...9, using: &rng), Int.random(in: 1...19, using: &rng)]
+            let pool = (Int.random(in: 1...4, using: &rng), Int.random(in: 1...4, using: &rng))
+            let strides = (Int.random(in: 1...3, using: &rng), Int.random(in: 1...3, using: &rng))
+            let same = Bool.random(using: &rng)
+            if same || (pool.0 <= input[1] && pool.1 <= input[2]) { cases.append((input, pool, strides, same)) }
+        }
+        // The convnet's two pooling layers at batches that are split over the cores.
+        cases.append(([16, 26, 26, 32], (2, 2), (2, 2), false))
+        cases.append(([24, 11, 11, 64], (2, 2), (2, 2), false))
+        cases.append(([9, 10, 10, 8], (3, 3), (2, 2), true))
+        return cases
+    }
+
+    /// Max pooling on every path against loops in Double: the forward maxima, and the
+    /// gradient sent to each window's winner (random values have no ties), on random
+    /// shapes, pool sizes, strides and paddings, and on batches split over the cores.
+    func testMaxPoolOnEveryPathMatchesDoubleForwardAndBackward() throws {
+        for (index, c) in randomPoolCases().enumerated() {
+            let (n, h, w, ch) = (c.input[0], c.input[1], c.input[2], c.input[3])
+            let (oh, pt) = window(h, c.pool.0, c.strides.0, 1, c.same)
+            let (ow, pl) = window(w, c.pool.1, c.strides.1, 1, c.same)
+            let x = randomTensor(c.input, seed: UInt64(index + 200)), g = randomTensor([n, oh, ow, ch], seed: UInt64(index + 300))
+            var y = [Double](repeating: 0, count: n * oh * ow * ch), dx = [Double](repeating: 0, count: x.count)
+            for s in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ci in 0..<ch {
+                var best = -Double.infinity, winner = -1
+                for ky in 0..<c.pool.0 { for kx in 0..<c.pool.1 {
+                    let iy = oy * c.strides.0 - pt + ky, ix = ox * c.strides.1 - pl + kx
+                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                    let xi = ((s * h + iy) * w + ix) * ch + ci
+                    if Double(x[flat: xi]) > best { best = Double(x[flat: xi]); winner = xi }
+                } }
+                let yi = ((s * oh + oy) * ow + ox) * ch + ci
+                y[yi] = best
+                dx[winner] += Double(g[flat: yi])
+            } } } }
+            let label = "case \(index) \(c.input) pool \(c.pool) strides \(c.strides) same \(c.same)"
+            for library in Kernels.availableLibraries {
+                try Kernels.with(.only(library)) {
+                    let xv = Variable(x, requiresGrad: true)
+                    let out = try xv.maxPool2d(poolSize: c.pool, strides: c.strides, padding: c.same ? .same : .valid)
+                    assertClose(out.value, Tensor(shape: [n, oh, ow, ch], values: y.map(Float.init)), tolerance: 0, "\(library) forward \(label)")
+                    out.backward(seed: g)
+                    assertClose(xv.grad ?? Tensor.zeros(c.input), Tensor(shape: c.input, values: dx.map(Float.init)), tolerance: 1e-6, "\(library) d input \(label)")
+                    // Inference (no gradient wanted) takes the same maxima.
+                    let inferred = try Variable(x).maxPool2d(poolSize: c.pool, strides: c.strides, padding: c.same ? .same : .valid)
+                    assertClose(inferred.value, out.value, tolerance: 0, "\(library) inference \(label)")
+                }
+            }
+        }
+    }
+
+    /// Both paths send a tied window's gradient to its first maximum in row-major order
+    /// (after relu, many windows are all zeros), and oneDNN really runs its primitive.
+    func testMaxPoolTiesAndThePrimitive() throws {
+        let g = WindowGeometry(batch: 1, height: 3, width: 3, channels: 2, kernelH: 2, kernelW: 2, strideH: 1, strideW: 1,
+                               dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, outH: 2, outW: 2)
+        if Kernels.oneDNNAvailable {
+            let pool = try XCTUnwrap(OneDNN.maxPool(g, batch: 1, training: true))
+            XCTAssertNotEqual(pool.forward.implementation, "?")
+            XCTAssertNotNil(pool.backwardPrimitive())
+        }
+        for library in Kernels.availableLibraries {
+            try Kernels.with(.only(library)) {
+                let x = Variable(Tensor(shape: [1, 3, 3, 2], values: [0, 1, 0, 5, 2, 5,
+                                                                     0, 5, 0, 1, 2, 0,
+                                                                     0, 0, 0, 0, 0, 0]), requiresGrad: true)
+                let y = try x.maxPool2d(poolSize: (2, 2), strides: (1, 1))
+                XCTAssertEqual(y.value.scalars, [0, 5, 2, 5, 0, 5, 2, 1], "\(library)")
+                y.backward(seed: Tensor(shape: [1, 2, 2, 2], values: [1, 10, 100, 1000, 10000, 100000, 1e6, 1e7]))
+                XCTAssertEqual(x.grad!.scalars, [1, 0, 0, 1010, 100, 0,
+                                                 10000, 100000, 0, 1e7, 1e6, 0,
+                                                 0, 0, 0, 0, 0, 0], "\(library)")
             }
         }
     }

@@ -34,7 +34,7 @@ public enum BLAS {
             let parts = (k + size - 1) / size
             let partial = Tensor(uninitializedShape: [parts - 1, m * n])
             let pp = partial.storage.pointer
-            DispatchQueue.concurrentPerform(iterations: parts) { p in
+            Parallel.perform(parts) { p in
                 let start = p * size, depth = Swift.min(k, start + size) - start
                 let a0 = transposeA ? a + start * lda : a + start
                 let b0 = transposeB ? b + start : b + start * ldb
@@ -55,14 +55,14 @@ public enum BLAS {
             if m >= n {
                 let size = ((m + cores - 1) / cores + 15) / 16 * 16
                 let parts = (m + size - 1) / size
-                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                Parallel.perform(parts) { p in
                     let start = p * size, rows = Swift.min(m, start + size) - start
                     call(library, transposeA, transposeB, rows, n, k, alpha, transposeA ? a + start : a + start * lda, lda, b, ldb, beta, c + start * ldc, ldc)
                 }
             } else {
                 let size = ((n + cores - 1) / cores + 15) / 16 * 16
                 let parts = (n + size - 1) / size
-                DispatchQueue.concurrentPerform(iterations: parts) { p in
+                Parallel.perform(parts) { p in
                     let start = p * size, cols = Swift.min(n, start + size) - start
                     call(library, transposeA, transposeB, m, cols, k, alpha, a, lda, transposeB ? b + start * ldb : b + start, ldb, beta, c + start, ldc)
                 }

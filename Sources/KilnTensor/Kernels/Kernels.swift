@@ -4,12 +4,14 @@ import Synchronization
 
 /// A kernel library behind the kernel seam.
 public enum KernelLibrary: String, CaseIterable, Sendable {
-    /// OpenBLAS `cblas_sgemm`, and im2col + sgemm for convolutions. Its kernels are the
-    /// ones the environment selects (`OPENBLAS_CORETYPE`), which Kiln never overrides.
+    /// OpenBLAS `cblas_sgemm`, im2col + sgemm for convolutions (plain and transposed),
+    /// and Kiln's own loop for max pooling. Its kernels are the ones the environment
+    /// selects (`OPENBLAS_CORETYPE`), which Kiln never overrides.
     case openblas
     /// oneDNN (Debian's `libdnnl`): `dnnl_sgemm`, matmul primitives with the bias and
-    /// relu as post-ops, and direct NHWC convolutions. It picks AVX-512 or AVX2 code by
-    /// CPUID, whatever the environment says about OpenBLAS.
+    /// relu as post-ops, direct NHWC convolutions (which also run the transposed ones)
+    /// and NHWC max pooling. It picks AVX-512 or AVX2 code by CPUID, whatever the
+    /// environment says about OpenBLAS.
     case onednn
 }
 
@@ -19,6 +21,13 @@ public enum KernelOp: String, CaseIterable, Sendable {
     case matmul
     /// conv2d forward and both backward passes (direct, or im2col + sgemm).
     case convolution
+    /// conv2d_transpose forward and both backward passes: oneDNN's direct convolution
+    /// primitives with the roles of image and output swapped, or Kiln's im2col products
+    /// on the chosen sgemm.
+    case transposedConvolution
+    /// Max pooling forward and backward: oneDNN's pooling primitives, or Kiln's own loop
+    /// (which is what `.openblas` means for this op: no BLAS is involved).
+    case pooling
 }
 
 /// How the engine chooses a library per op.
@@ -56,10 +65,12 @@ public enum KernelPolicy: Equatable, Sendable, CustomStringConvertible {
 public enum Kernels {
     /// The library per op under `.auto`, when oneDNN is available. On this project's
     /// machines (AVX-512, `OPENBLAS_CORETYPE=Haswell`), oneDNN's sgemm runs at about
-    /// twice OpenBLAS's rate on every training shape measured, and its direct NHWC
-    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet
+    /// twice OpenBLAS's rate on every training shape measured, its direct NHWC
+    /// convolutions beat im2col + sgemm on both conv layers of the MNIST convnet and on
+    /// a decoder's stride-2 transposed convolution, and its pooling primitives take
+    /// about half the time of Kiln's loop on both of the convnet's pooling layers
     /// (docs/engine.md has the figures).
-    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn]
+    public static let table: [KernelOp: KernelLibrary] = [.matmul: .onednn, .convolution: .onednn, .transposedConvolution: .onednn, .pooling: .onednn]
 
     static let state: Mutex<KernelPolicy> = {
         let raw = ProcessInfo.processInfo.environment["KILN_KERNELS"]

@@ -16,6 +16,14 @@ public enum Parallel {
     @inline(__always)
     public static func run(_ count: Int, _ body: (Int) -> Void) {
         if count == 1 { body(0); return }
+        perform(count, body)
+    }
+
+    /// Calls `body(i)` for every i in `0..<count` concurrently, on the caller and Kiln's
+    /// workers (`WorkerPool`), or on Dispatch's when those are busy.
+    public static func perform(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if WorkerPool.shared.perform(count, body) { return }
         withoutActuallyEscaping(body) { body in DispatchQueue.concurrentPerform(iterations: count, execute: body) }
     }
 
@@ -44,12 +52,10 @@ public enum Parallel {
             return
         }
         let size = (count + chunks - 1) / chunks
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let start = c * size
-                let end = min(count, start + size)
-                body(c, start..<max(start, end))
-            }
+        perform(chunks) { c in
+            let start = c * size
+            let end = min(count, start + size)
+            body(c, start..<max(start, end))
         }
     }
 }

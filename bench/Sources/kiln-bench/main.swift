@@ -162,6 +162,39 @@ func kernels() throws {
              [("gflops", .number((gflops * 10).rounded() / 10)), ("ms", .number((t * 1e5).rounded() / 100)),
               ("kernels", .string(Kernels.library(for: .convolution).rawValue))] + (try perLibrary(10, step)))
     }
+    // A decoder's upsampling layer: conv2d_transpose 7×7×64 → 14×14×32, 3×3, stride 2,
+    // same, batch 128, forward and both gradients.
+    do {
+        let x = Variable(random([128, 7, 7, 64], seed: 11), requiresGrad: true)
+        let k = Variable(random([3, 3, 32, 64], seed: 12), requiresGrad: true)
+        let seed = Tensor(shape: [128, 14, 14, 32], repeating: 1)
+        let step = {
+            let y = try x.conv2dTranspose(kernel: k, strides: (2, 2), padding: .same)
+            y.backward(seed: seed)
+            x.grad = nil; k.grad = nil
+        }
+        let t = try best(20, step)
+        let flops = 3 * 2 * Double(128 * 49 * 9 * 32 * 64)
+        let gflops = flops / t / 1e9
+        emit("conv_transpose_64to32_3x3_s2_b128_fwd_bwd", gflops / peak * 100, "% sgemm peak",
+             [("gflops", .number((gflops * 10).rounded() / 10)), ("ms", .number((t * 1e5).rounded() / 100)),
+              ("kernels", .string(Kernels.library(for: .transposedConvolution).rawValue))] + (try perLibrary(20, step)))
+    }
+    // The convnet's two max-pooling layers (2×2, batch 128), forward and backward:
+    // oneDNN's pooling primitives against Kiln's own loop (the "openblas" time: pooling
+    // runs no BLAS).
+    for (name, shape) in [("maxpool_26x26x32_b128_fwd_bwd", [128, 26, 26, 32]), ("maxpool_11x11x64_b128_fwd_bwd", [128, 11, 11, 64])] {
+        let x = Variable(random(shape, seed: 10), requiresGrad: true)
+        let seed = Tensor(shape: [shape[0], shape[1] / 2, shape[2] / 2, shape[3]], repeating: 1)
+        let step = {
+            let y = try x.maxPool2d(poolSize: (2, 2))
+            y.backward(seed: seed)
+            x.grad = nil
+        }
+        let t = try best(50, step)
+        emit(name, t * 1e3, "ms", [("ms", .number((t * 1e5).rounded() / 100)), ("kernels", .string(Kernels.library(for: .pooling).rawValue)),
+                                   ("note", "openblas_ms is Kiln's own loop (no BLAS)")] + (try perLibrary(50, step)))
+    }
     // A large element-wise op: relu over 16M floats (64 MiB in, 64 MiB out).
     do {
         let count = 16 << 20
