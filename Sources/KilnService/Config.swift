@@ -44,6 +44,10 @@ public struct Config: Sendable {
     public var maxDatasetBytes = 2 << 30
     /// Dataset uploads received or being read at once; past it, 503 with Retry-After.
     public var maxConcurrentUploads = 4
+    /// The nice value of training threads (0–19): above 0, predictions and the HTTP
+    /// core take the cores first when both want them (DESIGN.md: predictions never
+    /// wait behind training).
+    public var trainingNice = 10
     /// HTTP connection limits and deadlines (seconds); see `HTTPServerConfiguration`.
     public var maxConnections = 16384
     public var maxConnectionsPerAddress = 0
@@ -93,6 +97,7 @@ public struct Config: Sendable {
             case "max_predict_batch": maxPredictBatch = try int(value, key, path)
             case "max_dataset_bytes": maxDatasetBytes = try int(value, key, path)
             case "max_concurrent_uploads": maxConcurrentUploads = try int(value, key, path)
+            case "training_nice": trainingNice = try int(value, key, path)
             case "kernels":
                 let name = try string(value, key, path)
                 guard KernelPolicy(name: name) != nil else { throw ConfigError(message: "\(path): kernels must be auto, openblas or onednn, got '\(name)'") }
@@ -152,7 +157,7 @@ public struct Config: Sendable {
         }
         let integers: [(String, WritableKeyPath<Config, Int>)] = [
             ("KILN_MAX_CONNECTIONS", \.maxConnections), ("KILN_MAX_CONNECTIONS_PER_ADDRESS", \.maxConnectionsPerAddress),
-            ("KILN_WORKER_THREADS", \.workerThreads),
+            ("KILN_WORKER_THREADS", \.workerThreads), ("KILN_TRAINING_NICE", \.trainingNice),
         ]
         for (name, key) in integers {
             guard let v = env[name] else { continue }
@@ -178,6 +183,7 @@ public struct Config: Sendable {
         guard maxConcurrentJobs >= 1 else { throw ConfigError(message: "max_concurrent_jobs must be at least 1") }
         guard maxConnections >= 1 else { throw ConfigError(message: "max_connections must be at least 1") }
         guard maxConcurrentUploads >= 1 else { throw ConfigError(message: "max_concurrent_uploads must be at least 1") }
+        guard (0...19).contains(trainingNice) else { throw ConfigError(message: "training_nice must be 0 (no change) to 19, got \(trainingNice)") }
         guard maxConnectionsPerAddress >= 0 else { throw ConfigError(message: "max_connections_per_address must be 0 (no limit) or more") }
         guard workerThreads >= 0 else { throw ConfigError(message: "worker_threads must be 0 (automatic) or more") }
         guard Log.Level(name: logLevel) != nil else {

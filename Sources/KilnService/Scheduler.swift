@@ -6,7 +6,7 @@ import KilnSpec
 import KilnTensor
 import KilnTrain
 
-/// Runs queued jobs on a Dispatch queue, at most `maxConcurrent` at once, taking each
+/// Runs queued jobs on threads of their own, at most `maxConcurrent` at once, taking each
 /// from the job store with `claim` (the oldest queued job first). Each epoch's
 /// checkpoint, then its metrics, go to the stores as it finishes, so a job interrupted
 /// by a crash resumes from its last checkpoint with each epoch recorded once.
@@ -23,7 +23,8 @@ public final class Scheduler: @unchecked Sendable {
     /// job over, so a node that cannot renew its claim for that long stops the run.
     let lease: Double
     let limits: ModelLimits
-    private let queue = DispatchQueue(label: "kiln.training", attributes: .concurrent)
+    /// The nice value of the threads that train (0: unchanged).
+    let trainingNice: Int
     private let lock = NSLock()
     /// Specs decoded when their job was posted, until the job starts: a job started in
     /// this process is never decoded again.
@@ -43,7 +44,8 @@ public final class Scheduler: @unchecked Sendable {
     let decoder: SpecDecoder
 
     init(jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore, decoder: SpecDecoder, catalog: DatasetCatalog, node: String,
-         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true, lease: Double = .infinity) {
+         maxConcurrent: Int, maxQueued: Int, limits: ModelLimits, trains: Bool = true, lease: Double = .infinity, trainingNice: Int = 0) {
+        self.trainingNice = trainingNice
         self.trains = trains
         self.lease = lease
         self.jobs = jobs
@@ -158,7 +160,8 @@ public final class Scheduler: @unchecked Sendable {
             running.insert(job.id)
             let spec = decoded.removeValue(forKey: job.id)
             lock.unlock()
-            queue.async { [self] in
+            let slot = Thread { [self] in
+                prepareTrainingThread()
                 // A job's completion may claim the next one in the same commit; this
                 // slot runs it.
                 var current: (job: Job, spec: JobSpec?)? = (job, spec)
@@ -181,7 +184,23 @@ public final class Scheduler: @unchecked Sendable {
                 }
                 pump()
             }
+            // The default stack of a Dispatch worker; a long recurrent graph recurses deeply.
+            slot.stackSize = 8 << 20
+            slot.start()
         }
+    }
+
+    /// Names the calling thread `kiln-training` (as `top -H` and /proc show it) and gives
+    /// it `trainingNice` (nice values are per thread on Linux), so that predictions and the
+    /// HTTP core get the cores first when both want them.
+    private func prepareTrainingThread() {
+        Thread.current.name = "kiln-training"
+        #if os(Linux)
+        guard trainingNice > 0 else { return }
+        if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Int32(trainingNice)) != 0 {
+            Log.warning("training_priority_unchanged", [("nice", JSON(trainingNice)), ("error", .string(String(cString: strerror(errno))))])
+        }
+        #endif
     }
 
     private func isCancelled(_ id: String) -> Bool {

@@ -64,7 +64,8 @@ public final class Service: @unchecked Sendable {
         scheduler = Scheduler(jobs: jobs, artifacts: artifacts, datasets: datasets, decoder: SpecDecoder(limits: limits, datasets: datasets),
                               catalog: catalog, node: config.nodeName,
                               maxConcurrent: config.maxConcurrentJobs, maxQueued: config.maxQueuedJobs, limits: limits,
-                              trains: config.role != .api, lease: config.databaseURL == nil ? .infinity : config.leaseSeconds)
+                              trains: config.role != .api, lease: config.databaseURL == nil ? .infinity : config.leaseSeconds,
+                              trainingNice: config.trainingNice)
         predictor = Predictor(jobs: jobs, artifacts: artifacts, limits: limits, maxBatch: config.maxPredictBatch)
         scheduler.onEpoch = { [metrics] samples, seconds in metrics.recordTraining(samples: samples, seconds: seconds) }
         scheduler.onChange = { [predictor] id in predictor.forget(id) }

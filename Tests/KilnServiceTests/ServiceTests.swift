@@ -276,6 +276,39 @@ final class ServiceTests: ServiceTestCase {
     }
 
     /// Log times read as ISO8601DateFormatter writes them (UTC, milliseconds).
+    /// Training threads run at `training_nice`, below the HTTP core and the predictions
+    /// (nice values are per thread on Linux).
+    func testTrainingRunsAtTheConfiguredNiceValue() throws {
+        try start { $0.trainingNice = 7 }
+        let posted = try client.json("POST", "/jobs", spec(epochs: 100_000, name: "long"))
+        let id = try XCTUnwrap(posted.json?["id"]?.stringValue)
+        /// The nice values of this process's threads named kiln-training.
+        func trainingNice() -> [Int] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap { tid -> Int? in
+                guard let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8),
+                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == "kiln-training",
+                      let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return nil }
+                // Fields after the command: state is field 3, nice field 19.
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 16 ? Int(fields[16]) : nil
+            }
+        }
+        // Services of earlier tests in this process may still be winding a job down at
+        // the default nice value; this service's thread is the one at 7.
+        var seen: [Int] = []
+        let deadline = Date().addingTimeInterval(20)
+        while !seen.contains(7) && Date() < deadline {
+            seen = trainingNice()
+            if !seen.contains(7) { usleep(20_000) }
+        }
+        XCTAssertEqual(seen.filter { $0 == 7 }.count, 1, "one training thread at nice 7, got \(seen)")
+        XCTAssertFalse(seen.contains(0), "no training thread at the default priority")
+        XCTAssertEqual(try client.json("DELETE", "/jobs/\(id)").status, 202)
+        XCTAssertEqual(try wait(id)["status"], "cancelled")
+    }
+
     func testLogTimeStampMatchesISO8601() {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
