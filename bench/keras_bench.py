@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import sys
 import time
 
-from bench_common import best, emitter, mlp_figures, peak_rss_mib
+from bench_common import best, conv_figures, emitter, mlp_figures
 from bench_common import idx as read_idx
 
 import numpy as np
@@ -124,11 +124,7 @@ def conv():
         keras.layers.Dense(10, activation="softmax"),
     ])
     seconds, loss = train(model, x, y, xt, yt)
-    note = "the Keras MNIST convnet, batch 128, Adam, validation on the test images included, the faster of two epochs after a warm-up epoch"
-    if rows < 60000:
-        note += f", on the first {rows} training images (and the same share of the test images), scaled to 60000"
-    emit("conv_epoch_seconds", seconds * 60000 / rows, "s", rows=rows, note=note, loss=loss)
-    emit("conv_peak_rss", peak_rss_mib(), "MiB")
+    conv_figures(emit, seconds, loss, rows)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from bench_common import best, emitter, mlp_figures, peak_rss_mib
+from bench_common import best, conv_figures, emitter, mlp_figures
 from bench_common import idx as read_idx
 
 import torch
@@ -144,11 +144,7 @@ def conv():
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))
     seconds, loss = train(model, images, labels, test_images, test_labels, 3)
-    note = "the Keras MNIST convnet, batch 128, Adam, validation on the test images included, the faster of two epochs after a warm-up epoch"
-    if rows < 60000:
-        note += f", on the first {rows} training images (and the same share of the test images), scaled to 60000"
-    emit("conv_epoch_seconds", seconds * 60000 / rows, "s", rows=rows, note=note, loss=loss)
-    emit("conv_peak_rss", peak_rss_mib(), "MiB")
+    conv_figures(emit, seconds, loss, rows)
 
 
 if __name__ == "__main__":
