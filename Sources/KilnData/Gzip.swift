@@ -36,17 +36,6 @@ public enum Gzip {
                            maxOutputBytes: maxOutputBytes, sizeHint: hint, multiMember: false)
     }
 
-    /// Inflates raw deflate data (zip method 8) whose size is known from the archive.
-    static func inflateRaw(_ bytes: UnsafeRawBufferPointer, expectedSize: Int, name: String?,
-                           maxOutputBytes: Int) throws(DatasetError) -> [UInt8] {
-        guard expectedSize <= maxOutputBytes else {
-            throw DatasetError.overLimit(name, "member size \(expectedSize) bytes exceeds the limit of \(maxOutputBytes) bytes")
-        }
-        let out = try inflate(bytes, windowBits: -15, name: name, format: "deflate",
-                              maxOutputBytes: expectedSize, sizeHint: max(expectedSize, 1), multiMember: false)
-        return out
-    }
-
     static func inflate(_ input: [UInt8], windowBits: Int32, name: String?, format: String,
                         maxOutputBytes: Int, sizeHint: Int, multiMember: Bool) throws(DatasetError) -> [UInt8] {
         let r: Result<[UInt8], DatasetError> = input.withUnsafeBytes { buf in
