@@ -19,24 +19,17 @@ public enum AtomicFile {
 
     public static func write(_ bytes: [UInt8], to path: String) throws(WriteError) {
         let temp = tempPath(for: path)
-        func reason() -> String { String(cString: strerror(errno)) }
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw WriteError(path: path, reason: "cannot create a temp file: \(reason())") }
-        var failure: String?
-        bytes.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; failure = reason(); return }
-                done += n
-            }
+        do {
+            let out = try OutputFile(path: temp)
+            try out.write(bytes)
+            try out.finish()
+        } catch {
+            throw WriteError(path: path, reason: error.reason)
         }
-        if failure == nil, fsync(fd) != 0 { failure = reason() }
-        if close(fd) != 0, failure == nil { failure = reason() }
-        if failure == nil, rename(temp, path) != 0 { failure = reason() }
-        if let failure {
+        guard rename(temp, path) == 0 else {
+            let why = FileIO.errorText()
             unlink(temp)
-            throw WriteError(path: path, reason: failure)
+            throw WriteError(path: path, reason: why)
         }
         syncDirectory(of: path)
     }
@@ -49,7 +42,6 @@ public enum AtomicFile {
             guard errno == EXDEV else { throw WriteError(path: path, reason: reason()) }
             let temp = tempPath(for: path)
             do { try copy(source, to: temp) } catch {
-                unlink(temp)
                 throw WriteError(path: path, reason: error.reason)
             }
             guard rename(temp, path) == 0 else {
@@ -64,26 +56,18 @@ public enum AtomicFile {
 
     /// A byte copy in 1 MiB pieces, synced.
     private static func copy(_ source: String, to target: String) throws(WriteError) {
-        func failure() -> WriteError { WriteError(path: target, reason: String(cString: strerror(errno))) }
         let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw failure() }
+        guard input >= 0 else { throw WriteError(path: source, reason: FileIO.errorText()) }
         defer { close(input) }
-        let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard output >= 0 else { throw failure() }
-        defer { close(output) }
+        let out = try OutputFile(path: target)
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw failure() }
+            if n < 0 { if errno == EINTR { continue }; throw WriteError(path: source, reason: FileIO.errorText()) }
             if n == 0 { break }
-            var done = 0
-            while done < n {
-                let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, n - done) }
-                if w < 0 { if errno == EINTR { continue }; throw failure() }
-                done += w
-            }
+            try out.write(buffer, count: n)
         }
-        guard fsync(output) == 0 else { throw failure() }
+        try out.finish()
     }
 
     private static func tempPath(for path: String) -> String {
@@ -117,5 +101,57 @@ public enum AtomicFile {
 
     public static func read(_ path: String) -> [UInt8]? {
         FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+    }
+}
+
+/// A new file written front to back, then synced and closed by `finish`. A file that was
+/// not finished, or whose finish failed, is removed. The one writer of whole files:
+/// `AtomicFile` writes its temp files with it, the upload stager its arrays.
+final class OutputFile {
+    let path: String
+    private var fd: Int32
+
+    init(path: String) throws(AtomicFile.WriteError) {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw AtomicFile.WriteError(path: path, reason: "cannot create the file: \(FileIO.errorText())") }
+    }
+
+    /// The first `count` bytes of `bytes` (all of them by default).
+    func write(_ bytes: [UInt8], count: Int? = nil) throws(AtomicFile.WriteError) {
+        let failure: AtomicFile.WriteError? = bytes.withUnsafeBytes { raw in
+            do throws(AtomicFile.WriteError) { try write(UnsafeRawBufferPointer(rebasing: raw[0..<(count ?? raw.count)])); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(AtomicFile.WriteError) {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AtomicFile.WriteError(path: path, reason: FileIO.errorText())
+            }
+            done += n
+        }
+    }
+
+    func finish() throws(AtomicFile.WriteError) {
+        let synced = fsync(fd) == 0
+        let reason = FileIO.errorText()
+        let closed = close(fd) == 0
+        fd = -1
+        guard synced && closed else {
+            unlink(path)
+            throw AtomicFile.WriteError(path: path, reason: reason)
+        }
+    }
+
+    deinit {
+        if fd >= 0 {
+            close(fd)
+            unlink(path)
+        }
     }
 }

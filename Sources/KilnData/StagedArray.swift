@@ -36,8 +36,8 @@ public final class StagedArray: ShapedArray, @unchecked Sendable {
     deinit { unlink(path) }
 }
 
-/// A disk problem while staging (no space, an unwritable directory): the server's fault,
-/// not the upload's.
+/// A spool that cannot be created, or a spooled body that cannot be mapped: the server's
+/// fault, not the upload's. (A write the disk refuses is an `AtomicFile.WriteError`.)
 public struct StagingError: Error, CustomStringConvertible, Sendable {
     public var description: String
 }
@@ -55,23 +55,13 @@ public final class ArrayStager: @unchecked Sendable {
         do { try FileIO.makeDirectories(directory) } catch { throw StagingError(description: error.description) }
     }
 
-    /// Removes what an earlier process left staged.
-    public func removeLeftovers() {
-        guard let dir = opendir(directory) else { return }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix("array-") { unlink("\(directory)/\(name)") }
-        }
-    }
-
     func newPath() -> String {
         let n = lock.locked { serial += 1; return serial }
         return "\(directory)/array-\(getpid())-\(n).npy"
     }
 
     /// A parsed array, written as the stores keep it.
-    /// - Throws: `StagingError`.
+    /// - Throws: `AtomicFile.WriteError`.
     public func stage(_ array: DataArray) throws -> StagedArray {
         let out = try OutputFile(path: newPath())
         try out.write(NPY.encodedHeader(shape: array.shape, dtype: array.dtype))
@@ -83,7 +73,7 @@ public final class ArrayStager: @unchecked Sendable {
             array.values.withUnsafeBufferPointer { src in
                 scratch.withUnsafeMutableBytes { NPY.encodeValues(UnsafeBufferPointer(rebasing: src[start..<(start + n)]), as: array.dtype, into: $0.baseAddress!) }
             }
-            try scratch.withUnsafeBytes { raw in try out.write(UnsafeRawBufferPointer(rebasing: raw[0..<(n * NPY.elementSize(array.dtype))])) }
+            try out.write(scratch, count: n * NPY.elementSize(array.dtype))
             start += n
         }
         try out.finish()
@@ -92,7 +82,7 @@ public final class ArrayStager: @unchecked Sendable {
 
     /// A `.npy` file's array, read in windows and converted as it goes; `release` is told
     /// each window once it is read (`MappedFile.release`).
-    /// - Throws: `DatasetError` for a malformed array, `StagingError` for the disk.
+    /// - Throws: `DatasetError` for a malformed array, `AtomicFile.WriteError` for the disk.
     public func stageNPY(_ bytes: UnsafeRawBufferPointer, release: (Range<Int>) -> Void = { _ in }, name: String) throws -> StagedArray {
         var stream = try NPYStream(name: name, output: OutputFile(path: newPath()))
         var offset = 0
@@ -112,7 +102,7 @@ public final class ArrayStager: @unchecked Sendable {
     /// named as `NPZ.parse` names them. `reshape` may give a member's array another shape
     /// of the same size, knowing all the field names (Keras's images gain a channel axis).
     /// - Throws: `DatasetError` for a malformed archive or member (`tooLarge` past the
-    ///   bounds of `Zip.read`), `StagingError` for the disk.
+    ///   bounds of `Zip.read`), `AtomicFile.WriteError` for the disk.
     public func stageNPZ(_ bytes: UnsafeRawBufferPointer, release: @escaping (Range<Int>) -> Void = { _ in }, maxOutputBytes: Int,
                          reshape: @escaping (_ fields: Set<String>, _ field: String, _ shape: [Int]) -> [Int] = { $2 }) throws -> [String: StagedArray] {
         let archive = "npz archive"
@@ -168,49 +158,6 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base { munmap(base, count) }
-    }
-}
-
-/// A new file written front to back, fsynced and closed by `finish`; removed if never finished.
-final class OutputFile {
-    let path: String
-    private var fd: Int32
-
-    init(path: String) throws(StagingError) {
-        self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StagingError(description: "cannot create \(path): \(FileIO.errorText())") }
-    }
-
-    func write(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try write($0) }
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws(StagingError) {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StagingError(description: "could not write the array: \(FileIO.errorText())")
-            }
-            done += n
-        }
-    }
-
-    func finish() throws(StagingError) {
-        let synced = fsync(fd) == 0
-        let reason = FileIO.errorText()
-        let closed = close(fd) == 0
-        fd = -1
-        guard synced && closed else { throw StagingError(description: "could not write the array: \(reason)") }
-    }
-
-    deinit {
-        if fd >= 0 {
-            close(fd)
-            unlink(path)
-        }
     }
 }
 
@@ -291,7 +238,7 @@ struct NPYStream {
         values.withUnsafeBufferPointer { src in
             encoded.withUnsafeMutableBytes { NPY.encodeValues(UnsafeBufferPointer(rebasing: src[0..<count]), as: header.dtype, into: $0.baseAddress!) }
         }
-        try encoded.withUnsafeBytes { raw in try output.write(UnsafeRawBufferPointer(rebasing: raw[0..<(count * size)])) }
+        try output.write(encoded, count: count * size)
         elements += count
     }
 

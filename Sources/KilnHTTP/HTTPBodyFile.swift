@@ -28,13 +28,6 @@ public final class HTTPBodySpool: @unchecked Sendable {
         return openCount
     }
 
-    /// Removes the temp files an earlier process left behind.
-    public func removeLeftovers() {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("body-") {
-            unlink("\(directory)/\(name)")
-        }
-    }
-
     /// A new empty body file, or nil when `maxFiles` are open already.
     func makeFile(maxBytes: Int) throws(HTTPParseError) -> HTTPBodyFile? {
         lock.lock()

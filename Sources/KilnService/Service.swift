@@ -40,10 +40,10 @@ public final class Service: @unchecked Sendable {
         if let name = config.kernels, let policy = KernelPolicy(name: name) { Kernels.policy = policy }
         limits = ModelLimits(maxParameters: config.maxParameters)
         let spoolDirectory = "\(config.dataDirectory)/spool"
+        // Bodies and arrays a killed process left there belong to no request any more.
+        try? FileManager.default.removeItem(atPath: spoolDirectory)
         stager = try ArrayStager(directory: spoolDirectory)
-        stager.removeLeftovers()
         spool = HTTPBodySpool(directory: spoolDirectory, maxFiles: config.maxConcurrentUploads)
-        spool.removeLeftovers()
         let jobs: JobStore, artifacts: ArtifactStore, datasets: DatasetStore
         if let url = config.databaseURL {
             let database = try PostgresDatabase(url: url)

@@ -81,8 +81,8 @@ struct Upload {
         } catch let e as DatasetError {
             if e.tooLarge { throw ServiceError(.tooLarge, code: "dataset_too_large", "\(upload.format): \(e.description)", path: e.field) }
             throw ServiceError(.invalid, code: "invalid_dataset", "read as \(upload.format): \(e.description)", path: e.field)
-        } catch let e as StagingError {
-            throw ServiceError(.insufficientStorage, code: "storage_error", "could not stage the upload: \(e.description)")
+        } catch where error is StagingError || error is AtomicFile.WriteError {
+            throw ServiceError(.insufficientStorage, code: "storage_error", "could not stage the upload: \(error)")
         }
         for field in Array(upload.train.keys) + Array(upload.test.keys) { try checkName(field, "fields.\(field)") }
         if let name = upload.name { try checkName(name, "name") }
